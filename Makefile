@@ -1,0 +1,46 @@
+# The README's two commands are `make demo` and `make test`; everything else is a helper.
+# Both set up the venv themselves and start (and stop again) the local Kafka + Redis
+# when KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are not given.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test unit integration bench stack-up stack-down schemas validate clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	stack/with-stack $(PY) -m orchestrator.cli demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -ra
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not integration"
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest -q -m integration
+
+bench: $(VENV)/.installed
+	stack/with-stack sh -c '$(PY) bench/bench_engine.py && $(PY) bench/bench_basket.py && $(PY) bench/bench_worker.py'
+
+validate: $(VENV)/.installed
+	$(VENV)/bin/orchestrator validate journeys/
+
+schemas: $(VENV)/.installed
+	$(VENV)/bin/orchestrator schemas
+
+stack-up:
+	stack/stack up
+
+stack-down:
+	stack/stack down
+
+clean:
+	stack/stack down || true
+	rm -rf $(VENV) .stack .orchestrator-data .pytest_cache

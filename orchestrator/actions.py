@@ -1,0 +1,140 @@
+"""What the pure engine asks the shell to do, and what the shell tells it back.
+
+``engine.step(state, message, journeys, now) -> (state, actions)`` returns a list of
+the :data:`Action` models below. The processor (``orchestrator/processor.py``)
+carries them out: each :class:`Send` is gated at the basket and the decision goes
+straight back into the engine as a :class:`GateOutcome`, so the journey (not the
+shell) decides what a capped send means (skip, fall back, defer).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.events import Channel
+from orchestrator.pressure.basket import CommType, Decision, GateRequest
+
+OnCapped = Literal["skip", "fallback", "defer"]
+
+
+class Send(BaseModel):
+    """The journey wants to contact the customer. Gated before it goes anywhere."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["send"] = "send"
+    send_id: str = Field(description="Deterministic: customer, journey, version, instance, step (+ channel on fallback, + attempt on retry).")
+    customer_id: str
+    journey_id: str
+    journey_version: int
+    instance_id: str
+    step_id: str
+    channel: Channel
+    template: str
+    comm_type: CommType
+    priority: int = Field(default=5, ge=1, le=10)
+    brand: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    timezone: str = "UTC"
+    on_capped: OnCapped = "skip"
+    fallback_channels: list[Channel] = Field(default_factory=list, description="Remaining channels to try on capped/suppressed when on_capped='fallback'.")
+
+    def gate_request(self, now: datetime) -> GateRequest:
+        return GateRequest(
+            send_id=self.send_id,
+            customer_id=self.customer_id,
+            comm_type=self.comm_type,
+            channel=self.channel,
+            brand=self.brand,
+            priority=self.priority,
+            timezone=self.timezone,
+            now=now,
+        )
+
+
+class ArmTimer(BaseModel):
+    """Arm a durable timer; when due the shell delivers a TimerFired with this id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["arm_timer"] = "arm_timer"
+    customer_id: str
+    timer_id: str = Field(description="Deterministic and unique per purpose, e.g. '<instance>:<step>:timeout'.")
+    due_at: datetime
+    purpose: str = Field(description="timeout | delay | window | deferred_send | ...")
+
+
+class CancelTimer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["cancel_timer"] = "cancel_timer"
+    customer_id: str
+    timer_id: str
+
+
+class ConsentChange(BaseModel):
+    """A consent event changes the basket's suppression lists."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["consent"] = "consent"
+    customer_id: str
+    channel: Channel | Literal["all"]
+    brand: str | None = None
+    subscribed: bool
+    at: datetime
+
+
+class Disposition(BaseModel):
+    """The final word on one gated send, published on the decisions topic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["disposition"] = "disposition"
+    send: Send
+    decision: Decision
+    result: Literal["approved", "capped", "suppressed", "deferred", "fallback", "cancelled"] = Field(
+        description="approved: goes out now; capped/suppressed: not sent (skip); deferred: retried at decision.retry_at; fallback: another channel is tried; cancelled: a deferred send dropped (calamity, goal, exit)."
+    )
+    note: str = ""
+
+
+class Trace(BaseModel):
+    """One observable thing that happened in a journey instance (simulate output, journey log topic, metrics)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["trace"] = "trace"
+    customer_id: str
+    journey_id: str
+    journey_version: int
+    instance_id: str
+    step_id: str | None = None
+    what: Literal[
+        "entered", "step", "branch", "split", "waiting", "matched", "timeout", "delayed", "resumed",
+        "send", "exited", "goal", "duplicate", "ignored",
+    ]
+    edge: str | None = Field(default=None, description="The step taken next (render counts customers per edge).")
+    detail: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+
+Action = Union[Send, ArmTimer, CancelTimer, ConsentChange, Disposition, Trace]
+
+
+class GateOutcome(BaseModel):
+    """Fed back into ``engine.step`` right after a Send was gated (same writer, same instant)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["gate"] = "gate"
+    customer_id: str
+    send: Send
+    decision: Decision
+
+    @property
+    def event_id(self) -> str:
+        return f"gate:{self.send.send_id}"
