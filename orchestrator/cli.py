@@ -1,0 +1,77 @@
+"""The ``orchestrator`` command.
+
+    orchestrator worker               run a worker (Faust), configured from ORCH_* / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL
+    orchestrator validate PATH...     check journey files and the pressure policy (file:line:col errors)
+    orchestrator simulate ...         replay an event file offline through the real engine
+    orchestrator render FILE          draw a journey as a Mermaid flowchart
+    orchestrator basket show C        a customer's contact-pressure basket in Redis
+    orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
+    orchestrator demo                 the README's main job: real journeys on the real local stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from orchestrator.runtime.worker import app
+
+    sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel]
+    app.main()  # Faust's own CLI: handles signals, graceful shutdown, exit code
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from orchestrator.schemas import write_schemas
+
+    drift = write_schemas(check=args.check)
+    for path in drift:
+        print(f"{path}: {'differs from the models' if args.check else 'written'}")
+    if args.check and drift:
+        print("run `orchestrator schemas` to regenerate", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from orchestrator.demo import run_demo
+
+    return run_demo(customers=args.customers, clock_speed=args.clock_speed, seconds=args.seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description="Event-streaming customer journey orchestrator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run a worker (Faust app); configure with ORCH_* environment variables")
+    worker.add_argument("-l", "--loglevel", default="info")
+    worker.set_defaults(func=_worker)
+
+    from orchestrator import designer_cli
+    from orchestrator.pressure import cli as basket_cli
+
+    designer_cli.register(sub)
+    basket_cli.register(sub)
+
+    schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas in schemas/ (--check: only report drift)")
+    schemas.add_argument("--check", action="store_true")
+    schemas.set_defaults(func=_schemas)
+
+    demo = sub.add_parser("demo", help="run the example journeys for a few hundred customers on a running Kafka + Redis")
+    demo.add_argument("--customers", type=int, default=300)
+    demo.add_argument("--clock-speed", type=float, default=3600.0, help="engine seconds per wall second (3600: 1 s = 1 h)")
+    demo.add_argument("--seconds", type=float, default=60.0, help="how long to let the worker run after publishing")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Worker configuration, read from the environment (pydantic-settings).
+
+Every setting is an environment variable ``ORCH_<NAME>``; the two that every
+Kafka/Redis tool already knows are also read under their usual names:
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.events import FAMILIES
+
+
+class Settings(BaseSettings):
+    """All knobs of a worker. See README "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
+
+    # --- Kafka ---
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("ORCH_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated host:port list.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL / SASL_SSL; system CAs when unset.")
+
+    # --- Redis ---
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("ORCH_REDIS_URL", "REDIS_URL"),
+        description="redis:// or rediss:// URL of the contact-pressure basket.",
+    )
+
+    # --- the app and its topics ---
+    app_id: str = Field(default="journey-orchestrator", description="Faust app id = Kafka consumer group and changelog topic prefix.")
+    topic_prefix: str = Field(default="orch", description="Every topic name starts with '<prefix>.'.")
+    partitions: int = Field(default=8, ge=1, description="Partitions of the internal customer topic and the state tables.")
+    replication_factor: int = Field(default=1, ge=1)
+    store: str = Field(default="rocksdict://", description="Faust table store: rocksdict:// (durable, local) or memory://")
+    data_dir: Path = Field(default=Path(".orchestrator-data"), description="Where Faust keeps local table stores.")
+    standby_replicas: int = Field(default=1, ge=0)
+
+    # --- journeys and policy ---
+    journeys_dir: Path = Field(default=Path("journeys"))
+    policy_file: Path | None = Field(default=None, description="Defaults to <journeys_dir>/pressure.yaml.")
+    reload_interval: float = Field(default=5.0, gt=0, description="Seconds between checks for changed journey files.")
+
+    # --- timers and clock ---
+    timer_tick: float = Field(default=0.2, gt=0, description="Seconds between checks of the due-timer heap.")
+    clock_speed: float = Field(
+        default=1.0, gt=0, description="Engine time runs this many times faster than wall time (demo only; 1 in production)."
+    )
+    clock_origin: float | None = Field(default=None, description="Epoch seconds where the sped-up clock starts; defaults to worker start.")
+
+    # --- observability ---
+    web_port: int = Field(default=6066, description="Faust web server: /metrics, /health, /ready.")
+    web_host: str = "127.0.0.1"
+    log_level: str = "info"
+
+    # --- resilience ---
+    retry_backoff_max: float = Field(default=10.0, gt=0, description="Max seconds between retries while Redis is unreachable.")
+
+    def topic(self, name: str) -> str:
+        """Full topic name for one of our topics (e.g. 'in.web', 'customer-events', 'sends')."""
+        return f"{self.topic_prefix}.{name}"
+
+    def inbound_topics(self) -> dict[str, str]:
+        """Inbound topic name -> event family."""
+        return {self.topic(f"in.{family}"): family for family in FAMILIES}
+
+    def resolved_policy_file(self) -> Path:
+        return self.policy_file or self.journeys_dir / "pressure.yaml"
+
+    def engine_now(self, wall: datetime, origin: float) -> datetime:
+        """The engine's 'now' for a wall-clock instant (identity unless clock_speed != 1)."""
+        if self.clock_speed == 1.0:
+            return wall
+        start = self.clock_origin if self.clock_origin is not None else origin
+        return datetime.fromtimestamp(start + (wall.timestamp() - start) * self.clock_speed, tz=timezone.utc)
+
+    def wall_delay(self, engine_seconds: float) -> float:
+        """Wall seconds until an engine-time delay has passed."""
+        return engine_seconds / self.clock_speed
