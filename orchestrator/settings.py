@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="orch", description="Every topic name starts with '<prefix>.'.")
     partitions: int = Field(default=8, ge=1, description="Partitions of the internal customer topic and the state tables.")
     replication_factor: int = Field(default=1, ge=1)
-    store: str = Field(default="rocksdict://", description="Faust table store: rocksdict:// (durable, local) or memory://")
+    store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// (durable, local; uses the rocksdict driver) or memory://")
     data_dir: Path = Field(default=Path(".orchestrator-data"), description="Where Faust keeps local table stores.")
     standby_replicas: int = Field(default=1, ge=0)
 

@@ -139,14 +139,14 @@ class Runtime:
             self.metrics.journey_reloads.labels("refused").inc()
             for err in errors:
                 log.error("journey reload refused: %s", err)
-            log.error("keeping the running journeys (%d versions)", self.journeys.version_count())
+            log.error("keeping the running journeys (%d versions)", len(self.journeys))
             return
         self.journeys, self.policy = journeys, policy
         if self._basket is not None:
             self._basket = RedisBasket(self.redis, policy)  # type: ignore[arg-type]
         self.metrics.journey_reloads.labels("ok").inc()
-        self.metrics.journeys_loaded.set(journeys.version_count())
-        log.info("journeys reloaded: %d versions live", journeys.version_count())
+        self.metrics.journeys_loaded.set(len(journeys))
+        log.info("journeys reloaded: %d versions live", len(journeys))
 
     def overdue(self) -> tuple[int, float]:
         oldest = self.heap.oldest_due()
@@ -161,7 +161,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
     journeys = journeys or load_journeys([settings.journeys_dir])
     policy = load_policy(settings.resolved_policy_file())
     rt = Runtime(settings, journeys, policy)
-    rt.metrics.journeys_loaded.set(journeys.version_count())
+    rt.metrics.journeys_loaded.set(len(journeys))
 
     app = faust.App(
         settings.app_id,
@@ -185,12 +185,16 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
 
     # --- topics ---
     inbound = settings.inbound_topics()
-    inbound_topic = app.topic(*inbound, key_type=bytes, value_type=bytes)
-    customer_topic = app.topic(settings.topic("customer-events"), partitions=settings.partitions, key_type=bytes, value_type=bytes)
-    sends_topic = app.topic(settings.topic("sends"), key_type=bytes, value_type=bytes)
-    decisions_topic = app.topic(settings.topic("decisions"), key_type=bytes, value_type=bytes)
-    log_topic = app.topic(settings.topic("journey-log"), key_type=bytes, value_type=bytes)
-    dlq_topic = app.topic(settings.topic("dead-letter"), key_type=bytes, value_type=bytes)
+    # internal=True: the worker creates a missing topic itself (with `partitions`) at start-up.
+    def topic(*names: str) -> faust.TopicT:
+        return app.topic(*names, key_type=bytes, value_type=bytes, partitions=settings.partitions, internal=True)
+
+    inbound_topic = topic(*inbound)
+    customer_topic = topic(settings.topic("customer-events"))
+    sends_topic = topic(settings.topic("sends"))
+    decisions_topic = topic(settings.topic("decisions"))
+    log_topic = topic(settings.topic("journey-log"))
+    dlq_topic = topic(settings.topic("dead-letter"))
 
     # --- tables (co-partitioned with customer_topic, changelogged) ---
     state_table = app.Table("customer-state", default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
@@ -311,7 +315,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
 
     @app.page("/metrics")
     async def metrics_page(self: View, request: Request) -> Response:
-        return self.bytes(generate_latest(rt.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return self.bytes(generate_latest(rt.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
@@ -325,7 +329,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
             redis_ok = bool(await rt.redis.ping())  # type: ignore[union-attr]
         except REDIS_ERRORS:
             redis_ok = False
-        body = {"recovered": recovered, "redis": redis_ok, "journeys": rt.journeys.version_count()}
+        body = {"recovered": recovered, "redis": redis_ok, "journeys": len(rt.journeys)}
         return self.json(body, status=200 if recovered and redis_ok else 503)
 
     return app

@@ -1,0 +1,282 @@
+"""The README's main job: the committed journeys, a real worker, real Kafka and Redis.
+
+``orchestrator demo`` (run by ``make demo``, which also starts and stops the local
+stack) does what production does, with a faster clock:
+
+1. starts one worker process on its own topics (``demo-<time>.*``) with the
+   journeys in ``journeys/`` and the engine clock sped up (default 1 s = 1 h, so
+   a 24 h reminder fires after 24 s);
+2. publishes a realistic event stream for a few hundred customers, as upstream
+   teams would: abandoned carts, purchases, call-center sentiment, store visits,
+   sign-ups and feature use, refunds, churn scores, a service incident,
+   unsubscribes — and a few malformed events;
+3. plays the CCM platform: answers each send request with delivered / opened /
+   clicked events carrying its ``send_id`` (some customers never open);
+4. reads what came out (journey log, decisions, send requests, dead letters)
+   and prints a summary, then stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from orchestrator import kafka_io
+from orchestrator.events import FAMILIES
+from orchestrator.local import WorkerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_TOPICS = ("customer-events", "sends", "decisions", "journey-log", "dead-letter")
+
+
+@dataclass(order=True)
+class Planned:
+    at: float  # engine time, epoch seconds
+    family: str = field(compare=False)
+    doc: dict[str, Any] = field(compare=False)
+
+
+class Clock:
+    """Engine time = origin + (wall - origin) * speed, the same formula the worker uses."""
+
+    def __init__(self, speed: float) -> None:
+        self.origin = time.time()
+        self.speed = speed
+
+    def engine(self, wall: float | None = None) -> float:
+        wall = time.time() if wall is None else wall
+        return self.origin + (wall - self.origin) * self.speed
+
+    def wall(self, engine: float) -> float:
+        return self.origin + (engine - self.origin) / self.speed
+
+    def iso(self, engine: float) -> str:
+        return datetime.fromtimestamp(engine, timezone.utc).isoformat()
+
+
+def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Planned], dict[str, str]]:
+    """A seeded, realistic stream: each customer gets a persona and that persona's events."""
+    rnd = random.Random(seed)
+    t0 = clock.engine() + 60  # a minute of engine time after start
+    hour = 3600.0
+    plan: list[Planned] = []
+    personas: dict[str, str] = {}
+    n = 0
+
+    def add(at: float, family: str, customer: str, type_: str, **fields: Any) -> None:
+        nonlocal n
+        n += 1
+        doc = {"event_id": f"demo-{n}", "customer_id": customer, "occurred_at": clock.iso(at), "type": type_, **fields}
+        plan.append(Planned(at, family, doc))
+
+    kinds = ["cart", "cart", "cart", "cart_buyer", "call_negative", "call_positive", "store", "newbie", "refund", "churn", "outage", "unsub"]
+    for i in range(customers):
+        c = f"cust-{i:04d}"
+        kind = kinds[i % len(kinds)]
+        personas[c] = kind
+        start = t0 + rnd.uniform(0, 6 * hour)
+        tz = rnd.choice(["Europe/Berlin", "Europe/Amsterdam", "Europe/London", "UTC"])
+        add(start - 40 * 24 * hour, "crm", c, "customer_registered", timezone=tz, segment=rnd.choice(["retail", "premium"]))
+        add(start, "web", c, "page_view", url="/home")
+        if kind in ("cart", "cart_buyer", "unsub"):
+            add(start + 60, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 5))
+            if kind == "cart_buyer":
+                add(start + rnd.uniform(2, 10) * hour, "web", c, "purchase", order_id=f"o{i}", value=round(rnd.uniform(25, 400), 2))
+            if kind == "unsub":
+                add(start + 3 * hour, "consent", c, "unsubscribed", channel="email")
+        elif kind in ("call_negative", "call_positive"):
+            neg = kind == "call_negative"
+            add(start, "callcenter", c, "call_completed", sentiment="negative" if neg else "positive",
+                sentiment_score=round(rnd.uniform(-0.9, -0.4) if neg else rnd.uniform(0.4, 0.9), 2), topic="billing")
+        elif kind == "store":
+            add(start, "geo", c, "store_entered", store_id=f"s{rnd.randint(1, 9)}", latitude=52.37, longitude=4.89)
+        elif kind == "newbie":
+            # signed up 31 days ago (back-dated master data), some used the feature
+            plan.pop(-2)
+            add(start - 31 * 24 * hour, "crm", c, "customer_registered", timezone=tz, segment="retail")
+            if rnd.random() < 0.4:
+                add(start - 20 * 24 * hour, "web", c, "feature_used", feature="budget_planner")
+        elif kind == "refund":
+            add(start, "web", c, "refund", order_id=f"o{i}", amount=round(rnd.uniform(10, 90), 2))
+        elif kind == "churn":
+            add(start, "crm", c, "churn_risk_scored", score=round(rnd.uniform(0.75, 0.99), 2), model="churn-v3")
+        elif kind == "outage":
+            add(start, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2))
+            add(start + 30 * 60, "ops", c, "service_incident", incident_id="inc-42", service="payments", severity="major")
+    # a few malformed events, as happens in real life
+    plan.append(Planned(t0, "web", {"event_id": "bad-1", "customer_id": "cust-bad", "type": "cart_abandoned", "cart_value": "lots"}))
+    plan.append(Planned(t0, "geo", {"event_id": "bad-2", "customer_id": "cust-bad", "occurred_at": clock.iso(t0), "type": "teleported"}))
+    plan.sort()
+    return plan, personas
+
+
+async def publish_plan(kafka: str, prefix: str, plan: list[Planned], clock: Clock, stop: asyncio.Event) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    await producer.start()
+    sent = 0
+    try:
+        for p in plan:
+            delay = clock.wall(p.at) - time.time()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return sent
+                except asyncio.TimeoutError:
+                    pass
+            await producer.send(f"{prefix}.in.{p.family}", json.dumps(p.doc).encode(), key=p.doc["customer_id"].encode())
+            sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def play_ccm_platform(kafka: str, prefix: str, clock: Clock, personas: dict[str, str], stop: asyncio.Event, seed: int = 7) -> Counter:
+    """Answer every send request like a CCM platform: delivered, and for some customers opened/clicked."""
+    rnd = random.Random(seed)
+    consumer = AIOKafkaConsumer(f"{prefix}.sends", bootstrap_servers=kafka, group_id=f"{prefix}-ccm", auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    stats: Counter = Counter()
+    pending: list[tuple[float, dict[str, Any]]] = []
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            now = clock.engine()
+            for records in batch.values():
+                for r in records:
+                    send = json.loads(r.value)
+                    c = send["customer_id"]
+                    base = {"customer_id": c, "send_id": send["send_id"], "channel": send["channel"], "template": send["template"]}
+                    pending.append((now + 60, {**base, "type": "delivered", "event_id": f"{send['send_id']}:d"}))
+                    # 'cart' persona customers never open the first mail (they get the reminder)
+                    opens = personas.get(c) != "cart" and rnd.random() < 0.6
+                    if opens:
+                        pending.append((now + rnd.uniform(1, 5) * 3600, {**base, "type": "opened", "event_id": f"{send['send_id']}:o"}))
+                        if rnd.random() < 0.5:
+                            pending.append((now + 6 * 3600, {**base, "type": "clicked", "event_id": f"{send['send_id']}:c"}))
+            due = [p for p in pending if p[0] <= now]
+            pending = [p for p in pending if p[0] > now]
+            for at, doc in due:
+                doc["occurred_at"] = clock.iso(at)
+                await producer.send(f"{prefix}.in.ccm", json.dumps(doc).encode(), key=doc["customer_id"].encode())
+                stats[doc["type"]] += 1
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return stats
+
+
+def summarise(records: dict[str, list[kafka_io.Record]], published: int, ccm: Counter, speed: float, wall_s: float) -> str:
+    log = [r.json() for r in records["journey-log"]]
+    decisions = [r.json() for r in records["decisions"]]
+    sends = [r.json() for r in records["sends"]]
+    lines = [
+        "",
+        f"== demo: {published} upstream events published, {sum(ccm.values())} CCM feedback events, "
+        f"{wall_s:.0f} s wall = {wall_s * speed / 3600:.0f} h of journey time ==",
+        "",
+        "journeys:",
+    ]
+    per: dict[str, Counter] = defaultdict(Counter)
+    for t in log:
+        per[f"{t['journey_id']} v{t['journey_version']}"][t["what"]] += 1
+    lines.append(f"  {'journey':<28}{'entered':>8}{'sends':>7}{'timeouts':>9}{'goals':>7}{'exited':>8}")
+    for j, c in sorted(per.items()):
+        lines.append(f"  {j:<28}{c['entered']:>8}{c['send']:>7}{c['timeout']:>9}{c['goal']:>7}{c['exited']:>8}")
+    lines += ["", "basket decisions (what the journey made of them):"]
+    for (res, ctype), n in sorted(Counter((d["result"], d["comm_type"]) for d in decisions).items()):
+        lines.append(f"  {res:<11} {ctype:<11} {n:>5}")
+    reasons = Counter(d["reason"].split(":")[0] for d in decisions if d["result"] != "approved")
+    if reasons:
+        lines.append("  not approved because: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(4)))
+    lines += ["", "send requests to the CCM platform (template, channel):"]
+    for (tpl, ch), n in sorted(Counter((s["template"], s["channel"]) for s in sends).items()):
+        lines.append(f"  {tpl:<28} {ch:<12} {n:>5}")
+    reminders = [t for t in log if t["what"] == "timeout"]
+    lines.append(f"\nreminders on inaction (wait timeouts fired): {len(reminders)}")
+    dead = records["dead-letter"]
+    lines.append(f"dead-lettered events: {len(dead)}")
+    for r in dead[:3]:
+        lines.append(f"  {r.headers.get('dlq.source.topic')}: {r.headers.get('dlq.reason', '')[:110]}")
+    if sends:
+        c = sends[0]["customer_id"]
+        lines += ["", f"one customer's journey ({c}):"]
+        for t in [t for t in log if t["customer_id"] == c][:12]:
+            lines.append(f"  {t['at'][:16]}  {t['journey_id']:<20} {t['what']:<9} {t.get('step_id') or '':<16} {('-> ' + t['edge']) if t.get('edge') else ''}")
+    return "\n".join(lines)
+
+
+def run_demo(customers: int = 300, clock_speed: float = 3600.0, seconds: float = 60.0) -> int:
+    """Run the demo on the broker and Redis given by KAFKA_BOOTSTRAP_SERVERS / REDIS_URL."""
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"demo-{int(time.time())}"
+    tmp = Path(tempfile.mkdtemp(prefix="orchestrator-demo-"))
+    print(f"demo: topics {prefix}.*, worker log {tmp / 'worker.log'}")
+    asyncio.run(
+        kafka_io.ensure_topics(kafka, [f"{prefix}.in.{f}" for f in FAMILIES] + [f"{prefix}.{t}" for t in OUT_TOPICS], partitions=4)
+    )
+    clock = Clock(clock_speed)
+    worker = WorkerProcess(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "REDIS_URL": redis_url,
+            "ORCH_APP_ID": f"{prefix}-app",
+            "ORCH_TOPIC_PREFIX": prefix,
+            "ORCH_JOURNEYS_DIR": str(ROOT / "journeys"),
+            "ORCH_PARTITIONS": "4",
+            "ORCH_STANDBY_REPLICAS": "0",
+            "ORCH_DATA_DIR": str(tmp / "data"),
+            "ORCH_CLOCK_SPEED": str(clock_speed),
+            "ORCH_CLOCK_ORIGIN": str(clock.origin),
+            "ORCH_TIMER_TICK": "0.1",
+        },
+        tmp / "worker.log",
+    )
+    worker.start()
+    try:
+        worker.wait_ready(timeout=120)
+        print(f"demo: worker ready (metrics on http://127.0.0.1:{worker.web_port}/metrics); "
+              f"running {seconds:.0f} s at 1 s = {clock_speed / 3600:g} h ...")
+        plan, personas = plan_events(customers, clock)
+
+        async def scenario() -> tuple[int, Counter]:
+            stop = asyncio.Event()
+            pub = asyncio.create_task(publish_plan(kafka, prefix, plan, clock, stop))
+            ccm = asyncio.create_task(play_ccm_platform(kafka, prefix, clock, personas, stop))
+            await asyncio.sleep(seconds)
+            stop.set()
+            return await pub, await ccm
+
+        started = time.time()
+        published, ccm = asyncio.run(scenario())
+        wall = time.time() - started
+        records = {
+            name: asyncio.run(kafka_io.consume(kafka, [f"{prefix}.{name}"], until=lambda rs: False, timeout=3))
+            for name in ("journey-log", "decisions", "sends", "dead-letter")
+        }
+        print(summarise(records, published, ccm, clock_speed, wall))
+        lag = [line for line in worker.metrics().splitlines() if line.startswith(("orchestrator_timers_pending", "orchestrator_processed_total"))]
+        print("\nworker metrics:\n  " + "\n  ".join(lag))
+        ok = bool(records["sends"]) and bool(records["journey-log"])
+        if not ok:
+            print("\ndemo: FAILED — no journey advanced; worker log tail:\n" + worker.log_tail())
+        return 0 if ok else 1
+    finally:
+        code = worker.stop()
+        print(f"\ndemo: worker stopped (exit {code})")
+        shutil.rmtree(tmp / "data", ignore_errors=True)

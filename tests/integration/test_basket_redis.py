@@ -1,0 +1,257 @@
+"""The Redis Lua basket on a real Redis: every rule, the twin differential, concurrency, replay, keys.
+
+Every test uses its own customer ids (uuid), so tests can share one Redis; nothing is flushed.
+``BASKET_DIFF_SEQUENCES`` sets how many random sequences the differential test runs (default 1500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from orchestrator.pressure.basket import GateRequest
+from orchestrator.pressure.memory import MemoryBasket
+from orchestrator.pressure.policy import PressurePolicy, period_info, to_ms
+from orchestrator.pressure.redis_basket import RedisBasket
+from tests.unit.test_pressure_memory import RULES, MakeBasket, req
+
+pytestmark = pytest.mark.integration
+UTC = timezone.utc
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    r = aioredis.Redis.from_url(redis_url, max_connections=200)
+    try:
+        yield r
+    finally:
+        await r.aclose()
+
+
+def new_customer(tag: str = "c") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}"
+
+
+async def customer_keys(r: aioredis.Redis, prefix: str, cid: str) -> list[str]:
+    return sorted([k.decode() async for k in r.scan_iter(match=f"{prefix}:{{{cid}}}:*", count=1000)])
+
+
+# ---------------------------------------------------------------- each rule on Redis
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.__name__ for r in RULES])
+async def test_rule_on_redis(rule: Callable[[MakeBasket, str], Awaitable[None]], client: aioredis.Redis) -> None:
+    await rule(lambda policy: RedisBasket(client, policy), new_customer())
+
+
+# ---------------------------------------------------------------- differential: Lua gate vs twin
+
+POLICIES: list[dict[str, Any]] = [
+    {},
+    {"arbitration_window": "20m", "calamity": {"lock": "6h"}, "channel_weights": {"sms": 1.333, "push": 0.7}, "exempt_types": ["service"]},
+    {"period": {"kind": "rolling", "days": 3}, "arbitration_window": "1h", "calamity": {"lock": "2h", "blocks": ["commercial", "editorial", "service"]}},
+    {"period": {"kind": "rolling", "days": 1}, "capacity": 12.5, "priority_reserve": [{"max_priority": 5, "fill_up_to": 7.5}], "points": {"editorial": 2.5}},
+    {"capacity": 40, "priority_reserve": [{"max_priority": 9, "fill_up_to": 30}, {"max_priority": 2, "fill_up_to": 10}], "calamity": {"lock": "0s"}},
+]
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Pacific/Auckland", "Australia/Lord_Howe", "Not/AZone"]
+TYPES = ["service", "editorial", "commercial", "calamity"]
+CHANNELS = ["email", "sms", "push", "call_center", "direct_mail", "web_message", "in_app"]
+BRANDS = [None, "brand-a", "brand-b"]
+STEPS = [timedelta(0), timedelta(seconds=1), timedelta(minutes=7), timedelta(hours=1), timedelta(hours=9), timedelta(days=1), timedelta(days=4), -timedelta(minutes=30)]
+
+
+def random_start(rng: random.Random) -> datetime:
+    """Often just before a month end, so sequences cross period boundaries in some zone."""
+    month = datetime(2026 + rng.randint(0, 1), rng.randint(1, 12), 1, tzinfo=UTC)
+    if rng.random() < 0.6:
+        return month - timedelta(hours=rng.randint(0, 30), minutes=rng.randint(0, 59))
+    return month + timedelta(days=rng.randint(0, 27), seconds=rng.randint(0, 86399), microseconds=rng.randint(0, 999999))
+
+
+async def run_sequence(seed: int, redis_basket: RedisBasket, twin: MemoryBasket, run_id: str) -> int:
+    """One random operation sequence through both baskets; returns the number of gate decisions compared."""
+    rng = random.Random(seed)
+    customers = [f"{run_id}-{seed}-{i}" for i in range(rng.randint(1, 3))]
+    tz_of = {c: rng.choice(ZONES) for c in customers}
+    now = random_start(rng)
+    sent: list[tuple[str, str]] = []
+    compared = 0
+
+    def make_request() -> GateRequest:
+        nonlocal now
+        now += rng.choice(STEPS)
+        if sent and rng.random() < 0.2:
+            cid, send_id = rng.choice(sent)  # a replay, possibly with a different payload
+        else:
+            cid, send_id = rng.choice(customers), f"s{len(sent)}"
+            sent.append((cid, send_id))
+        return GateRequest(
+            send_id=send_id, customer_id=cid, comm_type=rng.choices(TYPES, weights=[4, 4, 6, 1])[0],
+            channel=rng.choice(CHANNELS), brand=rng.choice(BRANDS), priority=rng.randint(1, 10),
+            timezone=tz_of[cid] if rng.random() < 0.9 else rng.choice(ZONES), now=now,
+        )  # fmt: skip
+
+    for step in range(rng.randint(5, 40)):
+        roll = rng.random()
+        if roll < 0.70:
+            request = make_request()
+            got, want = await redis_basket.gate(request), await twin.gate(request)
+            assert got == want, f"seed {seed} step {step}: {request!r}\n redis: {got!r}\n twin:  {want!r}"
+            compared += 1
+        elif roll < 0.80:
+            batch = [make_request() for _ in range(rng.randint(2, 5))]
+            got_many, want_many = await redis_basket.gate_many(batch), await twin.gate_many(batch)
+            assert got_many == want_many, f"seed {seed} step {step} (gate_many): {batch!r}\n redis: {got_many!r}\n twin:  {want_many!r}"
+            compared += len(batch)
+        elif roll < 0.92:
+            cid = rng.choice(customers)
+            args = (cid, rng.choice(CHANNELS + ["all"]), rng.choice(BRANDS), rng.random() < 0.4, now)
+            await redis_basket.set_consent(*args)
+            await twin.set_consent(*args)
+        else:
+            cid = rng.choice(customers)
+            got_view, want_view = await redis_basket.show(cid, now, tz_of[cid]), await twin.show(cid, now, tz_of[cid])
+            assert got_view == want_view, f"seed {seed} step {step} (show {cid})"
+    for cid in customers:
+        assert await redis_basket.show(cid, now, tz_of[cid]) == await twin.show(cid, now, tz_of[cid]), f"seed {seed}: final view of {cid}"
+    return compared
+
+
+async def test_differential_lua_gate_vs_twin(client: aioredis.Redis) -> None:
+    sequences = int(os.environ.get("BASKET_DIFF_SEQUENCES", "1500"))
+    run_id = new_customer("diff")
+    policies = [PressurePolicy.model_validate(p) for p in POLICIES]
+    # one twin per policy; customer ids are unique per sequence so sequences do not interact
+    pairs = [(RedisBasket(client, p), MemoryBasket(p)) for p in policies]
+    outcomes: dict[str, int] = {}
+    compared = 0
+    for seed in range(sequences):
+        redis_basket, twin = pairs[seed % len(pairs)]
+        compared += await run_sequence(seed, redis_basket, twin, run_id)
+    for redis_basket, twin in pairs:
+        for state in twin._customers.values():
+            for record in state.decisions.values():
+                outcomes[f"{record[0]}/{record[1]}"] = outcomes.get(f"{record[0]}/{record[1]}", 0) + 1
+    print(f"differential: {sequences} sequences, {compared} gate decisions compared, outcomes {sorted(outcomes.items())}")
+    # the random sequences must actually reach every rule, or the comparison proves little
+    for code in ("approved/fits", "approved/calamity", "approved/exempt", "suppressed/suppressed", "locked/locked",
+                 "capped/arbitration", "capped/reserve", "capped/capacity"):  # fmt: skip
+        assert outcomes.get(code, 0) >= 10, f"{code} reached only {outcomes.get(code, 0)} times: {outcomes}"
+
+
+# ---------------------------------------------------------------- concurrency and replay
+
+
+async def test_fifty_concurrent_gates_never_overspend(redis_url: str) -> None:
+    policy = PressurePolicy.model_validate({"priority_reserve": []})
+    cid = new_customer()
+    clients = [aioredis.Redis.from_url(redis_url, max_connections=20) for _ in range(5)]  # five "workers"
+    try:
+        baskets = [RedisBasket(c, policy) for c in clients]
+        rng = random.Random(7)
+        requests = [
+            req(cid, f"send-{i}", rng.choice(["service", "editorial", "commercial"]), rng.choice(["email", "sms", "call_center"]), priority=9)
+            for i in range(50)
+        ]
+        decisions = await asyncio.gather(*(baskets[i % 5].gate(r) for i, r in enumerate(requests)))
+        approved = [d for d in decisions if d.outcome == "approved"]
+        view = await baskets[0].show(cid, requests[0].now)
+        assert view.balance <= policy.capacity
+        assert round(sum(d.cost for d in approved), 2) == view.balance
+        assert sorted(s.send_id for s in view.spends) == sorted(d.send_id for d in approved)
+        assert {d.outcome for d in decisions} == {"approved", "capped"}
+        # every capped send really did not fit at the moment it was decided
+        assert all(d.balance + d.cost > policy.capacity for d in decisions if d.outcome == "capped")
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_replayed_send_id_spends_once_even_concurrently(client: aioredis.Redis) -> None:
+    basket = RedisBasket(client, PressurePolicy())
+    cid = new_customer()
+    decisions = await asyncio.gather(*(basket.gate(req(cid, "the-one", "commercial", "sms")) for _ in range(50)))
+    assert sum(not d.replayed for d in decisions) == 1
+    assert {d.model_copy(update={"replayed": False}) for d in decisions} == {decisions[0].model_copy(update={"replayed": False})}
+    assert (await basket.show(cid, decisions[0].retry_at or req(cid, "x").now)).balance == 15.0
+
+
+async def test_lost_script_is_reloaded(client: aioredis.Redis) -> None:
+    basket = RedisBasket(client, PressurePolicy())
+    cid = new_customer()
+    basket._sha = "0" * 40  # as if the server had been restarted / SCRIPT FLUSHed
+    assert (await basket.gate(req(cid, "a"))).outcome == "approved"
+    assert basket._sha != "0" * 40
+    basket._sha = "0" * 40
+    ds = await basket.gate_many([req(cid, "b", "service"), req(cid, "a")])
+    assert [(d.outcome, d.replayed, d.balance) for d in ds] == [("approved", False, 12.0), ("approved", True, 10.0)]
+
+
+async def test_concurrent_consent_changes_all_land(client: aioredis.Redis) -> None:
+    basket = RedisBasket(client, PressurePolicy())
+    cid = new_customer()
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    await asyncio.gather(*(basket.set_consent(cid, ch, b, False, now) for ch in CHANNELS for b in BRANDS))
+    view = await basket.show(cid, now)
+    assert len(view.suppressions) == len(CHANNELS) * len(BRANDS)
+
+
+# ---------------------------------------------------------------- keys: hash tag and TTLs
+
+
+def hash_tag(key: str) -> str:
+    """The part of a key Redis Cluster hashes (between the first '{' and the next '}')."""
+    start = key.index("{")
+    return key[start + 1 : key.index("}", start + 1)]
+
+
+@pytest.mark.parametrize("period", [{"kind": "calendar_month"}, {"kind": "rolling", "days": 30}])
+async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client: aioredis.Redis, period: dict[str, Any]) -> None:
+    policy = PressurePolicy.model_validate({"period": period, "arbitration_window": "15m", "key_margin": "2d"})
+    basket = RedisBasket(client, policy)
+    cid = new_customer()
+    now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    await basket.gate(req(cid, "a", at=now, tz="Europe/Berlin"))
+    await basket.gate(req(cid, "cal", "calamity", at=now, tz="Europe/Berlin"))
+    await basket.set_consent(cid, "sms", None, False, now)
+    keys = await customer_keys(client, basket.prefix, cid)
+    assert len(keys) == 7, keys  # 2 decisions, suppressed, lock, arb, spent/window, spends
+    assert all(hash_tag(k) == cid for k in keys)
+
+    info = period_info(policy, now, "Europe/Berlin")
+    margin = 2 * 86_400_000
+    period_ttl = (info.window_ms if info.kind == "rolling" else info.end_ms - to_ms(now)) + margin
+    expected = {
+        basket.key(cid, "suppressed"): -1,  # consent does not expire
+        basket.key(cid, "lock"): 72 * 3_600_000,
+        basket.key(cid, "arb"): 15 * 60_000,
+        basket.key(cid, "sent", "a"): period_ttl,
+        basket.key(cid, "sent", "cal"): period_ttl,
+        basket.key(cid, "spends", info.id): period_ttl,
+        basket.key(cid, "window") if info.kind == "rolling" else basket.key(cid, "spent", info.id): period_ttl,
+    }
+    assert set(expected) == set(keys)
+    for key, ttl in expected.items():
+        actual = await client.pttl(key)
+        if ttl == -1:
+            assert actual == -1, key
+        else:
+            assert ttl - 10_000 < actual <= ttl, f"{key}: pttl {actual}, expected about {ttl}"
+
+
+async def test_keys_really_expire_when_the_period_ends(client: aioredis.Redis) -> None:
+    basket = RedisBasket(client, PressurePolicy.model_validate({"key_margin": "0s"}))
+    cid = new_customer()
+    month_end = datetime(2026, 12, 1, tzinfo=UTC)
+    await basket.gate(req(cid, "a", at=month_end - timedelta(milliseconds=300)))
+    await basket.set_consent(cid, "sms", None, False, month_end)
+    assert len(await customer_keys(client, basket.prefix, cid)) == 4
+    await asyncio.sleep(0.6)
+    assert await customer_keys(client, basket.prefix, cid) == [basket.key(cid, "suppressed")]
