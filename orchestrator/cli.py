@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the example journeys for a few hundred customers on a running Kafka + Redis")
     demo.add_argument("--customers", type=int, default=300)
-    demo.add_argument("--clock-speed", type=float, default=3600.0, help="engine seconds per wall second (3600: 1 s = 1 h)")
-    demo.add_argument("--seconds", type=float, default=60.0, help="how long to let the worker run after publishing")
+    demo.add_argument("--clock-speed", type=float, default=43200.0, help="engine seconds per wall second (43200: 1 s = 12 h)")
+    demo.add_argument("--seconds", type=float, default=80.0, help="how long to let the worker run after publishing")
     demo.set_defaults(func=_demo)
     return parser
 

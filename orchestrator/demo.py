@@ -4,8 +4,8 @@
 stack) does what production does, with a faster clock:
 
 1. starts one worker process on its own topics (``demo-<time>.*``) with the
-   journeys in ``journeys/`` and the engine clock sped up (default 1 s = 1 h, so
-   a 24 h reminder fires after 24 s);
+   journeys in ``journeys/`` and the engine clock sped up (default 1 s = 12 h, so
+   a 24 h reminder fires after 2 s and a 30-day onboarding delay after 60 s);
 2. publishes a realistic event stream for a few hundred customers, as upstream
    teams would: abandoned carts, purchases, call-center sentiment, store visits,
    sign-ups and feature use, refunds, churn scores, a service incident,
@@ -81,14 +81,19 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
         doc = {"event_id": f"demo-{n}", "customer_id": customer, "occurred_at": clock.iso(at), "type": type_, **fields}
         plan.append(Planned(at, family, doc))
 
-    kinds = ["cart", "cart", "cart", "cart_buyer", "call_negative", "call_positive", "store", "newbie", "refund", "churn", "outage", "unsub"]
+    kinds = ["cart", "cart", "cart", "cart_buyer", "call_negative", "call_positive", "store", "newbie", "refund", "churn", "outage", "unsub", "loan"]
     for i in range(customers):
         c = f"cust-{i:04d}"
         kind = kinds[i % len(kinds)]
         personas[c] = kind
         start = t0 + rnd.uniform(0, 6 * hour)
         tz = rnd.choice(["Europe/Berlin", "Europe/Amsterdam", "Europe/London", "UTC"])
-        add(start - 40 * 24 * hour, "crm", c, "customer_registered", timezone=tz, segment=rnd.choice(["retail", "premium"]))
+        if kind == "newbie":
+            add(start, "crm", c, "customer_registered", timezone=tz, segment="retail")
+            if rnd.random() < 0.4:  # these try the export feature within ten days: no nudge
+                add(start + rnd.uniform(1, 10) * 24 * hour, "web", c, "feature_used", feature="export")
+            continue
+        add(start - 60, "crm", c, "profile_updated", timezone=tz, segment=rnd.choice(["retail", "premium"]))
         add(start, "web", c, "page_view", url="/home")
         if kind in ("cart", "cart_buyer", "unsub"):
             add(start + 60, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 5))
@@ -102,12 +107,6 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
                 sentiment_score=round(rnd.uniform(-0.9, -0.4) if neg else rnd.uniform(0.4, 0.9), 2), topic="billing")
         elif kind == "store":
             add(start, "geo", c, "store_entered", store_id=f"s{rnd.randint(1, 9)}", latitude=52.37, longitude=4.89)
-        elif kind == "newbie":
-            # signed up 31 days ago (back-dated master data), some used the feature
-            plan.pop(-2)
-            add(start - 31 * 24 * hour, "crm", c, "customer_registered", timezone=tz, segment="retail")
-            if rnd.random() < 0.4:
-                add(start - 20 * 24 * hour, "web", c, "feature_used", feature="budget_planner")
         elif kind == "refund":
             add(start, "web", c, "refund", order_id=f"o{i}", amount=round(rnd.uniform(10, 90), 2))
         elif kind == "churn":
@@ -115,6 +114,10 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
         elif kind == "outage":
             add(start, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2))
             add(start + 30 * 60, "ops", c, "service_incident", incident_id="inc-42", service="payments", severity="major")
+        elif kind == "loan":
+            add(start, "web", c, "loan_approved", loan_id=f"l{i}", amount=round(rnd.uniform(5000, 50000), -2))
+            if rnd.random() < 0.3:
+                add(start + rnd.uniform(12, 30) * hour, "web", c, "form_submitted", form_id="loan_contract")
     # a few malformed events, as happens in real life
     plan.append(Planned(t0, "web", {"event_id": "bad-1", "customer_id": "cust-bad", "type": "cart_abandoned", "cart_value": "lots"}))
     plan.append(Planned(t0, "geo", {"event_id": "bad-2", "customer_id": "cust-bad", "occurred_at": clock.iso(t0), "type": "teleported"}))
@@ -220,7 +223,7 @@ def summarise(records: dict[str, list[kafka_io.Record]], published: int, ccm: Co
     return "\n".join(lines)
 
 
-def run_demo(customers: int = 300, clock_speed: float = 3600.0, seconds: float = 60.0) -> int:
+def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float = 80.0) -> int:
     """Run the demo on the broker and Redis given by KAFKA_BOOTSTRAP_SERVERS / REDIS_URL."""
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -39,7 +39,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "orchestrator.runtime.worker", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "orchestrator.cli", "worker", "--loglevel", "info"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

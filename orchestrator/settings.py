@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, description="Faust web server: /metrics, /health, /ready.")
     web_host: str = "127.0.0.1"
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per log line (python-json-logger).")
 
     # --- resilience ---
     retry_backoff_max: float = Field(default=10.0, gt=0, description="Max seconds between retries while Redis is unreachable.")

@@ -113,7 +113,10 @@ class Runtime:
                 return await process(state, message, self.journeys, self.now(), self.basket)
             except REDIS_ERRORS as exc:
                 self.metrics.retries.labels("redis").inc()
-                log.warning("redis unreachable (%s); retrying customer %s in %.1fs", exc, message.customer_id, delay)
+                log.warning(
+                    "redis unreachable (%s); retrying customer %s in %.1fs", exc, message.customer_id, delay,
+                    extra={"event": "dependency_retry", "dependency": "redis", "customer_id": message.customer_id},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_backoff_max)
 
@@ -138,7 +141,7 @@ class Runtime:
             errors = getattr(exc, "errors", None) or [str(exc)]
             self.metrics.journey_reloads.labels("refused").inc()
             for err in errors:
-                log.error("journey reload refused: %s", err)
+                log.error("journey reload refused: %s", err, extra={"event": "journey_reload_refused", "error": err})
             log.error("keeping the running journeys (%d versions)", len(self.journeys))
             return
         self.journeys, self.policy = journeys, policy
@@ -154,6 +157,25 @@ class Runtime:
             return len(self.heap), 0.0
         late_engine_seconds = self.now().timestamp() - oldest
         return len(self.heap), max(0.0, late_engine_seconds / self.settings.clock_speed)
+
+
+def logging_config(settings: Settings) -> dict[str, Any] | None:
+    """Faust's ``logging_config`` (a dictConfig) for JSON logs, or None for Faust's default text logs."""
+    if settings.log_format != "json":
+        return None
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "root": {"handlers": ["stdout"], "level": settings.log_level.upper()},
+    }
 
 
 def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.App:
@@ -179,6 +201,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
         web_host=settings.web_host,
         web_bind=settings.web_host,
         producer_acks=-1,
+        logging_config=logging_config(settings),
     )
     app.runtime = rt  # type: ignore[attr-defined]
     setup_prometheus_sensors(app, pattern="/faust-metrics", registry=rt.metrics.registry, name_prefix="faust")
@@ -213,7 +236,11 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
                 canonical = parse_inbound(family, event.value, key=event.key)
             except InvalidEvent as exc:
                 rt.metrics.events.labels(family, "dead_lettered").inc()
-                log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc.reason)
+                log.warning(
+                    "dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc.reason,
+                    extra={"event": "dead_letter", "family": family, "topic": msg.topic, "partition": msg.partition,
+                           "offset": msg.offset, "reason": exc.reason},
+                )
                 await dlq_topic.send(
                     key=event.key,
                     value=event.value,
