@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -25,14 +24,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "stack" / "stack"
-
-
-@dataclass
-class Endpoints:
-    kafka: str | None = None
-    redis: str | None = None
-    source: str = ""
-    _cleanup: list = field(default_factory=list)
 
 
 def _docker_answers() -> bool:
@@ -45,63 +36,52 @@ def _docker_answers() -> bool:
         return False
 
 
-def _from_testcontainers(ep: Endpoints, need_kafka: bool, need_redis: bool) -> None:
-    if need_kafka:
-        from testcontainers.kafka import KafkaContainer
-
-        kafka = KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft()
-        kafka.start()
-        ep.kafka = kafka.get_bootstrap_server()
-        ep._cleanup.append(kafka.stop)
-    if need_redis:
-        from testcontainers.redis import RedisContainer
-
-        redis = RedisContainer("redis:7.0")
-        redis.start()
-        ep.redis = f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
-        ep._cleanup.append(redis.stop)
-    ep.source = "testcontainers"
+@pytest.fixture(scope="session")
+def docker_engine() -> bool:
+    return _docker_answers()
 
 
-def _from_local_stack(ep: Endpoints) -> None:
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[dict[str, str]]:
+    """``stack/stack up`` once per session; stopped at the end unless it was already running."""
     already = subprocess.run([str(STACK), "status"], capture_output=True, text=True).returncode == 0
     up = subprocess.run([str(STACK), "up"], capture_output=True, text=True, timeout=900)
     if up.returncode != 0:
         pytest.exit(f"local stack failed to start:\n{up.stdout}\n{up.stderr}", returncode=3)
     exports = dict(re.findall(r"export (\w+)=(\S+)", up.stdout))
-    ep.kafka = ep.kafka or exports["KAFKA_BOOTSTRAP_SERVERS"]
-    ep.redis = ep.redis or exports["REDIS_URL"]
-    ep.source = "local stack (already running)" if already else "local stack"
-    if not already:
-        ep._cleanup.append(lambda: subprocess.run([str(STACK), "down"], capture_output=True, timeout=120))
-
-
-@pytest.fixture(scope="session")
-def endpoints() -> Iterator[Endpoints]:
-    ep = Endpoints(kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), redis=os.environ.get("REDIS_URL"))
-    if ep.kafka and ep.redis:
-        ep.source = "environment"
-    elif _docker_answers():
-        _from_testcontainers(ep, need_kafka=not ep.kafka, need_redis=not ep.redis)
-    else:
-        _from_local_stack(ep)
     try:
-        yield ep
+        yield exports
     finally:
-        for stop in reversed(ep._cleanup):
-            stop()
+        if not already:
+            subprocess.run([str(STACK), "down"], capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(endpoints: Endpoints) -> str:
-    assert endpoints.kafka
-    return endpoints.kafka
+def kafka_bootstrap(request: pytest.FixtureRequest, docker_engine: bool) -> Iterator[str]:
+    """Kafka bootstrap servers: env, else testcontainers, else the local stack."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    elif docker_engine:
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+    else:
+        yield request.getfixturevalue("local_stack")["KAFKA_BOOTSTRAP_SERVERS"]
 
 
 @pytest.fixture(scope="session")
-def redis_url(endpoints: Endpoints) -> str:
-    assert endpoints.redis
-    return endpoints.redis
+def redis_url(request: pytest.FixtureRequest, docker_engine: bool) -> Iterator[str]:
+    """Redis URL: env, else testcontainers, else the local stack."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+    elif docker_engine:
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7.0") as redis:
+            yield f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
+    else:
+        yield request.getfixturevalue("local_stack")["REDIS_URL"]
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The Redis Lua basket on a real Redis: every rule, the twin differential, concurrency, replay, keys.
 
-Every test uses its own customer ids (uuid), so tests can share one Redis; nothing is flushed.
+Every test uses its own key prefix and customer ids (uuid), so tests can share one Redis; each
+test deletes its own keys afterwards (never FLUSHALL).
 ``BASKET_DIFF_SEQUENCES`` sets how many random sequences the differential test runs (default 1500).
 """
 
@@ -35,6 +36,18 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         await r.aclose()
 
 
+@pytest.fixture
+async def prefix(client: aioredis.Redis) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    name = f"test-basket-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{name}:*", count=5000)]
+        for i in range(0, len(keys), 5000):
+            await client.unlink(*keys[i : i + 5000])
+
+
 def new_customer(tag: str = "c") -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}"
 
@@ -47,8 +60,8 @@ async def customer_keys(r: aioredis.Redis, prefix: str, cid: str) -> list[str]:
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.__name__ for r in RULES])
-async def test_rule_on_redis(rule: Callable[[MakeBasket, str], Awaitable[None]], client: aioredis.Redis) -> None:
-    await rule(lambda policy: RedisBasket(client, policy), new_customer())
+async def test_rule_on_redis(rule: Callable[[MakeBasket, str], Awaitable[None]], client: aioredis.Redis, prefix: str) -> None:
+    await rule(lambda policy: RedisBasket(client, policy, prefix=prefix), new_customer())
 
 
 # ---------------------------------------------------------------- differential: Lua gate vs twin
@@ -124,12 +137,12 @@ async def run_sequence(seed: int, redis_basket: RedisBasket, twin: MemoryBasket,
     return compared
 
 
-async def test_differential_lua_gate_vs_twin(client: aioredis.Redis) -> None:
+async def test_differential_lua_gate_vs_twin(client: aioredis.Redis, prefix: str) -> None:
     sequences = int(os.environ.get("BASKET_DIFF_SEQUENCES", "1500"))
     run_id = new_customer("diff")
     policies = [PressurePolicy.model_validate(p) for p in POLICIES]
     # one twin per policy; customer ids are unique per sequence so sequences do not interact
-    pairs = [(RedisBasket(client, p), MemoryBasket(p)) for p in policies]
+    pairs = [(RedisBasket(client, p, prefix=prefix), MemoryBasket(p)) for p in policies]
     outcomes: dict[str, int] = {}
     compared = 0
     for seed in range(sequences):
@@ -149,12 +162,12 @@ async def test_differential_lua_gate_vs_twin(client: aioredis.Redis) -> None:
 # ---------------------------------------------------------------- concurrency and replay
 
 
-async def test_fifty_concurrent_gates_never_overspend(redis_url: str) -> None:
+async def test_fifty_concurrent_gates_never_overspend(redis_url: str, prefix: str) -> None:
     policy = PressurePolicy.model_validate({"priority_reserve": []})
     cid = new_customer()
     clients = [aioredis.Redis.from_url(redis_url, max_connections=20) for _ in range(5)]  # five "workers"
     try:
-        baskets = [RedisBasket(c, policy) for c in clients]
+        baskets = [RedisBasket(c, policy, prefix=prefix) for c in clients]
         rng = random.Random(7)
         requests = [
             req(cid, f"send-{i}", rng.choice(["service", "editorial", "commercial"]), rng.choice(["email", "sms", "call_center"]), priority=9)
@@ -174,8 +187,8 @@ async def test_fifty_concurrent_gates_never_overspend(redis_url: str) -> None:
             await c.aclose()
 
 
-async def test_replayed_send_id_spends_once_even_concurrently(client: aioredis.Redis) -> None:
-    basket = RedisBasket(client, PressurePolicy())
+async def test_replayed_send_id_spends_once_even_concurrently(client: aioredis.Redis, prefix: str) -> None:
+    basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
     decisions = await asyncio.gather(*(basket.gate(req(cid, "the-one", "commercial", "sms")) for _ in range(50)))
     assert sum(not d.replayed for d in decisions) == 1
@@ -183,8 +196,8 @@ async def test_replayed_send_id_spends_once_even_concurrently(client: aioredis.R
     assert (await basket.show(cid, decisions[0].retry_at or req(cid, "x").now)).balance == 15.0
 
 
-async def test_lost_script_is_reloaded(client: aioredis.Redis) -> None:
-    basket = RedisBasket(client, PressurePolicy())
+async def test_lost_script_is_reloaded(client: aioredis.Redis, prefix: str) -> None:
+    basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
     basket._sha = "0" * 40  # as if the server had been restarted / SCRIPT FLUSHed
     assert (await basket.gate(req(cid, "a"))).outcome == "approved"
@@ -194,8 +207,8 @@ async def test_lost_script_is_reloaded(client: aioredis.Redis) -> None:
     assert [(d.outcome, d.replayed, d.balance) for d in ds] == [("approved", False, 12.0), ("approved", True, 10.0)]
 
 
-async def test_concurrent_consent_changes_all_land(client: aioredis.Redis) -> None:
-    basket = RedisBasket(client, PressurePolicy())
+async def test_concurrent_consent_changes_all_land(client: aioredis.Redis, prefix: str) -> None:
+    basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
     now = datetime(2026, 11, 1, tzinfo=UTC)
     await asyncio.gather(*(basket.set_consent(cid, ch, b, False, now) for ch in CHANNELS for b in BRANDS))
@@ -213,9 +226,9 @@ def hash_tag(key: str) -> str:
 
 
 @pytest.mark.parametrize("period", [{"kind": "calendar_month"}, {"kind": "rolling", "days": 30}])
-async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client: aioredis.Redis, period: dict[str, Any]) -> None:
+async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client: aioredis.Redis, prefix: str, period: dict[str, Any]) -> None:
     policy = PressurePolicy.model_validate({"period": period, "arbitration_window": "15m", "key_margin": "2d"})
-    basket = RedisBasket(client, policy)
+    basket = RedisBasket(client, policy, prefix=prefix)
     cid = new_customer()
     now = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     await basket.gate(req(cid, "a", at=now, tz="Europe/Berlin"))
@@ -246,8 +259,8 @@ async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client:
             assert ttl - 10_000 < actual <= ttl, f"{key}: pttl {actual}, expected about {ttl}"
 
 
-async def test_keys_really_expire_when_the_period_ends(client: aioredis.Redis) -> None:
-    basket = RedisBasket(client, PressurePolicy.model_validate({"key_margin": "0s"}))
+async def test_keys_really_expire_when_the_period_ends(client: aioredis.Redis, prefix: str) -> None:
+    basket = RedisBasket(client, PressurePolicy.model_validate({"key_margin": "0s"}), prefix=prefix)
     cid = new_customer()
     month_end = datetime(2026, 12, 1, tzinfo=UTC)
     await basket.gate(req(cid, "a", at=month_end - timedelta(milliseconds=300)))
