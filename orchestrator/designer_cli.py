@@ -1,0 +1,201 @@
+"""The journey designer's commands: ``validate``, ``simulate`` and ``render``.
+
+``orchestrator/cli.py`` calls :func:`register` on its subparsers; :func:`main` runs
+these three alone (``python -m orchestrator.designer_cli validate journeys/``).
+
+    orchestrator validate PATH...                       exit 0 when every file is valid,
+                                                        else file:line:col: message per problem
+    orchestrator simulate --journeys DIR EVENTS.jsonl   replay offline (virtual clock, in-memory basket)
+    orchestrator render FILE [--events EVENTS.jsonl]    Mermaid flowchart, edges counted per customer
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+from orchestrator.journey.loader import POLICY_FILE, JourneyError, journey_files, load_journeys, parse_file
+
+
+def _policy_validator() -> Callable[[str | os.PathLike[str]], list[str]]:
+    try:
+        from orchestrator.pressure.policy import validate_policy_file  # type: ignore[attr-defined]
+    except ImportError:
+        from orchestrator.pressure.cli import validate_policy_file
+    return validate_policy_file
+
+
+def validate(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Every problem in the given files/directories: journeys and ``pressure.yaml`` policies."""
+    errors: list[str] = []
+    journey_paths: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            errors.append(f"{os.fspath(path)}:1:1: no such file or directory")
+            continue
+        if path.is_dir():
+            policy = path / POLICY_FILE
+            if policy.is_file():
+                errors.extend(_policy_validator()(policy))
+            journey_paths.extend(journey_files([path]))
+        elif path.name == POLICY_FILE:
+            errors.extend(_policy_validator()(path))
+        else:
+            journey_paths.append(path)
+    if journey_paths:
+        from orchestrator.journey.loader import validate_paths
+
+        errors.extend(validate_paths(journey_paths))
+    return errors
+
+
+def _validate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    errors = validate(args.paths)
+    for line in errors:
+        print(line, file=err)
+    if errors:
+        print(f"{len(errors)} problem{'s' if len(errors) != 1 else ''} found", file=err)
+        return 1
+    print(f"ok: {len(args.paths)} path{'s' if len(args.paths) != 1 else ''} valid", file=out)
+    return 0
+
+
+def _parse_until(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad --until {text!r}: use an ISO time such as 2026-06-01T00:00:00Z") from None
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def _simulate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    from orchestrator.simulate import format_json_lines, format_text, simulate_files
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        result = simulate_files(args.journeys, args.events, args.policy, _parse_until(args.until))
+    except JourneyError as exc:
+        for line in exc.errors:
+            print(line, file=err)
+        return 1
+    except argparse.ArgumentTypeError as exc:
+        print(str(exc), file=err)
+        return 2
+    except OSError as exc:
+        print(f"{exc.filename}: {exc.strerror}", file=err)
+        return 1
+    except Exception as exc:  # policy errors carry their own file:line messages
+        problems = getattr(exc, "problems", None)
+        if problems:
+            for line in problems:
+                print(line, file=err)
+            return 1
+        raise
+    for line in result.errors:
+        print(f"{line} (line skipped)", file=err)
+    customers = [args.customer] if args.customer else None
+    out.write(format_json_lines(result, customers) if args.json else format_text(result, customers))
+    return 1 if (args.strict and result.errors) else 0
+
+
+def _render_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    from orchestrator.render import counts_from_json_lines, render_mermaid
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    journey, errors = parse_file(args.file)
+    if journey is None:
+        for line in errors:
+            print(line, file=err)
+        return 1
+    counts = None
+    if args.counts:
+        with open(args.counts, encoding="utf-8") as fh:
+            counts = counts_from_json_lines(fh, journey.id)
+    elif args.events:
+        from orchestrator.simulate import default_basket, read_events, simulate_async
+        import asyncio
+
+        directory = Path(args.journeys) if args.journeys else Path(args.file).parent
+        paths: list[Path] = [directory]
+        if Path(args.file).resolve() not in {p.resolve() for p in journey_files([directory])}:
+            paths.append(Path(args.file))
+        try:
+            journeys = load_journeys(paths)
+        except JourneyError as exc:
+            for line in exc.errors:
+                print(line, file=err)
+            return 1
+        events, bad = read_events(args.events)
+        for line in bad:
+            print(f"{line} (line skipped)", file=err)
+        policy = args.policy or directory / POLICY_FILE
+        result = asyncio.run(simulate_async(journeys, events, default_basket(policy)))
+        counts = result.edge_counts(journey.id)
+    text = render_mermaid(journey, counts)
+    out.write(f"```mermaid\n{text}```\n" if args.markdown else text)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``validate``, ``simulate`` and ``render`` to an argparse subparsers object."""
+    v = subparsers.add_parser(
+        "validate",
+        help="check journey files and pressure policies (file:line:col: message per problem)",
+        description="Check journey files (and pressure.yaml policies). Directories: every *.yaml in them. "
+        "Exits 0 when everything is valid; otherwise prints every problem as file:line:col: message and exits 1.",
+    )
+    v.add_argument("paths", nargs="+", metavar="PATH", help="journey files, pressure.yaml, or directories")
+    v.set_defaults(func=_validate_cmd)
+
+    s = subparsers.add_parser(
+        "simulate",
+        help="replay an event file offline through the real engine (virtual clock, in-memory basket)",
+        description="Replay a JSON-lines event file ({\"family\": \"web\", ...} per line) through the journeys with a "
+        "virtual clock and the in-memory basket; print, per customer, each step, send (with outcome and why) and timer.",
+    )
+    s.add_argument("events", metavar="EVENTS.jsonl")
+    s.add_argument("--journeys", default="journeys", metavar="DIR", help="journey directory (default: journeys)")
+    s.add_argument("--policy", default=None, metavar="FILE", help="pressure policy (default: DIR/pressure.yaml)")
+    s.add_argument("--until", default=None, metavar="TIME", help="fire timers up to this ISO time (default: last event + 90 days)")
+    s.add_argument("--customer", default=None, help="only print this customer")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.add_argument("--strict", action="store_true", help="exit 1 when an event line is invalid (default: report and skip)")
+    s.set_defaults(func=_simulate_cmd)
+
+    r = subparsers.add_parser(
+        "render",
+        help="print a journey as a Mermaid flowchart (with --events: customers per edge)",
+        description="Print the journey in FILE as a Mermaid flowchart. With --events, simulate that event file "
+        "(journeys of FILE's directory, or --journeys) and label every edge with the customers that took it; "
+        "with --counts, read the output of `simulate --json` instead.",
+    )
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("--events", default=None, metavar="EVENTS.jsonl", help="simulate these events and count customers per edge")
+    r.add_argument("--counts", default=None, metavar="SIM.jsonl", help="count customers per edge from `simulate --json` output")
+    r.add_argument("--journeys", default=None, metavar="DIR", help="journeys to simulate with (default: FILE's directory)")
+    r.add_argument("--policy", default=None, metavar="FILE", help="pressure policy (default: DIR/pressure.yaml)")
+    r.add_argument("--markdown", action="store_true", help="wrap the output in a ```mermaid block")
+    r.set_defaults(func=_render_cmd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one designer command (for tests and ``python -m orchestrator.designer_cli``)."""
+    parser = argparse.ArgumentParser(prog="orchestrator", description="Journey designer commands.")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,481 @@
+"""Declarative conditions: data in the journey file, compiled to plain predicates.
+
+A condition is one of these YAML shapes (a list of conditions means *all of them*):
+
+``{field: data.cart_value, gte: 20}``
+    Compare a field. Operators: ``eq ne gt gte lt lte in not_in exists contains``;
+    several operators in one condition must all hold (``{field: x, gte: 1, lt: 5}``).
+``{all: [...]}`` / ``{any: [...]}`` / ``{not: {...}}``
+    Combine conditions.
+``{since: profile.registered_at, older_than: 30d}`` (or ``younger_than``)
+    Time elapsed between a timestamp field and *now* (the processing time).
+``{seen: web.feature_used, where: [{field: data.feature, eq: export}], within: 30d}``
+``{not_seen: web.feature_used, where: [...]}``
+    Whether the customer has (not) had an event of that type, optionally with a
+    payload condition on **one** data field, optionally within a period, and
+    optionally at least ``min_count`` times (without ``where``).
+
+Fields are dotted paths with one of three roots:
+
+* ``data.X`` — the payload of the event being evaluated (the trigger, the awaited
+  event, or — in a branch — the event that last moved the instance), e.g.
+  ``data.cart_value``, ``data.sentiment``, ``data.attributes.tier``.
+* ``entry.X`` — the payload of the event that started the instance (same as
+  ``data.X`` in entry conditions), e.g. ``entry.cart_value`` after a wait.
+* ``event.type``, ``event.id``, ``event.occurred_at`` — the envelope of that event.
+* ``profile.X`` — what the orchestrator knows about the customer:
+  ``profile.timezone``, ``profile.segment``, ``profile.registered_at``,
+  ``profile.first_seen_at``, ``profile.last_seen_at``, ``profile.attributes.X``
+  (from CRM events).
+
+Nothing here is ever executed as code: :func:`compile_condition` turns the data
+into closures over a fixed set of operators.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from orchestrator.journey.durations import Duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.state import Profile
+
+FIELD_ROOTS = ("data", "entry", "event", "profile")
+PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes")
+EVENT_FIELDS = ("type", "id", "occurred_at")
+OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains")
+
+Scalar = Union[str, int, float, bool, None]
+
+
+def check_field_path(path: str) -> str:
+    """Validate a dotted field path (``data.x``, ``event.type``, ``profile.segment``)."""
+    parts = path.split(".")
+    if len(parts) < 2 or any(not p for p in parts):
+        raise PydanticCustomError(
+            "bad_field",
+            f"bad field {path!r}: write a dotted path starting with data., entry., event. or profile. (e.g. data.cart_value)",
+        )
+    root = parts[0]
+    if root not in FIELD_ROOTS:
+        raise PydanticCustomError(
+            "bad_field",
+            f"unknown field root {root!r} in {path!r}: fields start with data. (event payload), entry. (payload of the entry event), event. (type, id, occurred_at) or profile.",
+        )
+    if root == "event" and (len(parts) != 2 or parts[1] not in EVENT_FIELDS):
+        raise PydanticCustomError(
+            "bad_field", f"unknown event field {path!r}: use event.type, event.id or event.occurred_at"
+        )
+    if root == "profile":
+        if parts[1] not in PROFILE_FIELDS:
+            raise PydanticCustomError(
+                "bad_field",
+                f"unknown profile field {path!r}: use one of " + ", ".join(f"profile.{p}" for p in PROFILE_FIELDS) + " (profile.attributes.X)",
+            )
+        if (parts[1] == "attributes") != (len(parts) == 3) or len(parts) > 3:
+            raise PydanticCustomError(
+                "bad_field", f"bad profile field {path!r}: only profile.attributes.NAME has a third part"
+            )
+    return path
+
+
+FieldPath = Annotated[str, Field(description="Dotted path: data.X, entry.X, event.type|id|occurred_at, profile.X")]
+
+
+class _Cond(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+
+class Compare(_Cond):
+    """Compare one field with a value; all given operators must hold."""
+
+    field: FieldPath
+    eq: Scalar | None = None
+    ne: Scalar | None = None
+    gt: float | str | None = None
+    gte: float | str | None = None
+    lt: float | str | None = None
+    lte: float | str | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    not_in: list[Scalar] | None = None
+    exists: bool | None = None
+    contains: Scalar | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _field(cls, v: str) -> str:
+        return check_field_path(v)
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> "Compare":
+        if not (self.model_fields_set - {"field"}):
+            raise PydanticCustomError(
+                "no_operator",
+                f"condition on {self.field!r} has no operator: add one of " + ", ".join(OPERATORS) + " (e.g. eq: value)",
+            )
+        return self
+
+
+class All(_Cond):
+    """True when every condition holds (an empty list is true)."""
+
+    all: list["Condition"]
+
+
+class AnyOf(_Cond):
+    """True when at least one condition holds."""
+
+    any: list["Condition"] = Field(min_length=1)
+
+
+class Not(_Cond):
+    """True when the inner condition does not hold."""
+
+    not_: "Condition" = Field(alias="not")
+
+
+class Since(_Cond):
+    """Time since a timestamp field: ``{since: profile.registered_at, older_than: 30d}``."""
+
+    since: FieldPath
+    older_than: Duration | None = None
+    younger_than: Duration | None = None
+
+    @field_validator("since")
+    @classmethod
+    def _field(cls, v: str) -> str:
+        return check_field_path(v)
+
+    @model_validator(mode="after")
+    def _bound(self) -> "Since":
+        if self.older_than is None and self.younger_than is None:
+            raise PydanticCustomError(
+                "no_bound", f"time condition on {self.since!r} needs older_than or younger_than (e.g. older_than: 30d)"
+            )
+        return self
+
+
+class Seen(_Cond):
+    """The customer has (``seen``) or has not (``not_seen``) had an event of a type."""
+
+    seen: str | None = Field(default=None, description="Event type, e.g. web.feature_used")
+    not_seen: str | None = Field(default=None, description="Event type, e.g. web.feature_used")
+    where: list["Condition"] = Field(
+        default_factory=list, description="Conditions on ONE data field of that event type, e.g. [{field: data.feature, eq: export}]"
+    )
+    within: Duration | None = Field(default=None, description="Only count occurrences in this period before now.")
+    min_count: int = Field(default=1, ge=1, description="At least this many occurrences (not combinable with where).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Seen":
+        if (self.seen is None) == (self.not_seen is None):
+            raise PydanticCustomError("seen_type", "write exactly one of seen: TYPE or not_seen: TYPE", {})
+        fields = {f for c in self.where for f in condition_fields(c)}
+        if len(fields) > 1 or any(not f.startswith("data.") for f in fields):
+            raise PydanticCustomError(
+                "seen_where",
+                f"where: in a seen/not_seen condition may only test ONE payload field (data.X), got {', '.join(sorted(fields))}",
+            )
+        if self.where and self.min_count > 1:
+            raise PydanticCustomError("seen_count", "min_count can not be combined with where", {})
+        return self
+
+    @property
+    def event_type(self) -> str:
+        return self.seen or self.not_seen or ""
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        keys = value.keys()
+    elif isinstance(value, BaseModel):
+        return {Compare: "compare", All: "all", AnyOf: "any", Not: "not", Since: "since", Seen: "seen"}.get(type(value))
+    else:
+        return None
+    for key, tag in (("all", "all"), ("any", "any"), ("not", "not"), ("since", "since"), ("seen", "seen"), ("not_seen", "seen"), ("field", "compare")):
+        if key in keys:
+            return tag
+    return None
+
+
+Condition = Annotated[
+    Union[
+        Annotated[Compare, Tag("compare")],
+        Annotated[All, Tag("all")],
+        Annotated[AnyOf, Tag("any")],
+        Annotated[Not, Tag("not")],
+        Annotated[Since, Tag("since")],
+        Annotated[Seen, Tag("seen")],
+    ],
+    Discriminator(
+        _tag,
+        custom_error_type="bad_condition",
+        custom_error_message="not a condition: write {field: ..., eq: ...}, {all: [...]}, {any: [...]}, {not: ...}, {since: ..., older_than: ...} or {seen|not_seen: TYPE}",
+    ),
+]
+
+for _m in (All, AnyOf, Not, Seen):
+    _m.model_rebuild()
+
+
+def condition_fields(cond: Any) -> list[str]:
+    """All field paths a condition reads (for validation and profile tracking)."""
+    if isinstance(cond, Compare):
+        return [cond.field]
+    if isinstance(cond, All):
+        return [f for c in cond.all for f in condition_fields(c)]
+    if isinstance(cond, AnyOf):
+        return [f for c in cond.any for f in condition_fields(c)]
+    if isinstance(cond, Not):
+        return condition_fields(cond.not_)
+    if isinstance(cond, Since):
+        return [cond.since]
+    return []
+
+
+def seen_conditions(cond: Any) -> list[Seen]:
+    """Every seen/not_seen condition nested in ``cond``."""
+    if isinstance(cond, Seen):
+        return [cond]
+    if isinstance(cond, All):
+        return [s for c in cond.all for s in seen_conditions(c)]
+    if isinstance(cond, AnyOf):
+        return [s for c in cond.any for s in seen_conditions(c)]
+    if isinstance(cond, Not):
+        return seen_conditions(cond.not_)
+    return []
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class Ctx:
+    """What a condition can see: one event (type, id, time, payload), the profile, and now."""
+
+    __slots__ = ("event_type", "event_id", "occurred_at", "data", "profile", "now", "entry")
+
+    def __init__(
+        self,
+        event_type: str | None,
+        event_id: str | None,
+        occurred_at: datetime | None,
+        data: dict[str, Any],
+        profile: "Profile",
+        now: datetime,
+        entry: dict[str, Any] | None = None,
+    ) -> None:
+        self.event_type = event_type
+        self.event_id = event_id
+        self.occurred_at = occurred_at
+        self.data = data
+        self.profile = profile
+        self.now = now
+        self.entry = data if entry is None else entry
+
+
+Predicate = Callable[[Ctx], bool]
+MISSING: Any = object()
+
+
+def field_getter(path: str) -> Callable[[Ctx], Any]:
+    """A function reading a dotted field from a :class:`Ctx` (returns :data:`MISSING` when absent)."""
+    parts = path.split(".")
+    root, rest = parts[0], tuple(parts[1:])
+    if root in ("data", "entry"):
+        attr = root
+        if len(rest) == 1:
+            key = rest[0]
+            if attr == "data":
+                return lambda ctx: ctx.data.get(key, MISSING)
+            return lambda ctx: ctx.entry.get(key, MISSING)
+
+        def dig(ctx: Ctx) -> Any:
+            cur: Any = getattr(ctx, attr)
+            for p in rest:
+                if not isinstance(cur, dict) or p not in cur:
+                    return MISSING
+                cur = cur[p]
+            return cur
+
+        return dig
+    if root == "event":
+        attr = {"type": "event_type", "id": "event_id", "occurred_at": "occurred_at"}[rest[0]]
+        return lambda ctx: _none_missing(getattr(ctx, attr))
+    name = rest[0]
+    if name == "attributes":
+        key = rest[1]
+        return lambda ctx: ctx.profile.attributes.get(key, MISSING)
+    return lambda ctx: _none_missing(getattr(ctx.profile, name))
+
+
+def _none_missing(value: Any) -> Any:
+    return MISSING if value is None else value
+
+
+def _as_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _cmp(op: str, a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) or isinstance(a, str) and isinstance(b, str):
+        if op == "gt":
+            return a > b
+        if op == "gte":
+            return a >= b
+        if op == "lt":
+            return a < b
+        return a <= b
+    ta, tb = _as_time(a), _as_time(b)
+    if ta is not None and tb is not None:
+        return _cmp(op, ta.timestamp(), tb.timestamp())
+    return False
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return bool(a == b)
+
+
+def _compile_compare(c: Compare) -> Predicate:
+    get = field_getter(c.field)
+    tests: list[Callable[[Any], bool]] = []
+    for op in c.model_fields_set - {"field"}:
+        value = getattr(c, "in_" if op == "in_" else op)
+        if op == "eq":
+            tests.append(lambda v, b=value: v is not MISSING and _eq(v, b))
+        elif op == "ne":
+            tests.append(lambda v, b=value: v is MISSING or not _eq(v, b))
+        elif op in ("gt", "gte", "lt", "lte"):
+            tests.append(lambda v, b=value, o=op: v is not MISSING and _cmp(o, v, b))
+        elif op == "in_":
+            vals = list(value or [])
+            tests.append(lambda v, vals=vals: v is not MISSING and any(_eq(v, x) for x in vals))
+        elif op == "not_in":
+            vals = list(value or [])
+            tests.append(lambda v, vals=vals: v is MISSING or not any(_eq(v, x) for x in vals))
+        elif op == "exists":
+            want = bool(value)
+            tests.append(lambda v, want=want: (v is not MISSING) == want)
+        elif op == "contains":
+            tests.append(
+                lambda v, b=value: (isinstance(v, str) and isinstance(b, str) and b in v)
+                or (isinstance(v, (list, tuple)) and any(_eq(x, b) for x in v))
+            )
+    if len(tests) == 1:
+        t0 = tests[0]
+        return lambda ctx: t0(get(ctx))
+
+    def check(ctx: Ctx) -> bool:
+        v = get(ctx)
+        return all(t(v) for t in tests)
+
+    return check
+
+
+def _compile_since(c: Since) -> Predicate:
+    get = field_getter(c.since)
+    older, younger = c.older_than, c.younger_than
+
+    def check(ctx: Ctx) -> bool:
+        at = _as_time(get(ctx))
+        if at is None:
+            return False
+        age = ctx.now - at
+        if older is not None and age < older:
+            return False
+        if younger is not None and age >= younger:
+            return False
+        return True
+
+    return check
+
+
+def _compile_seen(c: Seen) -> Predicate:
+    etype = c.event_type
+    negate = c.not_seen is not None
+    within: timedelta | None = c.within
+    field = None
+    value_pred: Predicate | None = None
+    if c.where:
+        field = condition_fields(c.where[0])[0].split(".", 1)[1] if condition_fields(c.where[0]) else None
+        value_pred = compile_all(c.where)
+    min_count = c.min_count
+
+    def check(ctx: Ctx) -> bool:
+        stats = ctx.profile.seen.get(etype)
+        found = False
+        if stats is not None:
+            since = ctx.now - within if within is not None else None
+            if value_pred is None or field is None:
+                found = stats.count >= min_count and (since is None or stats.last_at >= since)
+            else:
+                for value, last_at in stats.values.get(field, ()):
+                    if since is not None and last_at < since:
+                        continue
+                    probe = Ctx(etype, None, last_at, _unflatten(field, value), ctx.profile, ctx.now)
+                    if value_pred(probe):
+                        found = True
+                        break
+        return not found if negate else found
+
+    return check
+
+
+def _unflatten(field: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cur = out
+    parts = field.split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = value
+    return out
+
+
+def compile_condition(cond: Any) -> Predicate:
+    """Turn one condition model into a predicate over a :class:`Ctx`."""
+    if isinstance(cond, Compare):
+        return _compile_compare(cond)
+    if isinstance(cond, All):
+        return compile_all(cond.all)
+    if isinstance(cond, AnyOf):
+        preds = [compile_condition(c) for c in cond.any]
+        return lambda ctx: any(p(ctx) for p in preds)
+    if isinstance(cond, Not):
+        inner = compile_condition(cond.not_)
+        return lambda ctx: not inner(ctx)
+    if isinstance(cond, Since):
+        return _compile_since(cond)
+    if isinstance(cond, Seen):
+        return _compile_seen(cond)
+    raise TypeError(f"not a condition: {cond!r}")  # pragma: no cover
+
+
+def _true(ctx: Ctx) -> bool:
+    return True
+
+
+def compile_all(conds: list[Any]) -> Predicate:
+    """A predicate that holds when every condition in ``conds`` holds (true for none)."""
+    preds = [compile_condition(c) for c in conds]
+    if not preds:
+        return _true
+    if len(preds) == 1:
+        return preds[0]
+    return lambda ctx: all(p(ctx) for p in preds)

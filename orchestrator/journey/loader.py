@@ -1,0 +1,379 @@
+"""Load journey files into a :class:`JourneySet` the engine can run fast.
+
+``load_journeys(["journeys/"])`` reads every ``*.yaml`` in a directory (except the
+pressure policy ``pressure.yaml``), validates each against the model and the graph
+checks, and compiles conditions into predicates. Any problem raises
+:class:`JourneyError` whose ``errors`` are ``file:line:col: message`` strings;
+:func:`validate_paths` returns the same strings without raising.
+
+Versioning: several files may carry the same journey ``id`` with different
+``version`` numbers. All versions are kept so that customers in flight finish on
+the version they entered; new entrants take the newest version whose status is
+``live`` (mark a version ``status: retired`` to stop new entries into it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.journey import model as m
+from orchestrator.journey.conditions import Ctx, Predicate, compile_all, condition_fields, field_getter, seen_conditions
+from orchestrator.yamlpos import format_yaml_error, load_yaml_with_positions, loads_yaml_with_positions, locate
+
+POLICY_FILE = "pressure.yaml"
+
+
+class JourneyError(ValueError):
+    """One or more journey files are invalid; ``errors`` holds ``file:line:col: message`` lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid journey files:\n" + "\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class CompiledMatcher:
+    event_type: str
+    send_step: str | None
+    predicate: Predicate
+    next: str | None
+    index: int
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    event_type: str
+    predicate: Predicate
+
+
+@dataclass
+class CompiledJourney:
+    """One journey version, ready to run: the model plus compiled predicates and indexes."""
+
+    journey: m.Journey
+    source: str = ""
+    entry_when: Predicate = field(init=False)
+    entry_profile: Predicate = field(init=False)
+    goals: dict[str, list[CompiledRule]] = field(init=False)
+    exits: dict[str, list[CompiledRule]] = field(init=False)
+    matchers: dict[str, list[CompiledMatcher]] = field(init=False)
+    cases: dict[str, list[tuple[Predicate, str, str]]] = field(init=False)
+    windows: dict[str, m.Window] = field(init=False)
+    variables_from: dict[str, list[tuple[str, Callable[[Ctx], Any]]]] = field(init=False)
+    listens: frozenset[str] = field(init=False)
+    tracked: dict[str, set[str]] = field(init=False)
+    id: str = field(init=False)
+    version: int = field(init=False)
+    steps: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        j = self.journey
+        self.id, self.version, self.steps = j.id, j.version, j.steps
+        self.entry_when = compile_all(j.entry.when)
+        self.entry_profile = compile_all(j.entry.profile)
+        self.goals = _rules(j.goals, "goal")
+        self.exits = _rules(j.exits, "exit")
+        self.matchers = {}
+        self.cases = {}
+        self.windows = {}
+        self.variables_from = {}
+        for sid, step in j.steps.items():
+            if isinstance(step, m.WaitStep):
+                self.matchers[sid] = [
+                    CompiledMatcher(mt.event_type, mt.send_step, compile_all(mt.when), mt.next if mt.next is not None else step.on_event, i)
+                    for i, mt in enumerate(step.matchers)
+                ]
+            elif isinstance(step, m.BranchStep):
+                self.cases[sid] = [(compile_all(c.when), c.next, c.name or f"case {i + 1}") for i, c in enumerate(step.cases)]
+            elif isinstance(step, m.SendStep):
+                window = step.window or j.send_window
+                if window is not None:
+                    self.windows[sid] = window
+                if step.variables_from:
+                    self.variables_from[sid] = [(k, field_getter(v)) for k, v in step.variables_from.items()]
+        listens = set(self.goals) | set(self.exits)
+        for ms in self.matchers.values():
+            listens.update(mt.event_type for mt in ms)
+        self.listens = frozenset(listens)
+        self.tracked = {}
+        for cond in _all_conditions(j):
+            for seen in seen_conditions(cond):
+                for c in seen.where:
+                    for f in condition_fields(c):
+                        self.tracked.setdefault(seen.event_type, set()).add(f.split(".", 1)[1])
+
+    def __repr__(self) -> str:
+        return f"CompiledJourney({self.journey.id!r}, v{self.journey.version}, {self.source!r})"
+
+
+
+def _rules(rules: list[m.EventRule], kind: str) -> dict[str, list[CompiledRule]]:
+    out: dict[str, list[CompiledRule]] = {}
+    for i, r in enumerate(rules):
+        out.setdefault(r.event, []).append(CompiledRule(r.name or f"{kind}:{r.event}", r.event, compile_all(r.when)))
+    return out
+
+
+def _all_conditions(j: m.Journey) -> Iterable[Any]:
+    yield from j.entry.when
+    yield from j.entry.profile
+    for r in (*j.goals, *j.exits):
+        yield from r.when
+    for step in j.steps.values():
+        if isinstance(step, m.WaitStep):
+            for mt in step.matchers:
+                yield from mt.when
+        elif isinstance(step, m.BranchStep):
+            for c in step.cases:
+                yield from c.when
+
+
+class JourneySet:
+    """All loaded journeys, all versions, indexed for the engine."""
+
+    def __init__(self, journeys: Iterable[CompiledJourney | m.Journey] = ()) -> None:
+        self.versions: dict[str, dict[int, CompiledJourney]] = {}
+        for item in journeys:
+            cj = item if isinstance(item, CompiledJourney) else CompiledJourney(item)
+            self.versions.setdefault(cj.id, {})[cj.version] = cj
+        self.live: dict[str, CompiledJourney] = {}
+        for jid, by_version in sorted(self.versions.items()):
+            live = [v for v in sorted(by_version) if by_version[v].journey.status == "live"]
+            if live:
+                self.live[jid] = by_version[live[-1]]
+        self.by_trigger: dict[str, list[CompiledJourney]] = {}
+        for cj in self.live.values():
+            for etype in dict.fromkeys(cj.journey.entry.events):
+                self.by_trigger.setdefault(etype, []).append(cj)
+        self.tracked: dict[str, tuple[str, ...]] = {}
+        acc: dict[str, set[str]] = {}
+        for by_version in self.versions.values():
+            for cj in by_version.values():
+                for etype, fields in cj.tracked.items():
+                    acc.setdefault(etype, set()).update(fields)
+        self.tracked = {k: tuple(sorted(v)) for k, v in acc.items()}
+
+    def get(self, journey_id: str, version: int) -> CompiledJourney | None:
+        """The given version of a journey (live or retired), or None when it is not loaded."""
+        by_version = self.versions.get(journey_id)
+        return by_version.get(version) if by_version else None
+
+    def newest(self, journey_id: str) -> CompiledJourney | None:
+        """The version new entrants take (newest live), or None."""
+        return self.live.get(journey_id)
+
+    def triggered_by(self, event_type: str) -> list[CompiledJourney]:
+        """Live journeys whose entry trigger is this event type (sorted by journey id)."""
+        return self.by_trigger.get(event_type, [])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for jid in sorted(self.versions):
+            for v in sorted(self.versions[jid]):
+                yield self.versions[jid][v]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.versions.values())
+
+    def ids(self) -> list[str]:
+        return sorted(self.versions)
+
+
+# ------------------------------------------------------------------ loading
+
+
+def journey_files(paths: Sequence[Path | str]) -> list[Path]:
+    """Expand directories to their ``*.yaml``/``*.yml`` files (except ``pressure.yaml``), keep files as given."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(
+                sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.name != POLICY_FILE and f.is_file())
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def parse_file(path: Path | str) -> tuple[m.Journey | None, list[str]]:
+    """Read and check one journey file; return the model (or None) and its errors."""
+    name = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        return None, [f"{name}:1:1: can not read file: {exc.strerror or exc}"]
+    return parse_text(text, name)
+
+
+def parse_text(text: str, name: str = "<journey>") -> tuple[m.Journey | None, list[str]]:
+    """Check one journey given as YAML text; ``name`` prefixes the ``name:line:col:`` errors."""
+    try:
+        data, positions = loads_yaml_with_positions(text)
+    except yaml.YAMLError as exc:
+        return None, [format_yaml_error(name, exc)]
+    if not isinstance(data, dict):
+        return None, [f"{name}:1:1: a journey file must be a mapping with id, version, name, entry, start and steps"]
+    try:
+        journey = m.Journey.model_validate(data)
+    except ValidationError as exc:
+        return None, _format_validation(name, data, positions, exc)
+    errors = []
+    for loc, message in m.check_graph(journey):
+        line, col = locate(positions, loc)
+        errors.append(f"{name}:{line}:{col}: {message}")
+    return (journey if not errors else None), errors
+
+
+def load_text(*texts: str) -> JourneySet:
+    """A JourneySet from YAML texts (tests, notebooks). Raises :class:`JourneyError` on any problem."""
+    compiled, errors = [], []
+    for i, text in enumerate(texts):
+        journey, errs = parse_text(text, f"<journey {i + 1}>")
+        errors.extend(errs)
+        if journey is not None:
+            compiled.append(CompiledJourney(journey, source=f"<journey {i + 1}>"))
+    if errors:
+        raise JourneyError(errors)
+    return JourneySet(compiled)
+
+
+def validate_paths(paths: Sequence[Path | str]) -> list[str]:
+    """Every problem in the journey files under ``paths`` as ``file:line:col: message`` (empty = valid)."""
+    _, errors = _load(paths)
+    return errors
+
+
+def load_journeys(paths: Sequence[Path | str]) -> JourneySet:
+    """Load, check and compile journey files (directories: all ``*.yaml`` except ``pressure.yaml``).
+
+    Raises :class:`JourneyError` listing every problem when any file is invalid.
+    """
+    compiled, errors = _load(paths)
+    if errors:
+        raise JourneyError(errors)
+    return JourneySet(compiled)
+
+
+def _load(paths: Sequence[Path | str]) -> tuple[list[CompiledJourney], list[str]]:
+    compiled: list[CompiledJourney] = []
+    errors: list[str] = []
+    seen: dict[tuple[str, int], str] = {}
+    for path in journey_files(paths):
+        journey, errs = parse_file(path)
+        errors.extend(errs)
+        if journey is None:
+            continue
+        key = (journey.id, journey.version)
+        if key in seen:
+            _, positions = load_yaml_with_positions(path)
+            line, col = locate(positions, ("version",))
+            errors.append(
+                f"{os.fspath(path)}:{line}:{col}: journey {journey.id!r} version {journey.version} is already defined in "
+                f"{seen[key]}: bump the version number"
+            )
+            continue
+        seen[key] = os.fspath(path)
+        compiled.append(CompiledJourney(journey, source=os.fspath(path)))
+    return compiled, errors
+
+
+# ------------------------------------------------------------------ error formatting
+
+_KNOWN_KEYS: set[str] = set()
+_CUSTOM_ERRORS = {
+    "bad_field", "no_operator", "no_bound", "seen_type", "seen_where", "seen_count", "bad_condition",
+    "unknown_event_type", "unknown_channel", "unknown_comm_type", "unknown_timezone", "bad_time", "empty_window",
+    "fallback_channels", "bad_matcher", "split_weights", "split_names", "bad_step_type", "bad_duration",
+}
+
+
+def _known_keys() -> set[str]:
+    if not _KNOWN_KEYS:
+        todo: list[type[BaseModel]] = [m.Journey]
+        done: set[type[BaseModel]] = set()
+        from orchestrator.journey import conditions as c
+
+        todo += [c.Compare, c.All, c.AnyOf, c.Not, c.Since, c.Seen, m.SendStep, m.WaitStep, m.BranchStep, m.SplitStep, m.DelayStep, m.WindowStep, m.EndStep]
+        while todo:
+            model = todo.pop()
+            if model in done:
+                continue
+            done.add(model)
+            for name, info in model.model_fields.items():
+                _KNOWN_KEYS.add(info.alias or name)
+                for arg in _model_args(info.annotation):
+                    todo.append(arg)
+    return _KNOWN_KEYS
+
+
+def _model_args(annotation: Any) -> list[type[BaseModel]]:
+    from typing import get_args
+
+    out = []
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            out.append(a)
+        else:
+            stack.extend(get_args(a))
+    return out
+
+
+def _clean_loc(data: Any, loc: tuple[Any, ...], keep_last: bool) -> tuple[Any, ...]:
+    """Follow ``loc`` through the data, dropping the union tags pydantic inserts."""
+    node = data
+    out: list[Any] = []
+    for i, el in enumerate(loc):
+        if isinstance(node, dict) and el in node:
+            out.append(el)
+            node = node[el]
+        elif isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
+            out.append(el)
+            node = node[el]
+        elif keep_last and i == len(loc) - 1:
+            out.append(el)
+    return tuple(out)
+
+
+def _format_validation(name: str, data: Any, positions: dict[Any, Any], exc: ValidationError) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False):
+        etype = err["type"]
+        loc = _clean_loc(data, tuple(err["loc"]), keep_last=etype == "missing")
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if etype == "missing":
+            parent = ".".join(str(p) for p in loc[:-1]) or "the journey"
+            msg = f"missing required key {loc[-1]!r} in {parent}"
+            line, col = locate(positions, loc[:-1])
+            text = f"{name}:{line}:{col}: {msg}"
+        else:
+            if etype == "extra_forbidden":
+                key = str(loc[-1]) if loc else "?"
+                close = difflib.get_close_matches(key, sorted(_known_keys()), n=1)
+                msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            elif etype == "string_pattern_mismatch":
+                what = "journey id" if loc == ("id",) else "name"
+                case = "lowercase letters, digits and _" if loc == ("id",) else "letters, digits and _"
+                msg = f"{err.get('input')!r} is not a valid {what}: use {case}, starting with a letter"
+            elif etype not in _CUSTOM_ERRORS and isinstance(err.get("input"), (str, int, float, bool)):
+                msg = f"{msg} (got {err.get('input')!r})"
+            line, col = locate(positions, loc)
+            text = f"{name}:{line}:{col}: {where}: {msg}"
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out

@@ -1,0 +1,545 @@
+"""The journey file format: a pydantic model of ``journeys/*.yaml``.
+
+``python -m orchestrator.journey.model > schemas/journey.json`` writes the JSON
+Schema that editors use for completion; a unit test fails when the committed
+schema drifts from this model. The designer's guide is ``journeys/README.md``.
+
+The model checks the shape of one file (keys, types, durations, channels,
+communication types, event types). Graph checks that need the whole journey
+(unknown step references, unreachable steps, loops without a wait) are in
+:func:`check_graph`; the loader runs both and reports ``file:line:col: message``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import time
+from functools import lru_cache
+from typing import Annotated, Any, Iterator, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from orchestrator.events import CHANNELS, Channel, event_types
+from orchestrator.journey.conditions import Condition, FieldPath, Scalar, check_field_path
+from orchestrator.journey.durations import Duration
+from orchestrator.pressure.basket import COMM_TYPES, CommType
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+STEP_TYPES = ("send", "wait", "branch", "split", "delay", "window", "end")
+CCM_SHORTCUTS = {"opened_of": "ccm.opened", "clicked_of": "ccm.clicked", "delivered_of": "ccm.delivered", "bounced_of": "ccm.bounced"}
+
+
+@lru_cache(maxsize=1)
+def known_event_types() -> frozenset[str]:
+    """Every qualified inbound event type (``web.cart_abandoned`` ...)."""
+    return frozenset(event_types())
+
+
+def _event_type(value: str) -> str:
+    if value not in known_event_types():
+        family = value.split(".", 1)[0]
+        same = sorted(t for t in known_event_types() if t.startswith(family + "."))
+        hint = f"; {family} events are: {', '.join(same)}" if same else "; write family.type, e.g. web.cart_abandoned"
+        raise PydanticCustomError("unknown_event_type", f"unknown event type {value!r}" + hint)
+    return value
+
+
+def _channel(value: Any) -> Any:
+    if isinstance(value, str) and value not in CHANNELS:
+        raise PydanticCustomError(
+            "unknown_channel", f"unknown channel {value!r}: use one of " + ", ".join(CHANNELS)
+        )
+    return value
+
+
+def _comm_type(value: Any) -> Any:
+    if isinstance(value, str) and value not in COMM_TYPES:
+        raise PydanticCustomError(
+            "unknown_comm_type",
+            f"unknown communication type {value!r}: use one of " + ", ".join(COMM_TYPES),
+        )
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "unknown_timezone", f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+    return value
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _clock(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 09:00 as a sexagesimal integer (540): accept it
+        return f"{value // 60:02d}:{value % 60:02d}"
+    if not isinstance(value, str) or not _HHMM.match(value):
+        raise PydanticCustomError("bad_time", f"bad time of day {value!r}: write HH:MM in 24 h, e.g. \"09:00\"")
+    return value
+
+
+EventType = Annotated[str, AfterValidator(_event_type), Field(json_schema_extra={"enum": sorted(event_types())})]
+ChannelName = Annotated[Channel, BeforeValidator(_channel)]
+CommTypeName = Annotated[CommType, BeforeValidator(_comm_type)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone), Field(description="IANA time zone, e.g. Europe/Berlin")]
+StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="A step id from steps:")]
+ClockTime = Annotated[str, BeforeValidator(_clock), Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+
+# ------------------------------------------------------------------ entry / goals
+
+
+class Reentry(_Model):
+    """May a customer enter again? ``never``, ``after_exit`` (default: one live instance at a time) or ``always`` (concurrent instances)."""
+
+    policy: Literal["never", "after_exit", "always"] = "after_exit"
+    cooldown: Duration | None = Field(
+        default=None, description="after_exit: time since the last exit; always: time since the last entry."
+    )
+
+
+def _single_or_list_event(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, ``event:`` takes one event type or a list of them."""
+    prop = schema["properties"]["event"]
+    one = prop["items"]
+    schema["properties"]["event"] = {
+        "anyOf": [one, {k: v for k, v in prop.items() if k not in ("description", "title")}],
+        "description": prop.get("description", ""),
+        "title": "Event",
+    }
+
+
+class Entry(_Model):
+    """What starts the journey: an event type plus conditions."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, json_schema_extra=_single_or_list_event
+    )
+
+    event: Annotated[list[EventType], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(
+        min_length=1, description="Qualified inbound event type, e.g. web.cart_abandoned, or a list of types (any of them)."
+    )
+    when: list[Condition] = Field(default_factory=list, description="Conditions on the trigger event (all must hold).")
+    profile: list[Condition] = Field(
+        default_factory=list, description="Conditions on the customer's profile and history (all must hold)."
+    )
+    reentry: Reentry = Field(default_factory=Reentry)
+
+    @property
+    def events(self) -> list[str]:
+        """The trigger event types."""
+        return list(self.event)
+
+
+class EventRule(_Model):
+    """An event that ends the journey from any step (goal: counted as conversion; exit: not)."""
+
+    name: str | None = None
+    event: EventType
+    when: list[Condition] = Field(default_factory=list)
+
+
+class Window(_Model):
+    """Days and hours in the customer's time zone when sends may go out. ``from`` > ``to`` wraps midnight."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    from_: ClockTime = Field(alias="from", description="Opening time, HH:MM")
+    to: ClockTime = Field(description="Closing time, HH:MM (exclusive)")
+    timezone: TimeZoneName | None = Field(default=None, description="Override; default: the customer's time zone (profile), else UTC.")
+
+    @model_validator(mode="after")
+    def _span(self) -> "Window":
+        if self.from_ == self.to:
+            raise PydanticCustomError("empty_window", f"window from and to are equal ({self.to}): the window would be empty")
+        return self
+
+    @property
+    def opens(self) -> time:
+        return time.fromisoformat(self.from_)
+
+    @property
+    def closes(self) -> time:
+        return time.fromisoformat(self.to)
+
+
+# ------------------------------------------------------------------ steps
+
+
+class OnCapped(_Model):
+    """What a send step does when the basket says no (capped, suppressed, calamity lock)."""
+
+    action: Literal["skip", "fallback", "defer"] = "skip"
+    channels: list[ChannelName] = Field(default_factory=list, description="fallback: channels to try in order.")
+    max_attempts: int = Field(default=5, ge=1, description="defer: give up (skip) after this many deferrals.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"action": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "OnCapped":
+        if self.action == "fallback" and not self.channels:
+            raise PydanticCustomError("fallback_channels", "on_capped fallback needs channels: [..] to fall back to", {})
+        if self.action != "fallback" and self.channels:
+            raise PydanticCustomError("fallback_channels", "channels: only applies to action: fallback", {})
+        return self
+
+
+class SendStep(_Model):
+    """Contact the customer (gated by the contact-pressure basket)."""
+
+    type: Literal["send"]
+    channel: ChannelName
+    template: str = Field(min_length=1)
+    comm_type: CommTypeName = Field(description="service | editorial | commercial | calamity")
+    priority: int = Field(default=5, ge=1, le=10, description="1 lowest .. 10 highest")
+    brand: str | None = None
+    variables: dict[str, Scalar] = Field(default_factory=dict, description="Template variables, e.g. {tone: friendly}.")
+    variables_from: dict[str, FieldPath] = Field(
+        default_factory=dict, description="Template variables copied from fields, e.g. {cart_value: data.cart_value}."
+    )
+    on_capped: OnCapped = Field(default_factory=OnCapped)
+    on_skip: StepId | None = Field(default=None, description="Where to go when the send does not happen; default: next.")
+    window: Window | None = Field(default=None, description="Send window / quiet hours; outside it the send waits for the next opening.")
+    next: StepId | None = Field(default=None, description="Next step; omitted = the journey ends here.")
+
+    @field_validator("variables_from")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value.values():
+            check_field_path(path)
+        return value
+
+
+class Matcher(_Model):
+    """An awaited event: ``{opened_of: STEP}``, ``{clicked_of: STEP}`` or ``{event: TYPE, when: [...]}``."""
+
+    event: EventType | None = None
+    of_send: StepId | None = Field(default=None, description="With event: a ccm event carrying the send id of this send step.")
+    opened_of: StepId | None = Field(default=None, description="The ccm.opened of the message sent by this send step.")
+    clicked_of: StepId | None = Field(default=None, description="The ccm.clicked of the message sent by this send step.")
+    delivered_of: StepId | None = None
+    bounced_of: StepId | None = None
+    when: list[Condition] = Field(default_factory=list)
+    next: StepId | None = Field(default=None, description="Override the wait's on_event for this match.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "Matcher":
+        shortcuts = [k for k in CCM_SHORTCUTS if getattr(self, k) is not None]
+        if len(shortcuts) + (self.event is not None) != 1:
+            raise PydanticCustomError(
+                "bad_matcher",
+                "an awaited event needs exactly one of event: TYPE, opened_of: STEP, clicked_of: STEP, delivered_of: STEP, bounced_of: STEP",
+                {},
+            )
+        if self.of_send is not None and (self.event is None or not self.event.startswith("ccm.")):
+            raise PydanticCustomError("bad_matcher", "of_send: only applies to ccm.* events", {})
+        return self
+
+    @property
+    def event_type(self) -> str:
+        for key, etype in CCM_SHORTCUTS.items():
+            if getattr(self, key) is not None:
+                return etype
+        return self.event or ""
+
+    @property
+    def send_step(self) -> str | None:
+        for key in CCM_SHORTCUTS:
+            value = getattr(self, key)
+            if value is not None:
+                return value
+        return self.of_send
+
+
+def _single_or_list_for(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, ``for:`` takes one matcher or a list of them."""
+    prop = schema["properties"]["for"]
+    one = prop["items"]
+    schema["properties"]["for"] = {"anyOf": [one, {k: v for k, v in prop.items() if k not in ("description", "title")}],
+                                   "description": prop.get("description", ""), "title": "For"}
+
+
+class WaitStep(_Model):
+    """Wait for an event (or one of several) with a timeout."""
+
+    type: Literal["wait"]
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, json_schema_extra=_single_or_list_for
+    )
+
+    for_: Annotated[list[Matcher], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] = Field(alias="for", min_length=1, description="The awaited event, or a list (first match wins).")
+    timeout: Duration = Field(description="How long to wait, e.g. 24h, 48h, 7d.")
+    on_event: StepId | None = Field(default=None, description="Next step when the event arrives; omitted = end.")
+    on_timeout: StepId | None = Field(default=None, description="Next step on timeout; omitted = end.")
+
+    @property
+    def matchers(self) -> list[Matcher]:
+        return self.for_
+
+
+class Case(_Model):
+    name: str | None = None
+    when: list[Condition] = Field(description="All must hold; evaluated on the event that last moved the instance and the profile.")
+    next: StepId
+
+
+class BranchStep(_Model):
+    """Take the first case whose conditions hold, else default."""
+
+    type: Literal["branch"]
+    cases: list[Case] = Field(min_length=1)
+    default: StepId | None = Field(default=None, description="When no case holds; omitted = end.")
+
+
+class Variant(_Model):
+    name: str = Field(min_length=1)
+    weight: int = Field(ge=0, description="Relative weight; variants share customers in proportion.")
+    next: StepId | None = None
+
+
+class SplitStep(_Model):
+    """A/B or multivariate split: deterministic and sticky per customer; the variant is recorded."""
+
+    type: Literal["split"]
+    variants: list[Variant] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _weights(self) -> "SplitStep":
+        if sum(v.weight for v in self.variants) <= 0:
+            raise PydanticCustomError("split_weights", "split weights add up to 0: give at least one variant a positive weight", {})
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("split_names", "split variant names must be unique", {})
+        return self
+
+
+class DelayStep(_Model):
+    """Wait a fixed time."""
+
+    type: Literal["delay"]
+    duration: Duration
+    next: StepId | None = None
+
+
+class WindowStep(_Model):
+    """Continue only inside a time window (customer's time zone); otherwise wait for the next opening."""
+
+    type: Literal["window"]
+    window: Window
+    next: StepId | None = None
+
+
+class EndStep(_Model):
+    """End the journey (outcome recorded in history and traces)."""
+
+    type: Literal["end"]
+    outcome: str = Field(default="completed", description="e.g. completed, converted, escalated")
+
+
+def _step_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        tag = value.get("type")
+        return tag if isinstance(tag, str) else None
+    return getattr(value, "type", None)
+
+
+Step = Annotated[
+    Union[
+        Annotated[SendStep, Tag("send")],
+        Annotated[WaitStep, Tag("wait")],
+        Annotated[BranchStep, Tag("branch")],
+        Annotated[SplitStep, Tag("split")],
+        Annotated[DelayStep, Tag("delay")],
+        Annotated[WindowStep, Tag("window")],
+        Annotated[EndStep, Tag("end")],
+    ],
+    Discriminator(
+        _step_tag,
+        custom_error_type="bad_step_type",
+        custom_error_message="missing or unknown step type: write type: send, wait, branch, split, delay, window or end",
+    ),
+]
+
+
+class Journey(_Model):
+    """One version of one journey map."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+        title="Journey",
+    )
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Stable journey id (lowercase, digits, _); versions share it.")
+    version: int = Field(ge=1, description="Bump for every change; customers in flight finish on the version they entered.")
+    name: str = Field(min_length=1)
+    description: str | None = None
+    status: Literal["live", "retired"] = Field(default="live", description="retired: no new entries; in-flight customers finish.")
+    entry: Entry
+    goals: list[EventRule] = Field(default_factory=list, description="Events that end the journey anywhere, counted as conversion.")
+    exits: list[EventRule] = Field(default_factory=list, description="Events that end the journey anywhere (not a conversion).")
+    send_window: Window | None = Field(default=None, description="Default send window for every send step without its own.")
+    start: StepId
+    steps: dict[StepId, Step] = Field(min_length=1)
+
+
+# ------------------------------------------------------------------ graph checks
+
+
+Loc = tuple[Union[str, int], ...]
+
+
+def edges(step_id: str, step: Any) -> Iterator[tuple[Loc, str | None, str]]:
+    """(location of the reference, target step id or None = end, label) for every edge out of a step."""
+    base: Loc = ("steps", step_id)
+    if isinstance(step, SendStep):
+        yield base + ("next",), step.next, "sent"
+        if step.on_skip is not None:
+            yield base + ("on_skip",), step.on_skip, "skipped"
+    elif isinstance(step, WaitStep):
+        for i, m in enumerate(step.matchers):
+            if m.next is not None:
+                loc = base + ("for", i, "next")
+                yield loc, m.next, m.event_type
+        rest = [m.event_type for m in step.matchers if m.next is None]
+        if rest:
+            yield base + ("on_event",), step.on_event, " or ".join(dict.fromkeys(rest))
+        yield base + ("on_timeout",), step.on_timeout, "timeout"
+    elif isinstance(step, BranchStep):
+        for i, case in enumerate(step.cases):
+            yield base + ("cases", i, "next"), case.next, case.name or f"case {i + 1}"
+        yield base + ("default",), step.default, "default"
+    elif isinstance(step, SplitStep):
+        for i, v in enumerate(step.variants):
+            yield base + ("variants", i, "next"), v.next, f"{v.name} ({v.weight})"
+    elif isinstance(step, (DelayStep, WindowStep)):
+        yield base + ("next",), step.next, "next"
+
+
+def parks(step: Any) -> bool:
+    """Does the instance stop at this step until a timer or an event comes? (send steps do not: the gate answers at once)."""
+    return isinstance(step, (WaitStep, DelayStep, WindowStep))
+
+
+def check_graph(journey: Journey) -> list[tuple[Loc, str]]:
+    """Semantic checks across steps: references, reachability, loops without a wait, awaited sends."""
+    problems: list[tuple[Loc, str]] = []
+    steps = journey.steps
+    known = ", ".join(steps)
+    if journey.start not in steps:
+        problems.append((("start",), f"unknown step {journey.start!r} in start (steps are: {known})"))
+    for sid, step in steps.items():
+        for loc, target, _label in edges(sid, step):
+            if target is not None and target not in steps:
+                problems.append((loc, f"unknown step {target!r} referenced from step {sid!r} (steps are: {known})"))
+        if isinstance(step, WaitStep):
+            for i, m in enumerate(step.matchers):
+                ref = m.send_step
+                if ref is None:
+                    continue
+                key = next((k for k in (*CCM_SHORTCUTS, "of_send") if getattr(m, k) is not None), "of_send")
+                loc = ("steps", sid, "for", i, key)
+                if ref not in steps:
+                    problems.append((loc, f"unknown step {ref!r} in {key} (steps are: {known})"))
+                elif not isinstance(steps[ref], SendStep):
+                    problems.append((loc, f"{key} must name a send step, but {ref!r} is a step of type {steps[ref].type}"))
+    # reachability from start
+    if journey.start in steps:
+        seen = {journey.start}
+        todo = [journey.start]
+        while todo:
+            cur = todo.pop()
+            for _loc, target, _label in edges(cur, steps[cur]):
+                if target is not None and target in steps and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for sid in steps:
+            if sid not in seen:
+                problems.append((("steps", sid), f"step {sid!r} is unreachable from start {journey.start!r}: remove it or point an edge at it"))
+    # loops without a wait: cycles among steps that do not park
+    graph = {sid: [t for _l, t, _x in edges(sid, s) if t is not None and t in steps] for sid, s in steps.items()}
+    reported: set[frozenset[str]] = set()
+    for cycle in _cycles_without_wait(graph, steps):
+        key = frozenset(cycle)
+        if key in reported:
+            continue
+        reported.add(key)
+        path = " -> ".join(cycle + [cycle[0]])
+        problems.append(
+            (("steps", cycle[0]), f"loop without a wait: {path}; put a wait or delay step in the loop so it can not spin forever")
+        )
+    return problems
+
+
+def _cycles_without_wait(graph: dict[str, list[str]], steps: dict[str, Any]) -> list[list[str]]:
+    nodes = [s for s in graph if not parks(steps[s])]
+    sub = {s: [t for t in graph[s] if t in nodes] for s in nodes}
+    out: list[list[str]] = []
+    color: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        color[n] = 1
+        stack.append(n)
+        for t in sub[n]:
+            if color.get(t, 0) == 0:
+                visit(t)
+            elif color.get(t) == 1:
+                out.append(stack[stack.index(t):])
+        stack.pop()
+        color[n] = 2
+
+    for n in nodes:
+        if color.get(n, 0) == 0:
+            visit(n)
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a journey file (what ``schemas/journey.json`` holds)."""
+    schema = Journey.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://journey-orchestrator.local/schemas/journey.json"
+    return schema
+
+
+journey_json_schema = json_schema
+"""Alias used by ``orchestrator schemas`` (``orchestrator/schemas.py``)."""
+
+
+def schema_text() -> str:
+    """The exact text of ``schemas/journey.json`` (same rendering as ``orchestrator schemas``)."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m orchestrator.journey.model > schemas/journey.json
+    sys.stdout.write(schema_text())

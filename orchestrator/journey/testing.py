@@ -1,0 +1,69 @@
+"""A synchronous driver for the pure engine, for tests, property tests and the benchmark.
+
+:func:`drive` does what :func:`orchestrator.processor.process` does, without a basket
+object: every :class:`~orchestrator.actions.Send` is decided by a plain function and
+fed straight back as a :class:`~orchestrator.actions.GateOutcome`. Use it to test
+journey logic in microseconds; use ``orchestrator.simulate`` for the real in-memory
+basket.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Callable
+
+from orchestrator.actions import Action, GateOutcome, Send
+from orchestrator.engine import step
+from orchestrator.events import CustomerEvent, TimerFired
+from orchestrator.journey.loader import JourneySet
+from orchestrator.pressure.basket import Decision, Outcome
+from orchestrator.state import CustomerState
+
+Decide = Callable[[Send, datetime], Decision]
+
+
+def decision(send: Send, outcome: Outcome = "approved", reason: str = "fits", retry_at: datetime | None = None) -> Decision:
+    """A basket decision for ``send`` (cost/balance are placeholders)."""
+    return Decision(
+        send_id=send.send_id,
+        customer_id=send.customer_id,
+        outcome=outcome,
+        reason=reason,
+        cost=10.0,
+        balance=10.0 if outcome == "approved" else 25.0,
+        capacity=25.0,
+        period="test",
+        retry_at=retry_at,
+    )
+
+
+def approve_all(send: Send, now: datetime) -> Decision:
+    """A basket that always says yes."""
+    return decision(send)
+
+
+def cap_all(send: Send, now: datetime) -> Decision:
+    """A basket that is always full; capacity returns a day later."""
+    return decision(send, "capped", "capacity exceeded", retry_at=now + timedelta(days=1))
+
+
+def drive(
+    state: CustomerState,
+    message: CustomerEvent | TimerFired,
+    journeys: JourneySet,
+    now: datetime,
+    decide: Decide = approve_all,
+) -> tuple[CustomerState, list[Action]]:
+    """One message through the engine, every send gated by ``decide``; all actions in order (Sends included)."""
+    state, actions = step(state, message, journeys, now)
+    out: list[Action] = []
+    queue = list(actions)
+    while queue:
+        action = queue.pop(0)
+        out.append(action)
+        if isinstance(action, Send):
+            state, more = step(
+                state, GateOutcome(customer_id=action.customer_id, send=action, decision=decide(action, now)), journeys, now
+            )
+            queue[0:0] = more
+    return state, out

@@ -1,0 +1,157 @@
+"""Draw a journey as a Mermaid flowchart, optionally with customers counted per edge.
+
+``orchestrator render journeys/abandoned_cart.yaml`` prints the map; with
+``--events EVENTS.jsonl`` (simulated) or ``--counts SIM.jsonl`` (the output of
+``simulate --json``) every edge carries the number of distinct customers that took it.
+Paste the output into any Mermaid viewer (GitHub renders ```mermaid blocks).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Any, Iterable, Mapping
+
+from orchestrator.journey import model as m
+from orchestrator.journey.durations import format_duration
+
+EdgeCounts = Mapping[tuple[str, str], int]
+
+
+def _esc(text: str) -> str:
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def _node(sid: str) -> str:
+    return f"s_{sid}"
+
+
+def _cond_text(conds: list[Any]) -> str:
+    parts = []
+    for c in conds:
+        data = c.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+        if "field" in data:
+            field = data.pop("field")
+            parts.append(" ".join([field] + [f"{op} {json.dumps(v)}" for op, v in data.items()]))
+        else:
+            parts.append(json.dumps(data, separators=(",", ":")))
+    return " and ".join(parts)
+
+
+def _label(step: Any) -> str:
+    if isinstance(step, m.SendStep):
+        text = f"send {step.channel}: {step.template}<br/>{step.comm_type}, priority {step.priority}"
+        if step.on_capped.action != "skip":
+            extra = f" {'/'.join(step.on_capped.channels)}" if step.on_capped.channels else ""
+            text += f"<br/>if capped: {step.on_capped.action}{extra}"
+        if step.window is not None:
+            text += f"<br/>window {step.window.from_}-{step.window.to}"
+        return text
+    if isinstance(step, m.WaitStep):
+        what = []
+        for mt in step.matchers:
+            ref = f" of {mt.send_step}" if mt.send_step else ""
+            what.append(f"{mt.event_type}{ref}")
+        return f"wait for {' or '.join(what)}<br/>timeout {format_duration(step.timeout)}"
+    if isinstance(step, m.BranchStep):
+        return "branch"
+    if isinstance(step, m.SplitStep):
+        return "split " + " / ".join(f"{v.name} {v.weight}" for v in step.variants)
+    if isinstance(step, m.DelayStep):
+        return f"delay {format_duration(step.duration)}"
+    if isinstance(step, m.WindowStep):
+        return f"window {step.window.from_}-{step.window.to}"
+    if isinstance(step, m.EndStep):
+        return f"end: {step.outcome}"
+    return str(getattr(step, "type", "?"))  # pragma: no cover
+
+
+def _shape(sid: str, step: Any) -> str:
+    text = _esc(f"{sid}<br/>{_label(step)}").replace("#lt;br/#gt;", "<br/>")
+    node = _node(sid)
+    if isinstance(step, m.WaitStep):
+        return f'{node}{{{{"{text}"}}}}'
+    if isinstance(step, (m.BranchStep, m.SplitStep)):
+        return f'{node}{{"{text}"}}'
+    if isinstance(step, (m.DelayStep, m.WindowStep)):
+        return f'{node}[/"{text}"/]'
+    if isinstance(step, m.EndStep):
+        return f'{node}(["{text}"])'
+    return f'{node}["{text}"]'
+
+
+def _edge_label(label: str, count: int | None) -> str:
+    if count is None:
+        return f'|"{_esc(label)}"|' if label else ""
+    return f'|"{_esc(label)}: {count}"|' if label else f'|"{count}"|'
+
+
+def render_mermaid(journey: m.Journey, counts: EdgeCounts | None = None) -> str:
+    """The journey as a Mermaid ``flowchart TD``; with ``counts`` ((from, to) -> customers) on the edges."""
+    lines = ["flowchart TD"]
+    entry = " or ".join(journey.entry.events)
+    cond = _cond_text(journey.entry.when + journey.entry.profile)
+    start_text = _esc(f"{journey.name} (v{journey.version})<br/>on {entry}" + (f"<br/>if {cond}" if cond else "")).replace("#lt;br/#gt;", "<br/>")
+    lines.append(f'  start(("{start_text}"))')
+    for sid, step in journey.steps.items():
+        lines.append(f"  {_shape(sid, step)}")
+    needs_end = False
+    c = counts if counts is not None else None
+    lines.append(f"  start -->{_edge_label('', c.get(('start', journey.start), 0) if c is not None else None)} {_node(journey.start)}")
+    for sid, step in journey.steps.items():
+        for _loc, target, label in m.edges(sid, step):
+            if isinstance(step, m.SendStep) and label == "sent" and step.on_skip is None:
+                label = ""
+            if target is None:
+                needs_end = True
+                dest = "finish"
+            else:
+                dest = _node(target)
+            n = c.get((sid, target or "finish"), 0) if c is not None else None
+            lines.append(f"  {_node(sid)} -->{_edge_label(label, n)} {dest}")
+    if needs_end:
+        lines.append('  finish(["end"])')
+    for kind, rules in (("goal", journey.goals), ("exit", journey.exits)):
+        if not rules:
+            continue
+        text = "<br/>".join(_esc(f"{kind}: {r.name or r.event} ({r.event})") for r in rules)
+        shape = f'((("{text}")))' if kind == "goal" else f'>"{text}"]'
+        lines.append(f"  {kind}{shape}")
+        if c is not None:
+            for (src, dst), n in sorted(c.items()):
+                if dst == kind and n:
+                    origin = "start" if src == "start" else _node(src)
+                    lines.append(f'  {origin} -.->|"{n}"| {kind}')
+    return "\n".join(lines) + "\n"
+
+
+def count_edges(items: Iterable[Mapping[str, Any]], journey_id: str) -> Counter[tuple[str, str]]:
+    """Distinct customers per edge of one journey, from trace-like dicts.
+
+    Each item needs ``customer``, ``journey``, ``what``, ``step_id``, ``edge`` and, for
+    exits, ``outcome`` (the shape of ``simulate --json`` lines).
+    """
+    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for t in items:
+        if t.get("journey") != journey_id:
+            continue
+        what, step, edge, cid = t.get("what"), t.get("step_id"), t.get("edge"), str(t.get("customer"))
+        if what == "entered" and edge:
+            seen[("start", edge)].add(cid)
+        elif what == "goal":
+            seen[(step or "start", "goal")].add(cid)
+        elif what == "exited" and str(t.get("outcome", "")).startswith("exit:"):
+            seen[(step or "start", "exit")].add(cid)
+        elif what in ("branch", "split", "matched", "timeout", "resumed", "send") and step and edge != step:
+            seen[(step, edge or "finish")].add(cid)
+    return Counter({k: len(v) for k, v in seen.items()})
+
+
+def counts_from_json_lines(lines: Iterable[str], journey_id: str) -> Counter[tuple[str, str]]:
+    """Edge counts from the output of ``simulate --json``."""
+    items = []
+    for line in lines:
+        line = line.strip()
+        if line:
+            items.append(json.loads(line))
+    return count_edges(items, journey_id)

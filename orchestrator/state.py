@@ -1,0 +1,180 @@
+"""One customer's state: profile, live journey instances, history, split variants, dedupe.
+
+The Faust table stores it as JSON (``model_dump_json`` / ``model_validate_json``).
+The engine treats every object here as immutable: ``engine.step`` never mutates the
+state it is given; it returns a new :class:`CustomerState` that shares every part it
+did not change (copy-on-write with ``model_copy``), which keeps a step cheap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.actions import Send
+from orchestrator.pressure.basket import Decision
+
+Scalar = Union[str, int, float, bool, None]
+
+RECENT_EVENT_IDS = 64
+"""How many recent event ids a customer remembers for deduplication."""
+SEEN_VALUES_PER_FIELD = 32
+"""How many distinct values of one tracked payload field the profile remembers (oldest evicted)."""
+HISTORY_JOURNEYS = 256
+"""How many journeys' entry/exit history a customer keeps (oldest exit evicted)."""
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TypeSeen(_State):
+    """What the profile remembers about one event type."""
+
+    count: int = 0
+    first_at: datetime
+    last_at: datetime
+    values: dict[str, list[tuple[Scalar, datetime]]] = Field(
+        default_factory=dict,
+        description="Per tracked payload field: the last distinct values with the time each was last seen (bounded).",
+    )
+
+
+class Profile(_State):
+    """The accumulated profile conditions can read as ``profile.X``."""
+
+    timezone: str = "UTC"
+    segment: str | None = None
+    registered_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    seen: dict[str, TypeSeen] = Field(default_factory=dict, description="Per qualified event type.")
+
+
+class TimerRef(_State):
+    timer_id: str
+    purpose: Literal["timeout", "delay", "window", "deferred_send"]
+    due_at: datetime
+
+
+class Awaited(_State):
+    """One event a waiting instance is waiting for."""
+
+    event_type: str
+    send_id: str | None = Field(default=None, description="For ccm events: the exact send id awaited.")
+    index: int = Field(description="Index of the matcher in the wait step's for: list.")
+
+
+class Instance(_State):
+    """One customer's run through one version of one journey."""
+
+    instance_id: str
+    journey_id: str
+    version: int
+    entry_event_id: str
+    entered_at: datetime
+    step: str = Field(description="The step the instance is at (parked at).")
+    status: Literal["running", "gating", "waiting", "delayed", "deferred"] = "running"
+    awaiting: list[Awaited] = Field(default_factory=list)
+    timers: list[TimerRef] = Field(default_factory=list, description="Pending timers (at most one in practice).")
+    gating: Send | None = Field(default=None, description="The send handed to the basket, awaiting its GateOutcome.")
+    attempt: int = Field(default=0, description="Deferral attempts of the current send step.")
+    window_ok: bool = Field(default=False, description="The send window of the current step was already satisfied.")
+    deferred: Send | None = None
+    deferred_decision: Decision | None = None
+    sent: dict[str, str] = Field(default_factory=dict, description="step id -> send id of the approved send.")
+    visits: dict[str, int] = Field(default_factory=dict, description="step id -> times entered.")
+    entry_data: dict[str, Any] = Field(default_factory=dict, description="Payload of the entry event (entry.X in conditions).")
+    ctx_type: str | None = Field(default=None, description="Type of the event that last moved the instance.")
+    ctx_event_id: str | None = None
+    ctx_at: datetime | None = None
+    ctx_data: dict[str, Any] = Field(default_factory=dict, description="Its payload (branches and variables read it).")
+
+
+class JourneyHistory(_State):
+    """Per journey id, for re-entry rules and reporting."""
+
+    entries: int = 0
+    last_entered_at: datetime | None = None
+    last_exited_at: datetime | None = None
+    last_outcome: str | None = None
+    conversions: int = 0
+
+
+class CustomerState(_State):
+    """Everything the engine knows about one customer."""
+
+    customer_id: str
+    profile: Profile = Field(default_factory=Profile)
+    instances: list[Instance] = Field(default_factory=list)
+    history: dict[str, JourneyHistory] = Field(default_factory=dict)
+    variants: dict[str, str] = Field(default_factory=dict, description="'journey_id/step_id' -> variant name (sticky).")
+    recent_event_ids: list[str] = Field(default_factory=list, description=f"The last {RECENT_EVENT_IDS} event ids (dedupe).")
+    events_seen: int = 0
+
+    @classmethod
+    def new(cls, customer_id: str) -> "CustomerState":
+        """The state of a customer the orchestrator has never seen."""
+        return cls(customer_id=customer_id)
+
+    def instance(self, instance_id: str) -> Instance | None:
+        """The live instance with this id, if any."""
+        for inst in self.instances:
+            if inst.instance_id == instance_id:
+                return inst
+        return None
+
+    def pending_timers(self) -> list[TimerRef]:
+        """Every timer armed by a live instance (what the timer table should hold)."""
+        return [t for inst in self.instances for t in inst.timers]
+
+
+# ---------------------------------------------------------------- engine-internal fast paths
+#
+# pydantic's model_construct/model_copy cost several microseconds each; the engine builds
+# many small objects from data it has already validated, so it uses these two helpers
+# instead. They skip validation: pass only correctly typed values.
+
+_object_setattr = object.__setattr__
+_INFO: dict[type, tuple[int, set[str], list[tuple[str, Any, Any]]]] = {}
+
+
+def _info(cls: type[Any]) -> tuple[int, set[str], list[tuple[str, Any, Any]]]:
+    defaults = [(n, f.default_factory, f.default) for n, f in cls.model_fields.items() if not f.is_required()]
+    info = (len(cls.model_fields), set(cls.model_fields), defaults)
+    _INFO[cls] = info
+    return info
+
+
+def fast_new(cls: type[Any], **fields: Any) -> Any:
+    """Build a model instance from trusted, already typed values (no validation); missing fields get their defaults."""
+    info = _INFO.get(cls) or _info(cls)
+    if len(fields) != info[0]:
+        for name, factory, default in info[2]:
+            if name not in fields:
+                fields[name] = factory() if factory is not None else default
+    obj = cls.__new__(cls)
+    _object_setattr(obj, "__dict__", fields)
+    # every field is set: share one set of all names (adding a field name to it is a no-op)
+    _object_setattr(obj, "__pydantic_fields_set__", info[1])
+    _object_setattr(obj, "__pydantic_extra__", None)
+    _object_setattr(obj, "__pydantic_private__", None)
+    return obj
+
+
+def fast_copy(obj: Any, **updates: Any) -> Any:
+    """A shallow copy of a model with some fields replaced (no validation)."""
+    cls = type(obj)
+    new = cls.__new__(cls)
+    data = obj.__dict__.copy()
+    if updates:
+        data.update(updates)
+    _object_setattr(new, "__dict__", data)
+    # the copy carries every field: share the set of all names (adding a field name to it is a no-op)
+    _object_setattr(new, "__pydantic_fields_set__", (_INFO.get(cls) or _info(cls))[1])
+    _object_setattr(new, "__pydantic_extra__", None)
+    _object_setattr(new, "__pydantic_private__", None)
+    return new

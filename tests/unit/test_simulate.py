@@ -1,0 +1,155 @@
+"""`orchestrator simulate`: virtual clock, timers, invalid lines, text and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from orchestrator import designer_cli
+from orchestrator.events import CustomerEvent
+from orchestrator.journey.loader import load_text
+from orchestrator.journey.testing import decision
+from orchestrator.simulate import read_events, simulate, simulate_files
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "fixtures" / "events"
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    designer_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    code = args.func(args, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_text_output_shows_steps_sends_with_outcome_and_timers():
+    code, out, err = cli("simulate", "--journeys", str(ROOT / "journeys"), str(EVENTS / "abandoned_cart.jsonl"))
+    assert code == 0
+    assert "abandoned_cart.jsonl:11: invalid web event" in err and "(line skipped)" in err
+    block = out.split("customer c1\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert block == [
+        "  2026-03-02T10:00:00Z  event web.cart_abandoned (c1-e1)",
+        "  2026-03-02T10:00:00Z  abandoned_cart v1 entered (web.cart_abandoned) -> send_first",
+        "  2026-03-02T10:00:00Z  abandoned_cart v1 step send_first (send)",
+        "  2026-03-02T10:00:00Z  send email cart_reminder (commercial, p5) -> approved: fits: 0 spent + 10 = 10 of 20 [basket 10/25] c1:abandoned_cart:v1:c1-e1:send_first -> wait_open",
+        "  2026-03-02T10:00:00Z  abandoned_cart v1 step wait_open (wait)",
+        "  2026-03-02T10:00:00Z  abandoned_cart v1 waiting at wait_open for ccm.opened[c1:abandoned_cart:v1:c1-e1:send_first] until 2026-03-03T10:00:00Z",
+        "  2026-03-02T10:00:00Z  timer armed timeout c1:abandoned_cart@c1-e1:wait_open:timeout due 2026-03-03T10:00:00Z",
+        "  2026-03-03T10:00:00Z  timer fired c1:abandoned_cart@c1-e1:wait_open:timeout",
+        "  2026-03-03T10:00:00Z  abandoned_cart v1 wait_open: timed out -> send_reminder",
+        "  2026-03-03T10:00:00Z  abandoned_cart v1 step send_reminder (send)",
+        "  2026-03-03T10:00:00Z  send email cart_reminder_2 (commercial, p4) -> approved: fits: 10 spent + 10 = 20 of 20 [basket 20/25] c1:abandoned_cart:v1:c1-e1:send_reminder -> done",
+        "  2026-03-03T10:00:00Z  abandoned_cart v1 step done (end)",
+        "  2026-03-03T10:00:00Z  abandoned_cart v1 ended at done: completed",
+    ]
+
+
+def test_json_lines_output():
+    code, out, _ = cli("simulate", "--json", "--customer", "c3", "--journeys", str(ROOT / "journeys"), str(EVENTS / "abandoned_cart.jsonl"))
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert {line["customer"] for line in lines} == {"c3"}
+    send = next(line for line in lines if line["kind"] == "send")
+    assert send["result"] == "approved" and send["template"] == "cart_reminder" and send["balance"] == 10
+    assert send["journey"] == "abandoned_cart" and send["step_id"] == "send_first" and send["edge"] == "wait_open"
+    goal = next(line for line in lines if line.get("what") == "goal")
+    assert goal["goal"] == "purchased" and goal["step_id"] == "wait_open"
+    assert [line["kind"] for line in lines].count("timer_cancelled") == 1
+
+
+def test_strict_mode_fails_on_invalid_lines():
+    code, _, _ = cli("simulate", "--strict", "--journeys", str(ROOT / "journeys"), str(EVENTS / "abandoned_cart.jsonl"))
+    assert code == 1
+
+
+def test_invalid_journeys_are_reported(tmp_path):
+    (tmp_path / "bad.yaml").write_text("id: x\n")
+    code, _, err = cli("simulate", "--journeys", str(tmp_path), str(EVENTS / "abandoned_cart.jsonl"))
+    assert code == 1 and f"{tmp_path / 'bad.yaml'}:1:1: missing required key" in err
+
+
+def test_read_events_reports_each_bad_line(tmp_path):
+    f = tmp_path / "e.jsonl"
+    f.write_text(
+        '{"family": "web", "type": "page_view", "event_id": "1", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z", "url": "/"}\n'
+        "not json\n"
+        '{"type": "page_view"}\n'
+        '[1, 2]\n'
+        '{"family": "nope", "type": "x"}\n'
+        "\n# a comment\n"
+    )
+    events, errors = read_events(f)
+    assert [e.line for e in events] == [1]
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{f}:2", f"{f}:3", f"{f}:4", f"{f}:5"]
+    assert "missing \"family\"" in errors[1] and "unknown event family 'nope'" in errors[3]
+
+
+WAIT = """
+id: w
+version: 1
+name: W
+entry: {event: web.form_submitted}
+start: s
+steps:
+  s: {type: send, channel: email, template: t, comm_type: service, next: w}
+  w: {type: wait, for: {event: web.page_view}, timeout: 10d, on_event: done, on_timeout: late}
+  late: {type: send, channel: email, template: late, comm_type: service}
+  done: {type: end}
+"""
+
+
+def ev(eid, etype, day, **data):
+    return CustomerEvent(event_id=eid, customer_id="c", type=etype, occurred_at=datetime(2026, 1, day, tzinfo=timezone.utc), data=data)
+
+
+class Approve:
+    async def gate(self, request):
+        from orchestrator.actions import Send
+
+        return decision(Send(send_id=request.send_id, customer_id=request.customer_id, journey_id="", journey_version=1,
+                             instance_id="", step_id="", channel=request.channel, template="t", comm_type=request.comm_type))
+
+    async def set_consent(self, *a):
+        return None
+
+
+def test_timers_fire_before_later_events_and_cancelled_timers_never_fire():
+    js = load_text(WAIT)
+    # the page view on day 5 cancels the 10-day timeout
+    r = simulate(js, [ev("f", "web.form_submitted", 1, form_id="x"), ev("p", "web.page_view", 5, url="/")], Approve())
+    assert r.path("c") == ["s", "w", "done"]
+    assert not any(rec.kind == "timer" for rec in r.records)
+    # the page view on day 20 comes after the timeout (day 11), which fires first
+    r = simulate(js, [ev("f", "web.form_submitted", 1, form_id="x"), ev("p", "web.page_view", 20, url="/")], Approve())
+    assert r.path("c") == ["s", "w", "late"]
+    timer = next(rec for rec in r.records if rec.kind == "timer")
+    assert timer.at == datetime(2026, 1, 11, tzinfo=timezone.utc)
+
+
+def test_until_bounds_the_clock():
+    js = load_text(WAIT)
+    events = [ev("f", "web.form_submitted", 1, form_id="x")]
+    r = simulate(js, events, Approve(), until=datetime(2026, 1, 5, tzinfo=timezone.utc))
+    assert r.path("c") == ["s", "w"] and r.states["c"].instances[0].status == "waiting"
+    r = simulate(js, events, Approve())  # default: last event + 90 days
+    assert r.path("c") == ["s", "w", "late"]
+
+
+def test_events_are_processed_in_time_order():
+    js = load_text(WAIT)
+    r = simulate(js, [ev("p", "web.page_view", 5, url="/"), ev("f", "web.form_submitted", 1, form_id="x")], Approve())
+    assert r.path("c") == ["s", "w", "done"]
+
+
+def test_simulate_files_uses_policy_next_to_journeys(tmp_path):
+    (tmp_path / "j.yaml").write_text(WAIT)
+    (tmp_path / "pressure.yaml").write_text("capacity: 1\npriority_reserve: []\n")
+    f = tmp_path / "e.jsonl"
+    f.write_text('{"family": "web", "type": "form_submitted", "event_id": "1", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z", "form_id": "x"}\n')
+    r = simulate_files(tmp_path, f)
+    assert [d.result for d in r.sends("c")][:1] == ["capped"]
