@@ -1,0 +1,28 @@
+"""The committed JSON Schemas in schemas/ are generated from the models; they must not drift."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchestrator.schemas import ROOT, all_schemas, write_schemas
+
+
+def test_committed_schemas_match_the_models(tmp_path: Path) -> None:
+    drift = write_schemas(check=True)
+    assert drift == [], f"schemas differ from the models: {[str(p) for p in drift]}; run `orchestrator schemas`"
+
+
+def test_every_family_and_outbound_record_has_a_schema() -> None:
+    names = set(all_schemas())
+    assert {"events/web.json", "events/ccm.json", "outbound/send_request.json", "journey.json", "pressure.json"} <= names
+    web = json.loads((ROOT / "events" / "web.json").read_text())
+    assert "cart_abandoned" in json.dumps(web)
+
+
+def test_check_mode_reports_a_changed_file(tmp_path: Path) -> None:
+    write_schemas(root=tmp_path)
+    assert write_schemas(check=True, root=tmp_path) == []
+    victim = tmp_path / "events" / "geo.json"
+    victim.write_text("{}\n")
+    assert write_schemas(check=True, root=tmp_path) == [victim]
