@@ -130,7 +130,7 @@ def main() -> int:
     }
     with open(tmp / "baseline.log", "wb") as blog:
         bproc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "baseline_app", "worker", "-l", "warning"],
+            [sys.executable, "-m", "faust", "-A", "baseline_app", "worker", "-l", "warn"],
             cwd=ROOT / "bench", env=benv, stdout=blog, stderr=subprocess.STDOUT,
         )
     try:
@@ -155,7 +155,7 @@ def main() -> int:
         "ORCH_PARTITIONS": str(args.partitions),
         "ORCH_STANDBY_REPLICAS": "0",
         "ORCH_DATA_DIR": str(tmp / "orch"),
-        "ORCH_LOG_LEVEL": "warning",
+        "ORCH_LOG_LEVEL": "warn",
     }
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
