@@ -17,6 +17,16 @@ from typing import Sequence
 
 
 def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from orchestrator.runtime.preflight import PreflightError, check_partitions
+    from orchestrator.settings import Settings
+
+    try:
+        asyncio.run(check_partitions(Settings()))
+    except PreflightError as exc:
+        print(f"orchestrator worker: refusing to start: {exc}", file=sys.stderr)
+        return 2
     from orchestrator.runtime.worker import app
 
     sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel]

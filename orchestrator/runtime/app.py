@@ -329,13 +329,13 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
 
     # --- web: metrics, health, readiness ---
     def consumer_lag() -> list[tuple[str, int, int]]:
-        mon = app.monitor
+        """Every assigned partition with end offset - committed offset (0 until the first fetch tells the end)."""
+        consumer, mon = app.consumer, app.monitor
         out = []
-        for tp in app.consumer.assignment() if app.consumer else ():
-            end = mon.tp_end_offsets.get(tp)
+        for tp in sorted(consumer.assignment()) if consumer else ():
+            end = consumer.highwater(tp) or mon.tp_end_offsets.get(tp)
             committed = mon.tp_committed_offsets.get(tp, 0)
-            if end is not None:
-                out.append((tp.topic, tp.partition, max(0, end - committed)))
+            out.append((tp.topic, tp.partition, max(0, (end or 0) - committed) if end else 0))
         return out
 
     rt.metrics.watch(consumer_lag, rt.overdue)

@@ -20,7 +20,7 @@ def deployment(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
     try:
         yield dep
     finally:
-        if dep.worker is not None:
-            code = dep.worker.stop()
+        for worker in dep.workers:
+            code = worker.stop()
             if code not in (0, None, -15):
-                print(dep.worker.log_tail())
+                print(worker.log_tail())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +27,7 @@ class Deployment:
     journeys_dir: Path
     tmp: Path
     worker: WorkerProcess | None = None
+    workers: list[WorkerProcess] = field(default_factory=list)
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}.{name}"
@@ -48,17 +49,21 @@ class Deployment:
         env.update(extra)
         return env
 
-    def start_worker(self, **extra_env: str) -> WorkerProcess:
+    def start_worker(self, wait: bool = True, **extra_env: str) -> WorkerProcess:
+        partitions = int(self.env(**extra_env)["ORCH_PARTITIONS"])
         asyncio.run(
             kafka_io.ensure_topics(
                 self.kafka,
                 [self.topic(f"in.{f}") for f in FAMILIES] + [self.topic(t) for t in OUTPUT_TOPICS],
-                partitions=2,
+                partitions=partitions,
             )
         )
         n = len(list(self.tmp.glob("worker*.log")))
-        self.worker = WorkerProcess(self.env(**extra_env), self.tmp / f"worker{n}.log").start()
-        self.worker.wait_ready(timeout=120)
+        env = {"ORCH_DATA_DIR": str(self.tmp / f"data{n}"), **extra_env}  # each worker process has its own local store
+        self.worker = WorkerProcess(self.env(**env), self.tmp / f"worker{n}.log").start()
+        self.workers.append(self.worker)
+        if wait:
+            self.worker.wait_ready(timeout=120)
         return self.worker
 
     def publish(self, family: str, *events: dict[str, Any], raw: bytes | None = None, key: str | None = None) -> None:
