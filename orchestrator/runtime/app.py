@@ -267,7 +267,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
                 rt.metrics.sends.labels(d.send.channel, d.send.comm_type).inc()
                 await sends_topic.send(key=key, value=SendRequest.of(d, at).model_dump_json().encode())
         for t in result.traces:
-            rt.metrics.journey_steps.labels(t.journey_id, t.what).inc()
+            rt.metrics.journey_steps.labels(t.journey_id or "(none)", t.what).inc()
             await log_topic.send(key=t.customer_id.encode(), value=JourneyLogRecord.of(t).model_dump_json().encode())
 
     def apply_timers(key: bytes, customer_id: str, result: Result, fired: str | None, partition: int) -> None:
