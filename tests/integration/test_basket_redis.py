@@ -235,9 +235,7 @@ async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client:
     await basket.gate(req(cid, "cal", "calamity", at=now, tz="Europe/Berlin"))
     await basket.set_consent(cid, "sms", None, False, now)
     keys = await customer_keys(client, basket.prefix, cid)
-    rolling = period["kind"] == "rolling"
-    # 2 decisions, suppressed, ctl (lock + arbitration); calendar: one basket hash, rolling: window + spends
-    assert len(keys) == (6 if rolling else 5), keys
+    assert len(keys) == 7, keys  # 2 decisions, suppressed, lock, arb, spent/window, spends
     assert all(hash_tag(k) == cid for k in keys)
 
     info = period_info(policy, now, "Europe/Berlin")
@@ -245,15 +243,13 @@ async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client:
     period_ttl = (info.window_ms if info.kind == "rolling" else info.end_ms - to_ms(now)) + margin
     expected = {
         basket.key(cid, "suppressed"): -1,  # consent does not expire
-        basket.key(cid, "ctl"): 72 * 3_600_000,  # the longer of the lock (72h) and the arbitration window (15m)
+        basket.key(cid, "lock"): 72 * 3_600_000,
+        basket.key(cid, "arb"): 15 * 60_000,
         basket.key(cid, "sent", "a"): period_ttl,
         basket.key(cid, "sent", "cal"): period_ttl,
+        basket.key(cid, "spends", info.id): period_ttl,
+        basket.key(cid, "window") if info.kind == "rolling" else basket.key(cid, "spent", info.id): period_ttl,
     }
-    if rolling:
-        expected[basket.key(cid, "window")] = period_ttl
-        expected[basket.key(cid, "spends", info.id)] = period_ttl
-    else:
-        expected[basket.key(cid, "basket", info.id)] = period_ttl
     assert set(expected) == set(keys)
     for key, ttl in expected.items():
         actual = await client.pttl(key)
@@ -269,6 +265,6 @@ async def test_keys_really_expire_when_the_period_ends(client: aioredis.Redis, p
     month_end = datetime(2026, 12, 1, tzinfo=UTC)
     await basket.gate(req(cid, "a", at=month_end - timedelta(milliseconds=300)))
     await basket.set_consent(cid, "sms", None, False, month_end)
-    assert len(await customer_keys(client, basket.prefix, cid)) == 3  # decision, suppressed, the month's basket hash
+    assert len(await customer_keys(client, basket.prefix, cid)) == 4
     await asyncio.sleep(0.6)
     assert await customer_keys(client, basket.prefix, cid) == [basket.key(cid, "suppressed")]
