@@ -52,6 +52,7 @@ from orchestrator.state import (
     Profile,
     TimerRef,
     TypeSeen,
+    fast_build,
     fast_copy,
     fast_new,
 )
@@ -71,6 +72,13 @@ def step(
     now: datetime,
 ) -> tuple[CustomerState, list[Action]]:
     """Fold one message into one customer's state; return the new state and the actions to carry out."""
+    cls = type(message)  # exact types first: isinstance() on pydantic (ABC) classes costs more
+    if cls is CustomerEvent:
+        return _on_event(state, message, journeys, now)  # type: ignore[arg-type]
+    if cls is GateOutcome:
+        return _on_gate(state, message, journeys, now)  # type: ignore[arg-type]
+    if cls is TimerFired:
+        return _on_timer(state, message, journeys, now)  # type: ignore[arg-type]
     if isinstance(message, CustomerEvent):
         return _on_event(state, message, journeys, now)
     if isinstance(message, TimerFired):
@@ -177,29 +185,46 @@ _HISTORY_DEFAULTS = {"entries": 0, "last_entered_at": None, "last_exited_at": No
 
 
 def _on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now: datetime) -> tuple[CustomerState, list[Action]]:
-    if ev.event_id in state.recent_event_ids:
+    sd = state.__dict__
+    ed = ev.__dict__
+    eid = ed["event_id"]
+    etype = ed["type"]
+    recent = sd["recent_event_ids"]
+    if eid in recent:
         return state, [
             fast_new(Trace,
-                kind="trace", customer_id=state.customer_id, journey_id="", journey_version=0, instance_id="",
-                step_id=None, what="duplicate", edge=None, detail={"event_id": ev.event_id, "type": ev.type}, at=now,
+                kind="trace", customer_id=sd["customer_id"], journey_id="", journey_version=0, instance_id="",
+                step_id=None, what="duplicate", edge=None, detail={"event_id": eid, "type": etype}, at=now,
             )
         ]
-    profile = fold_profile(state.profile, ev, journeys.tracked.get(ev.type, ()))
-    recent = state.recent_event_ids
-    recent = [*recent[-(RECENT_EVENT_IDS - 1):], ev.event_id] if len(recent) >= RECENT_EVENT_IDS else [*recent, ev.event_id]
-    subscribed = CONSENT_TYPES.get(ev.type)
-    triggered = journeys.triggered_by(ev.type)
+    profile = fold_profile(sd["profile"], ev, journeys.tracked.get(etype, ()))
+    recent = [*recent[-(RECENT_EVENT_IDS - 1):], eid] if len(recent) >= RECENT_EVENT_IDS else [*recent, eid]
+    subscribed = CONSENT_TYPES.get(etype)
+    triggered = journeys.triggered_by(etype)
 
     # fast path: nothing listens to this event (the common case): only the profile changes
-    relevant = bool(triggered) or subscribed is not None
-    if not relevant:
-        for inst in state.instances:
-            cj = journeys.get(inst.journey_id, inst.version)
-            if cj is None or ev.type in cj.listens:
-                relevant = True
-                break
-    if not relevant:
-        return fast_copy(state, profile=profile, recent_event_ids=recent, events_seen=state.events_seen + 1), []
+    if not triggered and subscribed is None:
+        relevant = False
+        if etype in journeys.listened:
+            for inst in sd["instances"]:
+                cj = journeys.get(inst.journey_id, inst.version)
+                if cj is None or etype in cj.listens:
+                    relevant = True
+                    break
+        else:  # no loaded journey listens: only an instance of an unloaded version needs the slow path
+            versions = journeys.versions
+            for inst in sd["instances"]:
+                idict = inst.__dict__
+                by_version = versions.get(idict["journey_id"])
+                if not by_version or idict["version"] not in by_version:
+                    relevant = True
+                    break
+        if not relevant:
+            new = sd.copy()
+            new["profile"] = profile
+            new["recent_event_ids"] = recent
+            new["events_seen"] = sd["events_seen"] + 1
+            return fast_build(CustomerState, new), []
 
     run = _Run(state, journeys, now)
     run.profile = profile
@@ -257,41 +282,59 @@ def _on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now
 
 def fold_profile(profile: Profile, ev: CustomerEvent, tracked: Sequence[str] = ()) -> Profile:
     """The profile after seeing ``ev``: counts and times per type, tracked payload values, CRM fields."""
-    at = ev.occurred_at
-    old = profile.seen.get(ev.type)
-    values = old.values if old is not None else {}
+    ed = ev.__dict__
+    at = ed["occurred_at"]
+    etype = ed["type"]
+    pd = profile.__dict__
+    seen = pd["seen"]
+    old = seen.get(etype)
+    if old is None:
+        values = {}
+    else:
+        od = old.__dict__
+        values = od["values"]
     if tracked:
         values = dict(values)
         for f in tracked:
-            v = _dig(ev.data, f)
+            v = _dig(ed["data"], f)
             if v is None or isinstance(v, (dict, list)):
                 continue
             kept = [(x, t) for (x, t) in values.get(f, ()) if x != v or isinstance(x, bool) != isinstance(v, bool)]
             kept.append((v, at))
             values[f] = kept[-SEEN_VALUES_PER_FIELD:]
     if old is None:
-        stats = fast_new(TypeSeen, count=1, first_at=at, last_at=at, values=values)
+        stats = fast_build(TypeSeen, {"count": 1, "first_at": at, "last_at": at, "values": values})
     else:
-        stats = fast_new(TypeSeen,
-            count=old.count + 1, first_at=min(old.first_at, at), last_at=max(old.last_at, at), values=values
-        )
-    update: dict[str, Any] = {"seen": {**profile.seen, ev.type: stats}}
-    if profile.first_seen_at is None or at < profile.first_seen_at:
-        update["first_seen_at"] = at
-    if profile.last_seen_at is None or at > profile.last_seen_at:
-        update["last_seen_at"] = at
-    if ev.type in ("crm.customer_registered", "crm.profile_updated"):
-        data = ev.data
-        if ev.type == "crm.customer_registered" and profile.registered_at is None:
-            update["registered_at"] = at
+        # min() / max() semantics: the old value wins a tie
+        first = od["first_at"]
+        last = od["last_at"]
+        stats = fast_build(TypeSeen, {
+            "count": od["count"] + 1, "first_at": at if at < first else first, "last_at": at if at > last else last,
+            "values": values,
+        })
+    new = pd.copy()
+    new["seen"] = {**seen, etype: stats}
+    first_seen = pd["first_seen_at"]
+    if first_seen is None or at < first_seen:
+        new["first_seen_at"] = at
+    last_seen = pd["last_seen_at"]
+    if last_seen is None or at > last_seen:
+        new["last_seen_at"] = at
+    if etype in _CRM_TYPES:
+        data = ed["data"]
+        if etype == "crm.customer_registered" and pd["registered_at"] is None:
+            new["registered_at"] = at
         if data.get("timezone"):
-            update["timezone"] = data["timezone"]
+            new["timezone"] = data["timezone"]
         if data.get("segment") is not None:
-            update["segment"] = data["segment"]
+            new["segment"] = data["segment"]
         attrs = data.get("attributes") or {}
         if attrs:
-            update["attributes"] = {**profile.attributes, **attrs}
-    return fast_copy(profile, **update)
+            new["attributes"] = {**pd["attributes"], **attrs}
+    return fast_build(Profile, new)
+
+
+_CRM_TYPES = frozenset(("crm.customer_registered", "crm.profile_updated"))
 
 
 def _dig(data: dict[str, Any], path: str) -> Any:
@@ -579,7 +622,8 @@ def _advance(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str | None
             inst.__dict__["window_ok"] = False
             run.trace(inst, "step", step_id, None, type=sd.type)
         resume = False
-        if isinstance(sd, m.SendStep):
+        kind = _STEP_KINDS.get(type(sd)) or _step_kind(sd)
+        if kind is m.SendStep:
             window = cj.windows.get(step_id)
             if window is not None and not inst.window_ok:
                 opening = next_opening(window, run.profile.timezone, run.now)
@@ -594,7 +638,7 @@ def _advance(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str | None
             inst.__dict__["gating"] = send
             run.actions.append(send)
             return
-        if isinstance(sd, m.WaitStep):
+        if kind is m.WaitStep:
             awaiting = []
             for mt in cj.matchers[step_id]:
                 if mt.send_step is not None:
@@ -611,7 +655,7 @@ def _advance(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str | None
             run.trace(inst, "waiting", step_id, None, until=_iso(due),
                       awaiting=[f"{a.event_type}" + (f"[{a.send_id}]" if a.send_id else "") for a in awaiting])
             return
-        if isinstance(sd, m.BranchStep):
+        if kind is m.BranchStep:
             ctx = _ctx(run, inst)
             target, label = sd.default, "default"
             for pred, nxt, name in cj.cases[step_id]:
@@ -621,7 +665,7 @@ def _advance(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str | None
             run.trace(inst, "branch", step_id, target, case=label)
             step_id = target
             continue
-        if isinstance(sd, m.SplitStep):
+        if kind is m.SplitStep:
             key = f"{cj.id}/{step_id}"
             name = run.get_variant(key)
             variant = next((v for v in sd.variants if v.name == name), None) if name else None
@@ -632,13 +676,13 @@ def _advance(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str | None
             run.trace(inst, "split", step_id, variant.next, variant=variant.name, sticky=sticky)
             step_id = variant.next
             continue
-        if isinstance(sd, m.DelayStep):
+        if kind is m.DelayStep:
             inst.__dict__["status"] = "delayed"
             due = run.now + sd.duration
             run.arm(inst, _timer_id(run.cid, inst, step_id, "delay"), "delay", due)
             run.trace(inst, "delayed", step_id, None, reason="delay", until=_iso(due))
             return
-        if isinstance(sd, m.WindowStep):
+        if kind is m.WindowStep:
             opening = next_opening(sd.window, run.profile.timezone, run.now)
             if opening is None:
                 step_id = sd.next
@@ -647,11 +691,24 @@ def _advance(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str | None
             run.arm(inst, _timer_id(run.cid, inst, step_id, "window"), "window", opening)
             run.trace(inst, "delayed", step_id, None, reason="window", until=_iso(opening))
             return
-        if isinstance(sd, m.EndStep):
+        if kind is m.EndStep:
             _end(run, inst, cj, sd.outcome, "exited")
             return
         raise TypeError(f"unknown step type {type(sd).__name__}")  # pragma: no cover
     _end(run, inst, cj, "aborted", "exited", reason=f"more than {MAX_TRANSITIONS} steps without a wait")
+
+
+_STEP_KINDS: dict[type, type] = {
+    k: k for k in (m.SendStep, m.WaitStep, m.BranchStep, m.SplitStep, m.DelayStep, m.WindowStep, m.EndStep)
+}
+
+
+def _step_kind(sd: Any) -> type | None:
+    """The step class ``sd`` is an instance of (for a subclass; exact classes are looked up in ``_STEP_KINDS``)."""
+    for k in _STEP_KINDS:
+        if isinstance(sd, k):
+            return k
+    return None
 
 
 def _build_send(run: _Run, inst: Instance, cj: CompiledJourney, step_id: str, sd: m.SendStep) -> Send:

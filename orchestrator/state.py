@@ -140,6 +140,12 @@ class CustomerState(_State):
 
 _object_setattr = object.__setattr__
 _INFO: dict[type, tuple[int, set[str], list[tuple[str, Any, Any]]]] = {}
+# the slot setters of every pydantic model (calling them directly skips the attribute lookup of object.__setattr__)
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_new = object.__new__
 
 
 def _info(cls: type[Any]) -> tuple[int, set[str], list[tuple[str, Any, Any]]]:
@@ -156,25 +162,35 @@ def fast_new(cls: type[Any], **fields: Any) -> Any:
         for name, factory, default in info[2]:
             if name not in fields:
                 fields[name] = factory() if factory is not None else default
-    obj = cls.__new__(cls)
-    _object_setattr(obj, "__dict__", fields)
+    obj = _new(cls)
+    _set_dict(obj, fields)
     # every field is set: share one set of all names (adding a field name to it is a no-op)
-    _object_setattr(obj, "__pydantic_fields_set__", info[1])
-    _object_setattr(obj, "__pydantic_extra__", None)
-    _object_setattr(obj, "__pydantic_private__", None)
+    _set_fields_set(obj, info[1])
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
+
+
+def fast_build(cls: type[Any], fields: dict[str, Any]) -> Any:
+    """Like :func:`fast_new` with a ready dict that holds every field (taken over, not copied)."""
+    obj = _new(cls)
+    _set_dict(obj, fields)
+    _set_fields_set(obj, (_INFO.get(cls) or _info(cls))[1])
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
 def fast_copy(obj: Any, **updates: Any) -> Any:
     """A shallow copy of a model with some fields replaced (no validation)."""
-    cls = type(obj)
-    new = cls.__new__(cls)
+    cls = obj.__class__
+    new = _new(cls)
     data = obj.__dict__.copy()
     if updates:
         data.update(updates)
-    _object_setattr(new, "__dict__", data)
+    _set_dict(new, data)
     # the copy carries every field: share the set of all names (adding a field name to it is a no-op)
-    _object_setattr(new, "__pydantic_fields_set__", (_INFO.get(cls) or _info(cls))[1])
-    _object_setattr(new, "__pydantic_extra__", None)
-    _object_setattr(new, "__pydantic_private__", None)
+    _set_fields_set(new, (_INFO.get(cls) or _info(cls))[1])
+    _set_extra(new, None)
+    _set_private(new, None)
     return new

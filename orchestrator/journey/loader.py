@@ -160,6 +160,11 @@ class JourneySet:
                 for etype, fields in cj.tracked.items():
                     acc.setdefault(etype, set()).update(fields)
         self.tracked = {k: tuple(sorted(v)) for k, v in acc.items()}
+        # every event type some loaded version (live or retired) listens to (goals, exits, awaited events):
+        # the engine skips the per-instance check for any other type
+        self.listened: frozenset[str] = frozenset(
+            t for by_version in self.versions.values() for cj in by_version.values() for t in cj.listens
+        )
 
     def get(self, journey_id: str, version: int) -> CompiledJourney | None:
         """The given version of a journey (live or retired), or None when it is not loaded."""
