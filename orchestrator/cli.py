@@ -19,11 +19,11 @@ from typing import Sequence
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from orchestrator.runtime.preflight import PreflightError, check_partitions
+    from orchestrator.runtime.preflight import PreflightError, prepare_topics
     from orchestrator.settings import Settings
 
     try:
-        asyncio.run(check_partitions(Settings()))
+        asyncio.run(prepare_topics(Settings()))
     except PreflightError as exc:
         print(f"orchestrator worker: refusing to start: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,9 @@
-"""Checks a worker makes before it joins the consumer group.
+"""What a worker does before it joins the consumer group: make sure its topics are right.
 
-Faust reacts to a customer topic whose partition count differs from the state
-tables' (``ORCH_PARTITIONS``) by crashing the agent over and over; co-partitioning
-is what keeps one writer per customer, so we refuse to start instead, with a
-message that says what to do.
+Co-partitioning of the customer topic and the table changelogs is what keeps one
+writer per customer. Faust reacts to a mismatch by crashing the agent over and
+over, so the worker creates its topics itself with ``ORCH_PARTITIONS`` partitions
+and refuses to start, with a message that says what to do, when existing ones differ.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from orchestrator.settings import Settings
 
@@ -36,25 +37,57 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-async def check_partitions(settings: Settings) -> None:
-    """Raise :class:`PreflightError` if the customer topic or a table changelog has the wrong partition count."""
-    names = [settings.topic("customer-events")] + [
-        f"{settings.app_id}-{table}-changelog" for table in ("customer-state", "timers")
-    ]
+def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the worker relies on -> the topic config it is created with.
+
+    The table changelogs are compacted (only the latest state per customer matters).
+    """
+    topics: dict[str, dict[str, str]] = {name: {} for name in settings.inbound_topics()}
+    for name in ("customer-events", "sends", "decisions", "journey-log", "dead-letter"):
+        topics[settings.topic(name)] = {}
+    for table in ("customer-state", "timers"):
+        topics[f"{settings.app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
+    return topics
+
+
+async def prepare_topics(settings: Settings) -> list[str]:
+    """Create missing topics with ``ORCH_PARTITIONS`` partitions; refuse mismatched co-partitioned ones.
+
+    Creating them here, before Faust starts, matters: a broker with
+    ``auto.create.topics.enable`` would otherwise create a changelog with its default
+    partition count the first time a client asks for its metadata, and Faust's
+    agent then crash-loops on ``PartitionsMismatch``. Returns the topics created.
+    """
+    wanted = owned_topics(settings)
+    copartitioned = {settings.topic("customer-events")} | {n for n in wanted if n.endswith("-changelog")}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **aiokafka_kwargs(settings))
     await admin.start()
     try:
+        # list_topics asks for no topic by name, so it cannot trigger auto-creation (describe_topics can).
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            new = [
+                NewTopic(n, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+                         topic_configs=wanted[n])
+                for n in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker of the group created them at the same moment
         problems = []
-        for topic in await admin.describe_topics(names):
+        for topic in await admin.describe_topics(sorted(copartitioned)):
             count = len(topic.get("partitions") or [])
-            if topic.get("error_code") == 0 and count != settings.partitions:  # error 3: does not exist yet
+            if count != settings.partitions:
                 problems.append(f"topic {topic['topic']} has {count} partitions")
+        if problems:
+            raise PreflightError(
+                "; ".join(problems)
+                + f", but ORCH_PARTITIONS={settings.partitions}. The customer topic and the state tables must be "
+                "co-partitioned: set ORCH_PARTITIONS to the existing count, or use a new ORCH_TOPIC_PREFIX/ORCH_APP_ID "
+                "(Kafka cannot shrink a topic, and growing it would move customers between partitions)."
+            )
+        return missing
     finally:
         await admin.close()
-    if problems:
-        raise PreflightError(
-            "; ".join(problems)
-            + f", but ORCH_PARTITIONS={settings.partitions}. The customer topic and the state tables must be "
-            "co-partitioned: set ORCH_PARTITIONS to the existing count, or use a new ORCH_TOPIC_PREFIX/ORCH_APP_ID "
-            "(Kafka cannot shrink a topic, and growing it would move customers between partitions)."
-        )
