@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.actions import Send
 from orchestrator.pressure.basket import Decision
@@ -24,6 +24,77 @@ SEEN_VALUES_PER_FIELD = 32
 """How many distinct values of one tracked payload field the profile remembers (oldest evicted)."""
 HISTORY_JOURNEYS = 256
 """How many journeys' entry/exit history a customer keeps (oldest exit evicted)."""
+
+# ---------------------------------------------------------------- recent event ids (dedupe)
+#
+# The recent ids are kept in ONE string, each id followed by a separator:
+# ``"\x1fid1\x1fid2\x1f"`` (or ``""`` when empty). A membership test is a single substring
+# search for ``"\x1f" + id + "\x1f"`` in that contiguous string, and remembering an id builds
+# one new string -- no per-id objects are touched, which is what made the old list slow (every
+# check compared, and every copy increfed, up to 64 separate string objects).
+# Ids may hold any character: an id containing the separator or the escape character is
+# escaped (ESC -> ESC "0", SEP -> ESC "1"), an injective encoding free of SEP.
+
+RECENT_SEP = "\x1f"
+RECENT_ESC = "\x1e"
+
+
+def recent_encode(event_id: str) -> str:
+    """The separator-free form of an event id inside the recent-ids string."""
+    if RECENT_ESC in event_id or RECENT_SEP in event_id:
+        return event_id.replace(RECENT_ESC, RECENT_ESC + "0").replace(RECENT_SEP, RECENT_ESC + "1")
+    return event_id
+
+
+def recent_decode(encoded: str) -> str:
+    """The inverse of :func:`recent_encode`."""
+    if RECENT_ESC not in encoded:
+        return encoded
+    out: list[str] = []
+    i = 0
+    n = len(encoded)
+    while i < n:
+        c = encoded[i]
+        if c == RECENT_ESC and i + 1 < n:
+            out.append(RECENT_ESC if encoded[i + 1] == "0" else RECENT_SEP)
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def recent_contains(recent: str, event_id: str) -> bool:
+    """Whether ``event_id`` is among the remembered ids."""
+    return (RECENT_SEP + recent_encode(event_id) + RECENT_SEP) in recent
+
+
+def recent_add(recent: str, event_id: str, keep: int = RECENT_EVENT_IDS) -> str:
+    """The recent-ids string with ``event_id`` appended; only the ``keep`` most recent ids are kept."""
+    if not recent:
+        return RECENT_SEP + recent_encode(event_id) + RECENT_SEP
+    n = recent.count(RECENT_SEP) - 1  # ids held
+    if n >= keep:
+        cut = 0
+        for _ in range(n - keep + 1):  # drop the oldest ids so that keep - 1 remain
+            cut = recent.index(RECENT_SEP, cut + 1)
+        recent = recent[cut:]
+    return recent + recent_encode(event_id) + RECENT_SEP
+
+
+def recent_list(recent: str) -> list[str]:
+    """The remembered ids, oldest first."""
+    if not recent:
+        return []
+    return [recent_decode(x) for x in recent[1:-1].split(RECENT_SEP)]
+
+
+def recent_from_list(ids: list[str], keep: int = RECENT_EVENT_IDS) -> str:
+    """The recent-ids string holding the last ``keep`` of ``ids`` (oldest first)."""
+    ids = ids[-keep:] if keep else []
+    if not ids:
+        return ""
+    return RECENT_SEP + RECENT_SEP.join(recent_encode(x) for x in ids) + RECENT_SEP
 
 
 class _State(BaseModel):
@@ -112,8 +183,26 @@ class CustomerState(_State):
     instances: list[Instance] = Field(default_factory=list)
     history: dict[str, JourneyHistory] = Field(default_factory=dict)
     variants: dict[str, str] = Field(default_factory=dict, description="'journey_id/step_id' -> variant name (sticky).")
-    recent_event_ids: list[str] = Field(default_factory=list, description=f"The last {RECENT_EVENT_IDS} event ids (dedupe).")
+    recent_event_ids: str = Field(
+        default="",
+        description=(
+            f"The last {RECENT_EVENT_IDS} event ids (dedupe), oldest first, in one string: each id (escaped, see "
+            "recent_encode) preceded and followed by \\x1f; '' when empty. A legacy list of ids is accepted on input."
+        ),
+    )
     events_seen: int = 0
+
+    @field_validator("recent_event_ids", mode="before")
+    @classmethod
+    def _recent_from_legacy_list(cls, v: Any) -> Any:
+        # states stored before the one-string form held a JSON list of ids
+        if isinstance(v, list):
+            return recent_from_list([str(x) for x in v])
+        return v
+
+    def recent_ids(self) -> list[str]:
+        """The remembered event ids, oldest first."""
+        return recent_list(self.recent_event_ids)
 
     @classmethod
     def new(cls, customer_id: str) -> "CustomerState":
