@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator import kafka_io  # noqa: E402
-from orchestrator.events import FAMILIES  # noqa: E402
+from orchestrator.runtime.preflight import prepare_topics  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.local import WorkerProcess, free_port  # noqa: E402
 
 
@@ -141,11 +142,6 @@ def main() -> int:
 
     # --- the orchestrator worker, example journeys, real Redis basket ---
     prefix = f"{tag}o"
-    topics = [f"{prefix}.in.{f}" for f in FAMILIES] + [
-        f"{prefix}.{t}" for t in ("customer-events", "sends", "decisions", "journey-log", "dead-letter")
-    ]
-    asyncio.run(kafka_io.ensure_topics(kafka, topics, partitions=args.partitions))
-    asyncio.run(kafka_io.produce(kafka, [(f"{prefix}.in.web", k, v) for k, v in payloads]))
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "REDIS_URL": redis,
@@ -157,6 +153,10 @@ def main() -> int:
         "ORCH_DATA_DIR": str(tmp / "orch"),
         "ORCH_LOG_LEVEL": "warn",
     }
+    # The backlog is published before the worker starts, so create its topics the way the worker does.
+    settings = Settings(kafka_bootstrap_servers=kafka, app_id=f"{prefix}-app", topic_prefix=prefix, partitions=args.partitions)
+    asyncio.run(prepare_topics(settings))
+    asyncio.run(kafka_io.produce(kafka, [(f"{prefix}.in.web", k, v) for k, v in payloads]))
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         orch_rate, orch_n, orch_rss = measure(lambda: orchestrator_count(worker.web_port), len(events), worker.proc, args.timeout)

@@ -27,18 +27,16 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from orchestrator import kafka_io
-from orchestrator.events import FAMILIES
 from orchestrator.local import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_TOPICS = ("customer-events", "sends", "decisions", "journey-log", "dead-letter")
 
 
 @dataclass(order=True)
@@ -230,9 +228,6 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
     prefix = f"demo-{int(time.time())}"
     tmp = Path(tempfile.mkdtemp(prefix="orchestrator-demo-"))
     print(f"demo: topics {prefix}.*, worker log {tmp / 'worker.log'}")
-    asyncio.run(
-        kafka_io.ensure_topics(kafka, [f"{prefix}.in.{f}" for f in FAMILIES] + [f"{prefix}.{t}" for t in OUT_TOPICS], partitions=4)
-    )
     clock = Clock(clock_speed)
     worker = WorkerProcess(
         {

@@ -1,7 +1,4 @@
-"""Small aiokafka helpers for the demo, the tests and ``orchestrator publish``.
-
-Not used by the worker (Faust owns its own clients there).
-"""
+"""Small aiokafka helpers: topic creation (also the worker's preflight), and producing/reading for the demo, tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -10,10 +7,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 
 @dataclass(frozen=True)
@@ -29,19 +27,35 @@ class Record:
         return json.loads(self.value)
 
 
-async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int = 4, **client_kw: Any) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+async def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, Mapping[str, str]] | Sequence[str],
+    partitions: int,
+    replication_factor: int = 1,
+    **client_kw: Any,
+) -> list[str]:
+    """Create the topics that do not exist yet (idempotent); returns the ones created.
+
+    ``topics`` is a list of names or a mapping name -> topic config (e.g. compaction).
+    Existence is checked with ``list_topics``, which names no topic and so never makes a
+    broker with ``auto.create.topics.enable`` create one with its default partition count
+    (a metadata request for a missing topic by name does).
+    """
+    configs: Mapping[str, Mapping[str, str]] = topics if isinstance(topics, Mapping) else {n: {} for n in topics}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kw)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+        missing = [n for n in configs if n not in existing]
         if missing:
             try:
-                await admin.create_topics(missing)
-            except Exception as exc:  # noqa: BLE001 - a concurrent creator is fine
-                if "TopicAlreadyExists" not in type(exc).__name__ and "already exists" not in str(exc):
-                    raise
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor,
+                              topic_configs=dict(configs[n])) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # a concurrent creator (another worker of the group) got there first
+        return missing
     finally:
         await admin.close()
 

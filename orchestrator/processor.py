@@ -49,8 +49,8 @@ class Result:
     """Everything one message caused, in the order it happened."""
 
     state: CustomerState
-    sends: list[Send] = field(default_factory=list)
-    """Approved sends: publish each as a send request to the CCM platform."""
+    sends: list[Disposition] = field(default_factory=list)
+    """The approved dispositions: publish each as a send request to the CCM platform."""
     dispositions: list[Disposition] = field(default_factory=list)
     """Every gated send's final word: publish on the decisions topic."""
     traces: list[Trace] = field(default_factory=list)
@@ -93,7 +93,7 @@ async def process(
         elif isinstance(action, Disposition):
             result.dispositions.append(action)
             if action.result == "approved":
-                result.sends.append(action.send)
+                result.sends.append(action)
         elif isinstance(action, ConsentChange):
             await basket.set_consent(action.customer_id, action.channel, action.brand, action.subscribed, action.at)
             result.consent_changes.append(action)

@@ -7,6 +7,7 @@ Kafka/Redis tool already knows are also read under their usual names:
 
 from __future__ import annotations
 
+import ssl
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
 
     # --- resilience ---
     retry_backoff_max: float = Field(default=10.0, gt=0, description="Max seconds between retries while Redis is unreachable.")
+
+    def kafka_ssl_context(self) -> ssl.SSLContext:
+        """TLS context for SSL / SASL_SSL (the CA file if given, else the system CAs)."""
+        return ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
 
     def topic(self, name: str) -> str:
         """Full topic name for one of our topics (e.g. 'in.web', 'customer-events', 'sends')."""

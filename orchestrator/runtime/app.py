@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +41,7 @@ from orchestrator.events import (
 )
 from orchestrator.journey.loader import JourneyError, JourneySet, load_journeys
 from orchestrator.metrics import Metrics
-from orchestrator.pressure.policy import PressurePolicy, load_policy
+from orchestrator.pressure.policy import PolicyError, PressurePolicy, load_policy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.processor import Result, process
 from orchestrator.records import DecisionRecord, JourneyLogRecord, SendRequest
@@ -60,7 +59,7 @@ def _credentials(settings: Settings) -> Any:
     proto = settings.kafka_security_protocol
     if proto == "PLAINTEXT":
         return None
-    ctx = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    ctx = settings.kafka_ssl_context()
     if proto == "SSL":
         return ctx
     password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
@@ -137,7 +136,7 @@ class Runtime:
         try:
             journeys = load_journeys([self.settings.journeys_dir])
             policy = load_policy(self.settings.resolved_policy_file())
-        except (JourneyError, Exception) as exc:  # noqa: BLE001 - every refusal is logged with its file:line
+        except (JourneyError, PolicyError, OSError) as exc:  # each refusal is logged with its file:line
             errors = getattr(exc, "errors", None) or [str(exc)]
             self.metrics.journey_reloads.labels("refused").inc()
             for err in errors:
@@ -208,7 +207,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
 
     # --- topics ---
     inbound = settings.inbound_topics()
-    # internal=True: the worker creates a missing topic itself (with `partitions`) at start-up.
+    # The topics exist already: `orchestrator worker` creates them before Faust starts (runtime/preflight.py).
     def topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, partitions=settings.partitions, internal=True)
 
@@ -260,12 +259,11 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
     # --- 2. journeys: one writer per customer ---
     async def publish(result: Result, at: datetime) -> None:
         for d in result.dispositions:
-            key = d.send.customer_id.encode()
             rt.metrics.decisions.labels(d.result, d.send.comm_type, d.send.channel).inc()
-            await decisions_topic.send(key=key, value=DecisionRecord.of(d, at).model_dump_json().encode())
-            if d.result == "approved":
-                rt.metrics.sends.labels(d.send.channel, d.send.comm_type).inc()
-                await sends_topic.send(key=key, value=SendRequest.of(d, at).model_dump_json().encode())
+            await decisions_topic.send(key=d.send.customer_id.encode(), value=DecisionRecord.of(d, at).model_dump_json().encode())
+        for d in result.sends:
+            rt.metrics.sends.labels(d.send.channel, d.send.comm_type).inc()
+            await sends_topic.send(key=d.send.customer_id.encode(), value=SendRequest.of(d, at).model_dump_json().encode())
         for t in result.traces:
             rt.metrics.journey_steps.labels(t.journey_id or "(none)", t.what).inc()
             await log_topic.send(key=t.customer_id.encode(), value=JourneyLogRecord.of(t).model_dump_json().encode())

@@ -8,11 +8,11 @@ and refuses to start, with a message that says what to do, when existing ones di
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+
+from orchestrator.kafka_io import ensure_topics
 
 from orchestrator.settings import Settings
 
@@ -25,9 +25,7 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     """The security settings as aiokafka client keyword arguments."""
     kw: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        kw["ssl_context"] = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
+        kw["ssl_context"] = settings.kafka_ssl_context()
     if settings.kafka_security_protocol.startswith("SASL"):
         kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
         kw["sasl_plain_username"] = settings.kafka_sasl_username
@@ -60,22 +58,13 @@ async def prepare_topics(settings: Settings) -> list[str]:
     """
     wanted = owned_topics(settings)
     copartitioned = {settings.topic("customer-events")} | {n for n in wanted if n.endswith("-changelog")}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **aiokafka_kwargs(settings))
+    kw = aiokafka_kwargs(settings)
+    created = await ensure_topics(
+        settings.kafka_bootstrap_servers, wanted, settings.partitions, settings.replication_factor, **kw
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kw)
     await admin.start()
     try:
-        # list_topics asks for no topic by name, so it cannot trigger auto-creation (describe_topics can).
-        existing = set(await admin.list_topics())
-        missing = [n for n in wanted if n not in existing]
-        if missing:
-            new = [
-                NewTopic(n, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
-                         topic_configs=wanted[n])
-                for n in missing
-            ]
-            try:
-                await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker of the group created them at the same moment
         problems = []
         for topic in await admin.describe_topics(sorted(copartitioned)):
             count = len(topic.get("partitions") or [])
@@ -88,6 +77,6 @@ async def prepare_topics(settings: Settings) -> list[str]:
                 "co-partitioned: set ORCH_PARTITIONS to the existing count, or use a new ORCH_TOPIC_PREFIX/ORCH_APP_ID "
                 "(Kafka cannot shrink a topic, and growing it would move customers between partitions)."
             )
-        return missing
+        return created
     finally:
         await admin.close()

@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator import kafka_io
-from orchestrator.events import FAMILIES
 from orchestrator.local import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTPUT_TOPICS = ("customer-events", "sends", "decisions", "journey-log", "dead-letter")
 
 
 @dataclass
@@ -50,14 +48,7 @@ class Deployment:
         return env
 
     def start_worker(self, wait: bool = True, **extra_env: str) -> WorkerProcess:
-        partitions = int(self.env(**extra_env)["ORCH_PARTITIONS"])
-        asyncio.run(
-            kafka_io.ensure_topics(
-                self.kafka,
-                [self.topic(f"in.{f}") for f in FAMILIES] + [self.topic(t) for t in OUTPUT_TOPICS],
-                partitions=partitions,
-            )
-        )
+        """Start a worker process; like any worker it creates its topics before joining the group."""
         n = len(list(self.tmp.glob("worker*.log")))
         env = {"ORCH_DATA_DIR": str(self.tmp / f"data{n}"), **extra_env}  # each worker process has its own local store
         self.worker = WorkerProcess(self.env(**env), self.tmp / f"worker{n}.log").start()

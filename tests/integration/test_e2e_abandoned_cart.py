@@ -8,7 +8,6 @@ reminder; an open of *that* email before the timeout → no reminder.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import yaml
