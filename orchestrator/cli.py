@@ -5,6 +5,7 @@
     orchestrator simulate ...         replay an event file offline through the real engine
     orchestrator render FILE          draw a journey as a Mermaid flowchart
     orchestrator basket show C        a customer's contact-pressure basket in Redis
+    orchestrator lag [--json]         consumer lag per topic/partition: committed, end, lag, owner
     orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
     orchestrator demo                 the README's main job: real journeys on the real local stack
 """
@@ -63,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestrator import designer_cli
     from orchestrator.pressure import cli as basket_cli
 
+    from orchestrator import lag_cli
+
     designer_cli.register(sub)
     basket_cli.register(sub)
+    lag_cli.register(sub)
 
     schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas in schemas/ (--check: only report drift)")
     schemas.add_argument("--check", action="store_true")

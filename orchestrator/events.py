@@ -15,6 +15,7 @@ customer topic as :data:`InternalMessage`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -267,38 +268,119 @@ _INTERNAL = TypeAdapter(InternalMessage)
 
 
 class InvalidEvent(ValueError):
-    """An inbound message that cannot be accepted; ``reason`` says exactly why."""
+    """An inbound message that cannot be accepted; ``reason`` says exactly why, ``code`` names the kind.
 
-    def __init__(self, reason: str) -> None:
+    Codes: ``too_large``, ``not_json``, ``too_deep``, ``number_too_large``, ``not_object``,
+    ``unknown_family``, ``schema``, ``key_mismatch``. Both go on the dead-letter record.
+    """
+
+    def __init__(self, reason: str, code: str = "schema") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
-def parse_inbound(family: str, raw: bytes | str | dict[str, Any], key: bytes | str | None = None) -> CustomerEvent:
+@dataclass(frozen=True)
+class InboundLimits:
+    """Bounds on what an upstream message may be, checked before anything else is done with it."""
+
+    max_bytes: int = 64 * 1024
+    """Largest accepted message value (ORCH_MAX_EVENT_BYTES)."""
+    max_depth: int = 16
+    """Deepest accepted nesting of JSON objects/arrays (the schemas need 2)."""
+    max_number_digits: int = 32
+    """Longest accepted JSON number literal (guards the int parser and float overflow)."""
+
+
+DEFAULT_INBOUND_LIMITS = InboundLimits()
+
+
+def _number_guard(limit: int, convert: Any) -> Any:
+    def parse(literal: str) -> Any:
+        if len(literal) > limit:
+            raise InvalidEvent(
+                f"a number has {len(literal)} characters, more than the {limit} accepted; send it as a string "
+                "or round it", "number_too_large",
+            )
+        value = convert(literal)
+        if value in (float("inf"), float("-inf")):
+            raise InvalidEvent(f"the number {literal} is out of range", "number_too_large")
+        return value
+
+    return parse
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidEvent(f"{name} is not valid JSON; send null or leave the field out", "not_json")
+
+
+def _depth(doc: Any, limit: int) -> int:
+    """Nesting depth of containers, iteratively (stops counting past ``limit``)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, d + 1))
+    return deepest
+
+
+def decode_json(raw: bytes | str, limits: InboundLimits = DEFAULT_INBOUND_LIMITS) -> Any:
+    """Bytes -> JSON document within ``limits``; :class:`InvalidEvent` with a precise reason otherwise."""
+    if len(raw) > limits.max_bytes:
+        raise InvalidEvent(
+            f"message is {len(raw)} bytes, over the limit of {limits.max_bytes} (ORCH_MAX_EVENT_BYTES); "
+            "send large payloads by reference", "too_large",
+        )
+    try:
+        doc = json.loads(
+            raw,
+            parse_int=_number_guard(limits.max_number_digits, int),
+            parse_float=_number_guard(limits.max_number_digits, float),
+            parse_constant=_refuse_constant,
+        )
+    except InvalidEvent:
+        raise
+    except RecursionError:
+        raise InvalidEvent(f"JSON nested deeper than {limits.max_depth} levels", "too_deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise InvalidEvent(f"not valid JSON: {exc}", "not_json") from None
+    if isinstance(doc, (dict, list)) and _depth(doc, limits.max_depth) > limits.max_depth:
+        raise InvalidEvent(f"JSON nested deeper than {limits.max_depth} levels", "too_deep")
+    return doc
+
+
+def parse_inbound(
+    family: str,
+    raw: bytes | str | dict[str, Any],
+    key: bytes | str | None = None,
+    limits: InboundLimits = DEFAULT_INBOUND_LIMITS,
+) -> CustomerEvent:
     """Validate one inbound message of ``family`` and return its canonical envelope.
 
-    Raises :class:`InvalidEvent` with a precise, human-readable reason (JSON error,
-    unknown family, schema violation with the field path, key/customer mismatch).
+    Raises :class:`InvalidEvent` with a precise, human-readable reason (size, JSON
+    error, depth, number size, unknown family, schema violation with the field path,
+    key/customer mismatch).
     """
     if family not in _ADAPTERS:
-        raise InvalidEvent(f"unknown event family {family!r}; known: {', '.join(FAMILIES)}")
-    if isinstance(raw, (bytes, str)):
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidEvent(f"not valid JSON: {exc}") from None
-    else:
-        doc = raw
+        raise InvalidEvent(f"unknown event family {family!r}; known: {', '.join(FAMILIES)}", "unknown_family")
+    doc = decode_json(raw, limits) if isinstance(raw, (bytes, str)) else raw
     if not isinstance(doc, dict):
-        raise InvalidEvent(f"expected a JSON object, got {type(doc).__name__}")
+        raise InvalidEvent(f"expected a JSON object, got {type(doc).__name__}", "not_object")
     try:
         model = _ADAPTERS[family].validate_python(doc)
     except ValidationError as exc:
-        raise InvalidEvent(_explain(family, exc)) from None
+        raise InvalidEvent(_explain(family, exc), "schema") from None
     if key is not None:
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         if k and k != model.customer_id:
-            raise InvalidEvent(f"message key {k!r} differs from customer_id {model.customer_id!r}")
+            raise InvalidEvent(f"message key {k!r} differs from customer_id {model.customer_id!r}", "key_mismatch")
     data = model.model_dump(mode="json", exclude={"event_id", "customer_id", "occurred_at", "type"})
     return CustomerEvent(
         event_id=model.event_id,

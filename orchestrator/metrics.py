@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LagSource = Callable[[], Iterable[tuple[str, int, int]]]
-"""Yields (topic, partition, lag) for every assigned partition."""
+"""Yields (topic, partition, lag) for every partition of the group's input topics."""
 TimerSource = Callable[[], tuple[int, float]]
 """Returns (pending timers, seconds the oldest due-but-unfired timer is overdue, 0 if none)."""
 
@@ -30,7 +30,8 @@ class _LiveCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         lag = GaugeMetricFamily(
             "orchestrator_consumer_lag",
-            "Messages not yet processed per assigned partition (end offset - committed offset).",
+            "Messages not yet processed per input partition: end offset - the group's committed offset "
+            "(read from the broker every ORCH_LAG_INTERVAL seconds; every partition, whoever owns it).",
             labels=["topic", "partition"],
         )
         for topic, partition, value in self._lag():
@@ -57,11 +58,20 @@ class Metrics:
         self.processed = Counter(
             "orchestrator_processed", "Messages run through the engine, by kind (event | timer).", ["kind"], registry=r
         )
-        self.process_seconds = Histogram(
-            "orchestrator_process_seconds",
-            "Time to process one message: engine + basket + publishing.",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+        self.batch_seconds = Histogram(
+            "orchestrator_batch_seconds",
+            "Time to handle one batch: decode, engine, basket, publishing, commit (retries included).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0),
             registry=r,
+        )
+        self.batch_records = Histogram(
+            "orchestrator_batch_records",
+            "Records per batch.",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "orchestrator_dead_letters", "Messages sent to the dead-letter topic, by reason code.", ["code"], registry=r
         )
         self.decisions = Counter(
             "orchestrator_decisions",
@@ -75,7 +85,7 @@ class Metrics:
         )
         self.timers_fired = Counter("orchestrator_timers_fired", "Timer events published.", registry=r)
         self.retries = Counter(
-            "orchestrator_dependency_retries", "Retries while a dependency was unreachable.", ["dependency"], registry=r
+            "orchestrator_dependency_retries", "Batch retries while a dependency (redis | kafka) was unavailable.", ["dependency"], registry=r
         )
         self.journey_reloads = Counter(
             "orchestrator_journey_reloads", "Journey directory reloads by outcome (ok | refused).", ["outcome"], registry=r

@@ -1,12 +1,13 @@
-"""One message in, everything that must happen out: engine + basket, no Kafka.
+"""Messages in, everything that must happen out: engine + basket, no Kafka.
 
-This is the single place where the pure engine meets the basket. The Faust agent
-(``orchestrator/runtime``) and ``orchestrator simulate`` both call :func:`process`
-and differ only in what they do with the :class:`Result`: the agent persists the
-state, publishes sends/decisions/traces and arms timers in its table; simulate
-prints them and feeds timers to its virtual clock.
+This is the single place where the pure engine meets the basket. The worker
+(``orchestrator/runtime``) calls :func:`process_batch` for each batch it consumes;
+``orchestrator simulate`` calls :func:`process` for one message at a time. Both run
+the same code, :func:`run_message`, and differ only in what they do with the
+:class:`Result`: the worker persists the state and publishes sends, decisions and
+traces; simulate prints them and feeds timers to its virtual clock.
 
-The flow for one message:
+The flow for one message (:func:`run_message`):
 
 1. ``engine.step`` folds the message into the customer's state and returns actions.
 2. Each :class:`Send` is gated at the basket; the decision goes straight back into
@@ -14,12 +15,19 @@ The flow for one message:
    (approved / capped / deferred / fallback ...) and any follow-up actions.
 3. :class:`ConsentChange` updates the basket's suppression lists.
 4. Timer operations, traces and dispositions are collected in order.
+
+``run_message`` is a generator: it *yields* each basket call (a :class:`GateRequest`
+or a :class:`ConsentChange`) and is resumed with the answer. That is what lets
+:func:`process_batch` run the messages of many customers side by side and gate all
+their sends in one pipelined round trip per round, while each customer's own
+messages still run strictly one after the other, in arrival order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generator, Sequence, Union
 
 from orchestrator.actions import (
     Action,
@@ -34,14 +42,22 @@ from orchestrator.actions import (
 from orchestrator.engine import step
 from orchestrator.events import CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
-from orchestrator.pressure.basket import Basket
+from orchestrator.pressure.basket import Basket, Decision, GateRequest
 from orchestrator.state import CustomerState
 
 MAX_ACTIONS_PER_MESSAGE = 1000
 
+Message = Union[CustomerEvent, TimerFired]
+BasketCall = Union[GateRequest, ConsentChange]
+"""What :func:`run_message` asks of the basket: a gate decision, or a consent change (answered with None)."""
+
 
 class RunawayJourney(RuntimeError):
     """A single message produced more actions than any sane journey would (a loop without a wait)."""
+
+
+class StateTooLarge(RuntimeError):
+    """The customer's state after a message would exceed the configured maximum; the message is refused."""
 
 
 @dataclass
@@ -59,14 +75,22 @@ class Result:
     consent_changes: list[ConsentChange] = field(default_factory=list)
 
 
-async def process(
-    state: CustomerState,
-    message: CustomerEvent | TimerFired,
-    journeys: JourneySet,
-    now: datetime,
-    basket: Basket,
-) -> Result:
-    """Run one message through the engine, gating every send at ``basket``.
+@dataclass
+class Failure:
+    """A message that could not be processed; the customer's state is as it was before it."""
+
+    message: Message
+    error: BaseException
+
+    @property
+    def reason(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+def run_message(
+    state: CustomerState, message: Message, journeys: JourneySet, now: datetime
+) -> Generator[BasketCall, Decision | None, Result]:
+    """Run one message through the engine; yields each basket call and expects its answer back.
 
     Idempotent under redelivery as long as ``state`` is the state from before the
     first delivery: the engine's output is deterministic and the basket answers a
@@ -85,7 +109,8 @@ async def process(
             )
         action = queue.pop(0)
         if isinstance(action, Send):
-            decision = await basket.gate(action.gate_request(now))
+            decision = yield action.gate_request(now)
+            assert decision is not None, "a gate request must be answered with a Decision"
             result.state, follow_up = step(
                 result.state, GateOutcome(customer_id=action.customer_id, send=action, decision=decision), journeys, now
             )
@@ -95,7 +120,7 @@ async def process(
             if action.result == "approved":
                 result.sends.append(action)
         elif isinstance(action, ConsentChange):
-            await basket.set_consent(action.customer_id, action.channel, action.brand, action.subscribed, action.at)
+            yield action
             result.consent_changes.append(action)
         elif isinstance(action, (ArmTimer, CancelTimer)):
             result.timer_ops.append(action)
@@ -104,3 +129,128 @@ async def process(
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
     return result
+
+
+async def _answer(basket: Basket, call: BasketCall) -> Decision | None:
+    if isinstance(call, GateRequest):
+        return await basket.gate(call)
+    await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
+    return None
+
+
+async def process(
+    state: CustomerState,
+    message: Message,
+    journeys: JourneySet,
+    now: datetime,
+    basket: Basket,
+) -> Result:
+    """Run one message through the engine, gating every send at ``basket`` (one call at a time)."""
+    gen = run_message(state, message, journeys, now)
+    answer: Decision | None = None
+    while True:
+        try:
+            call = gen.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        answer = await _answer(basket, call)
+
+
+# ---------------------------------------------------------------- batches
+
+
+@dataclass
+class CustomerWork:
+    """One customer's messages of a batch, in arrival order, and the state before them."""
+
+    state: CustomerState
+    messages: list[Message]
+
+
+@dataclass
+class CustomerOutcome:
+    """What a batch did to one customer."""
+
+    state: CustomerState
+    """The state after every message that succeeded."""
+    encoded: bytes | None
+    """``state`` as JSON, or None when no message changed the state (nothing to write)."""
+    results: list[Result | Failure]
+    """One per message, in order."""
+
+
+def _run_customer(
+    work: CustomerWork, journeys: JourneySet, now: datetime, max_state_bytes: int
+) -> Generator[BasketCall, Decision | None, CustomerOutcome]:
+    """One customer's messages one after the other; a failing message leaves the state as it was."""
+    state = work.state
+    encoded: bytes | None = None
+    results: list[Result | Failure] = []
+    for message in work.messages:
+        try:
+            result = yield from run_message(state, message, journeys, now)
+            if result.state is not state:
+                raw = result.state.model_dump_json().encode()
+                if len(raw) > max_state_bytes:
+                    raise StateTooLarge(
+                        f"the state of customer {message.customer_id} would be {len(raw)} bytes after this message, "
+                        f"over the limit of {max_state_bytes} (ORCH_MAX_STATE_BYTES); the message is refused and "
+                        "the state kept as it was"
+                    )
+                encoded = raw
+        except Exception as exc:  # noqa: BLE001 - any error of one message is that message's failure
+            results.append(Failure(message, exc))
+            continue
+        state = result.state
+        results.append(result)
+    return CustomerOutcome(state=state, encoded=encoded, results=results)
+
+
+async def process_batch(
+    work: Sequence[CustomerWork],
+    journeys: JourneySet,
+    now: datetime,
+    basket: Basket,
+    *,
+    max_state_bytes: int = 512 * 1024,
+) -> list[CustomerOutcome]:
+    """Run a batch: each customer's messages in order, all customers side by side.
+
+    Rounds: every customer runs until it needs the basket (or is done); the gate
+    requests of all customers are then decided in one ``gate_many`` round trip,
+    consent changes applied, and every customer resumed with its answer. A basket
+    error for one request (an error reply) is thrown into that customer's run and
+    becomes a :class:`Failure` of that message; a connection error raises out of
+    here (the caller retries the whole batch: the engine is deterministic and the
+    basket idempotent by send id, so a rerun gives the same answers).
+    """
+    runs = [_run_customer(w, journeys, now, max_state_bytes) for w in work]
+    outcomes: list[CustomerOutcome | None] = [None] * len(runs)
+    pending: dict[int, BasketCall] = {}
+
+    def resume(i: int, answer: Decision | None = None, error: BaseException | None = None) -> None:
+        try:
+            call = runs[i].throw(error) if error is not None else runs[i].send(answer)
+        except StopIteration as stop:
+            outcomes[i] = stop.value
+            return
+        pending[i] = call
+
+    for i in range(len(runs)):
+        resume(i)
+    while pending:
+        calls, pending = pending, {}
+        for i, call in calls.items():
+            if isinstance(call, ConsentChange):
+                await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
+        gates = [(i, c) for i, c in calls.items() if isinstance(c, GateRequest)]
+        answers = await basket.gate_many([c for _, c in gates], return_exceptions=True) if gates else []
+        for i, call in calls.items():
+            if isinstance(call, ConsentChange):
+                resume(i)
+        for (i, _), answer in zip(gates, answers):
+            if isinstance(answer, BaseException):
+                resume(i, error=answer)
+            else:
+                resume(i, answer)
+    return [o for o in outcomes if o is not None]

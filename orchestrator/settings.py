@@ -47,9 +47,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="orch", description="Every topic name starts with '<prefix>.'.")
     partitions: int = Field(default=8, ge=1, description="Partitions of the internal customer topic and the state tables.")
     replication_factor: int = Field(default=1, ge=1)
-    store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// (durable, local; uses the rocksdict driver) or memory://")
-    data_dir: Path = Field(default=Path(".orchestrator-data"), description="Where Faust keeps local table stores.")
-    standby_replicas: int = Field(default=1, ge=0)
+    data_dir: Path = Field(default=Path(".orchestrator-data"), description="Faust's app directory (no table data is kept there).")
 
     # --- journeys and policy ---
     journeys_dir: Path = Field(default=Path("journeys"))
@@ -69,8 +67,31 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per log line (python-json-logger).")
 
+    # --- batches and consumer group ---
+    batch_max_records: int = Field(default=2000, ge=1, description="Most records one batch takes from Kafka.")
+    fetch_max_wait_ms: int = Field(default=20, ge=0, description="How long a fetch waits for data to fill (latency vs. batch size).")
+    session_timeout: float = Field(default=10.0, gt=0, description="Seconds without heartbeat before the group drops a worker (failover time).")
+    heartbeat_interval: float = Field(default=3.0, gt=0, description="Seconds between heartbeats (a third of the session timeout).")
+    max_poll_interval: float = Field(default=300.0, gt=0, description="Seconds one batch may take (retries included) before the worker leaves the group.")
+    shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds SIGTERM waits for the running batch and the clients before it gives up on them.")
+    lag_interval: float = Field(default=5.0, gt=0, description="Seconds between reads of the group's lag (also the Kafka readiness probe).")
+
+    # --- bounds ---
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest accepted inbound message; larger ones are dead-lettered.")
+    max_json_depth: int = Field(default=16, ge=2, description="Deepest accepted JSON nesting of an inbound message.")
+    max_number_digits: int = Field(default=32, ge=8, description="Longest accepted JSON number literal.")
+    max_state_bytes: int = Field(
+        default=256 * 1024, ge=4096,
+        description="Largest customer state; an event that would grow it beyond is dead-lettered and the old state kept. Keep below the broker's message.max.bytes.",
+    )
+    dlq_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Original bytes kept on a dead-letter record (the rest is cut; header dlq.truncated).")
+    dedupe_window_days: float = Field(default=7.0, gt=0, description="An event id seen again within this many days is ignored.")
+
     # --- resilience ---
-    retry_backoff_max: float = Field(default=10.0, gt=0, description="Max seconds between retries while Redis is unreachable.")
+    retry_backoff_max: float = Field(default=10.0, gt=0, description="Max seconds between retries while Redis or Kafka is unreachable.")
+    retry_tries: int = Field(
+        default=5, ge=1, description="Tries of a message whose processing fails with an unknown error reply before it is dead-lettered."
+    )
 
     def kafka_ssl_context(self) -> ssl.SSLContext:
         """TLS context for SSL / SASL_SSL (the CA file if given, else the system CAs)."""
@@ -93,7 +114,3 @@ class Settings(BaseSettings):
             return wall
         start = self.clock_origin if self.clock_origin is not None else origin
         return datetime.fromtimestamp(start + (wall.timestamp() - start) * self.clock_speed, tz=timezone.utc)
-
-    def wall_delay(self, engine_seconds: float) -> float:
-        """Wall seconds until an engine-time delay has passed."""
-        return engine_seconds / self.clock_speed

@@ -81,8 +81,15 @@ class Basket(Protocol):
         """Decide one send atomically (suppression, calamity lock, capacity, idempotent spend)."""
         ...
 
-    async def gate_many(self, requests: Sequence[GateRequest]) -> list[Decision]:
-        """Decide several sends in order, in one round trip where the implementation can."""
+    async def gate_many(
+        self, requests: Sequence[GateRequest], *, return_exceptions: bool = False
+    ) -> list[Decision | BaseException]:
+        """Decide several sends in order, in one round trip where the implementation can.
+
+        With ``return_exceptions`` an error reply for one request is returned in its place
+        (the others are still decided); without it the first such error is raised. A lost
+        connection always raises.
+        """
         ...
 
     async def set_consent(

@@ -68,8 +68,10 @@ class MemoryBasket:
         replayed, record = self._decide(plan)
         return decision_from_record(request, record, replayed)
 
-    async def gate_many(self, requests: Sequence[GateRequest]) -> list[Decision]:
-        """Decide several sends in order."""
+    async def gate_many(
+        self, requests: Sequence[GateRequest], *, return_exceptions: bool = False
+    ) -> list[Decision | BaseException]:
+        """Decide several sends in order (the twin has no error replies: ``return_exceptions`` changes nothing)."""
         return [await self.gate(r) for r in requests]
 
     # -- the twin of gate.lua; keep the two in step

@@ -128,12 +128,16 @@ class RedisBasket:
             reply = await self.redis.evalsha(sha, len(keys), *keys, argv)
         return self._decision(request, reply)
 
-    async def gate_many(self, requests: Sequence[GateRequest]) -> list[Decision]:
+    async def gate_many(
+        self, requests: Sequence[GateRequest], *, return_exceptions: bool = False
+    ) -> list[Decision | BaseException]:
         """Decide several sends in order, pipelined in one round trip.
 
         Each ``EVALSHA`` is atomic on its own; the batch is not a transaction. If the
         server lost the script (restart, ``SCRIPT FLUSH``), the calls that failed with
         NOSCRIPT are sent again, in order, after a reload; the others are not repeated.
+        An error reply (e.g. ``OOM``, ``READONLY``) for one call is raised, or with
+        ``return_exceptions`` returned in that call's place; a lost connection raises.
         """
         if not requests:
             return []
@@ -145,10 +149,15 @@ class RedisBasket:
             sha = await self.load_script()
             for i, reply in zip(missing, await self._pipeline(sha, [plans[i] for i in missing])):
                 replies[i] = reply
-        for reply in replies:
+        out: list[Decision | BaseException] = []
+        for request, reply in zip(requests, replies):
             if isinstance(reply, Exception):
-                raise reply
-        return [self._decision(r, reply) for r, reply in zip(requests, replies)]
+                if not return_exceptions:
+                    raise reply
+                out.append(reply)
+            else:
+                out.append(self._decision(request, reply))
+        return out
 
     async def _pipeline(self, sha: str, plans: Sequence[GatePlan]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -43,7 +43,7 @@ def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
     topics: dict[str, dict[str, str]] = {name: {} for name in settings.inbound_topics()}
     for name in ("customer-events", "sends", "decisions", "journey-log", "dead-letter"):
         topics[settings.topic(name)] = {}
-    for table in ("customer-state", "timers"):
+    for table in ("customer-state",):
         topics[f"{settings.app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
     return topics
 

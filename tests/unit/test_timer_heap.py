@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.runtime.timers import DueTimer, TimerHeap, decode_timer_row, encode_timer_row
+from orchestrator.runtime.timers import DueTimer, TimerHeap, decode_timers, encode_timers
 
 
 def test_pops_due_timers_oldest_first_and_keeps_future_ones() -> None:
@@ -33,12 +33,44 @@ def test_timers_of_partitions_we_no_longer_own_are_not_fired() -> None:
     assert [t.customer_id for t in h.pop_due(5.0, owned_partitions={1})] == ["c2"]
 
 
-def test_rebuild_from_table_rows() -> None:
-    row = encode_timer_row({"x": (5.0, 3), "y": (1.0, 3)})
-    entries = decode_timer_row("c9", row)
-    assert sorted(entries) == [DueTimer(1.0, "c9", "y", 3), DueTimer(5.0, "c9", "x", 3)]
+def test_rebuild_from_changelog_headers() -> None:
+    row = decode_timers(encode_timers([("x", 5.0), ("y", 1.0)]))
+    entries = [DueTimer(due, "c9", tid, 3) for tid, due in row]
     h = TimerHeap()
     h.arm("old", "z", 0.0, 0)
     h.rebuild(entries)
     assert [(t.customer_id, t.timer_id) for t in h.pop_due(10.0)] == [("c9", "y"), ("c9", "x")]
-    assert decode_timer_row("c9", None) == []
+    assert decode_timers(None) == []
+
+
+def test_set_customer_follows_the_state() -> None:
+    h = TimerHeap()
+    h.set_customer("c1", 0, [("a", 10.0), ("b", 20.0)])
+    h.set_customer("c1", 0, [("b", 25.0), ("c", 30.0)])  # a cancelled, b re-armed later, c new
+    assert [(t.timer_id, t.due) for t in h.pop_due(100.0)] == [("b", 25.0), ("c", 30.0)]
+    h.set_customer("c1", 0, [])
+    assert len(h) == 0
+
+
+def test_a_fired_timer_is_not_armed_again_until_consumed_or_refired() -> None:
+    h = TimerHeap()
+    h.set_customer("c1", 0, [("a", 10.0)])
+    [fired] = h.pop_due(15.0)
+    # another event of c1 is processed before the TimerFired: its state still lists "a"
+    h.set_customer("c1", 0, [("a", 10.0)])
+    assert h.pop_due(15.0) == []
+    # publishing it failed: it comes back
+    h.refire([fired])
+    assert [t.timer_id for t in h.pop_due(15.0)] == ["a"]
+    # consumed: the state no longer lists it; re-armed with the same id later it fires again
+    h.set_customer("c1", 0, [])
+    h.set_customer("c1", 0, [("a", 10.0)])
+    assert [t.timer_id for t in h.pop_due(15.0)] == ["a"]
+
+
+def test_drop_partitions_forgets_their_timers() -> None:
+    h = TimerHeap()
+    h.set_customer("c1", 0, [("a", 1.0)])
+    h.set_customer("c2", 1, [("b", 1.0)])
+    h.drop_partitions({0})
+    assert [t.customer_id for t in h.pop_due(5.0)] == ["c2"]
