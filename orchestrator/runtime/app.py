@@ -50,7 +50,6 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
     policy = load_policy(settings.resolved_policy_file())
     metrics = Metrics()
     metrics.journeys_loaded.set(len(journeys))
-    install_rate_limits()
 
     class App(faust.App):
         BootStrategy = _Boot
@@ -80,6 +79,7 @@ def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.
 
     @app.task
     async def start_pipeline() -> None:
+        install_rate_limits()  # logging is configured by now
         await app.add_runtime_dependency(pipeline)
 
     @app.page("/metrics")

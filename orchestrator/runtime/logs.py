@@ -20,7 +20,8 @@ from typing import Any
 
 from orchestrator.settings import Settings
 
-NOISY_LOGGERS = ("aiokafka", "kafka", "faust.transport", "mode")
+NOISY_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "orchestrator.dependency")
+"""Loggers whose warnings repeat while a dependency is down: rate-limited. (Dead letters and bugs are not.)"""
 
 
 def pseudonym(customer_id: str, key: bytes) -> str:
@@ -38,7 +39,7 @@ class RateLimit(logging.Filter):
         self._held: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or not record.name.startswith(NOISY_LOGGERS):
             return True
         key = (record.name, str(record.msg))
         now = time.monotonic()
@@ -54,10 +55,15 @@ class RateLimit(logging.Filter):
 
 
 def install_rate_limits(interval: float = 30.0) -> RateLimit:
-    """Rate-limit the warnings and errors of the Kafka client and Faust's transport."""
+    """Rate-limit the repeating warnings (see :data:`NOISY_LOGGERS`) on every handler of the root logger.
+
+    On the handlers, not the loggers: a logger's filter does not see its children's records
+    (``aiokafka.consumer.fetcher`` ...). Call it once logging is configured (Faust does that
+    when the worker starts).
+    """
     flt = RateLimit(interval)
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).addFilter(flt)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(flt)
     return flt
 
 

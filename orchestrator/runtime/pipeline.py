@@ -12,8 +12,9 @@ Follow one batch (:meth:`Pipeline._handle`):
    and gates all their sends at the basket in pipelined rounds (one Redis round trip
    per round, not per send).
 4. Every output (send requests, decisions, journey log, canonical envelopes, dead
-   letters, and one state record per touched customer on the changelog) is handed to
-   the producer without awaiting each; then all acknowledgements are awaited together.
+   letters) is handed to the producer without awaiting each, and the acknowledgements
+   awaited together; then, the same way, one state record per touched customer on the
+   changelog (states after outputs: see :meth:`Pipeline._publish`).
 5. Only then: the new states go into memory, the timer heap follows them, and the
    batch's offsets are committed.
 
@@ -30,8 +31,8 @@ Failures (never skip, never lose):
   ``ORCH_RETRY_TRIES`` times): that message goes to the dead-letter topic with the
   reason, the exception type, the customer and its source; the customer's state stays
   as it was before that message; the rest of the batch goes on.
-- anything else is a bug in this file: the worker stops without committing the batch,
-  so a restart replays it.
+- anything else is a bug in this file: the worker exits (code 70) without committing
+  the batch, so a restart replays it.
 
 Why not Faust agents and tables here: Faust's per-message path (measured ~1,000
 messages/s with a table write; ~4,500/s in ``take_events`` batches without one) is the
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -81,6 +83,8 @@ from orchestrator.settings import Settings
 from orchestrator.state import CustomerState
 
 log = logging.getLogger("orchestrator")
+retry_log = logging.getLogger("orchestrator.dependency")
+"""Warnings that repeat while Redis or Kafka is down: rate-limited (runtime/logs.py)."""
 
 TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF")
 """Redis error replies that say "not now" rather than "never": the batch waits and retries."""
@@ -267,21 +271,21 @@ class Pipeline(Service):
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Restore the states of our customer partitions and rebuild the timer heap from them."""
         owned = {tp.partition for tp in assigned if tp.topic == self.customer_topic}
-        gone = set(self.store.partitions) - owned
-        self.store.drop(gone)
-        delay = 0.5
-        while True:
-            try:
-                await self.store.restore(owned, self.s.kafka_bootstrap_servers, **self._kw)
-                break
-            except KafkaError as exc:
-                self.metrics.retries.labels("kafka").inc()
-                log.warning("restoring state failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.s.retry_backoff_max)
-        self.heap.rebuild(self.store.due_timers(owned))
-        self.health.partitions = tuple(sorted(owned))
-        self.health.assigned = True
+        async with self._lock:  # no batch runs before its partitions are restored
+            self.store.drop(set(self.store.partitions) - owned)
+            delay = 0.5
+            while True:
+                try:
+                    await self.store.restore(owned, self.s.kafka_bootstrap_servers, **self._kw)
+                    break
+                except KafkaError as exc:
+                    self.metrics.retries.labels("kafka").inc()
+                    retry_log.warning("restoring state failed (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.s.retry_backoff_max)
+            self.heap.rebuild(self.store.due_timers(owned))
+            self.health.partitions = tuple(sorted(owned))
+            self.health.assigned = True
         log.info(
             "assigned customer partitions %s: %d customers, %d pending timers",
             sorted(owned), self.store.customers(), len(self.heap),
@@ -296,19 +300,33 @@ class Pipeline(Service):
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.s.batch_max_records)
             except KafkaError as exc:
                 self.metrics.retries.labels("kafka").inc()
-                log.warning("fetch failed: %s", exc)
+                retry_log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
             if not batch:
                 continue
             self.health.kafka_ok_at = time.monotonic()
             async with self._lock:
+                # A rebalance may have run between the fetch and the lock: records of partitions
+                # that are no longer ours belong to their new owner, who replays them.
+                mine = self.consumer.assignment()
+                records = [r for tp, rs in batch.items() if tp in mine for r in rs]
+                if not records:
+                    continue
                 try:
-                    await self._handle([r for records in batch.values() for r in records])
+                    await self._handle(records)
                 except Exception as exc:
-                    log.critical("worker bug: batch failed with %r; stopping without committing it", exc, exc_info=True)
-                    await self.crash(exc)
-                    return
+                    await self._die(exc)
+
+    async def _die(self, exc: BaseException) -> None:
+        """A bug in the shell: exit at once without committing, so the restarted worker replays the batch."""
+        log.critical("worker bug: a batch failed with %r; exiting without committing it (exit 70)", exc, exc_info=True)
+        if self.producer is not None:
+            try:
+                await asyncio.wait_for(self.producer.flush(), timeout=5)
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+        os._exit(70)
 
     async def _handle(self, records: list[Any]) -> None:
         """One batch: run, publish, then remember and commit; transient failures retry the whole batch."""
@@ -324,7 +342,7 @@ class Pipeline(Service):
                 break
             except _Transient as exc:
                 self.metrics.retries.labels(exc.dependency).inc()
-                log.warning(
+                retry_log.warning(
                     "%s unavailable (%s: %s); retrying the batch of %d records in %.1fs",
                     exc.dependency, type(exc.cause).__name__, exc.cause, len(records), delay,
                     extra={"event": "dependency_retry", "dependency": exc.dependency},
@@ -465,16 +483,23 @@ class Pipeline(Service):
             out.counts.append(lambda t=t: self.metrics.journey_steps.labels(t.journey_id or "(none)", t.what).inc())
 
     async def _publish(self, out: _Out) -> list[Any]:
-        """Hand every record to the producer, then await all acknowledgements; returns the state records' metadata."""
+        """Hand the batch's records to the producer, then its states; returns the state records' metadata.
+
+        Two phases, each handed over whole and then awaited together: first every output
+        (sends, decisions, journey log, envelopes, dead letters), then the states. A state
+        must never be durable before what it caused: after a crash between the two, the
+        replay runs from the old state and publishes the same outputs again (same ids),
+        where the other order would let the engine see the events as duplicates and
+        publish nothing.
+        """
         assert self.producer is not None
         send = self.producer.send
         try:
-            futures = [await send(t, v, key=k, partition=p, headers=h) for t, p, k, v, h in out.records]
+            await asyncio.gather(*[await send(t, v, key=k, partition=p, headers=h) for t, p, k, v, h in out.records])
             state_futures = [
                 await send(self.store.topic, raw, key=cid.encode(), partition=p, headers=[("timers", encode_timers(timers))])
                 for p, cid, raw, timers in out.states
             ]
-            await asyncio.gather(*futures)
             return list(await asyncio.gather(*state_futures))
         except KafkaError as exc:
             if is_transient(exc):
@@ -500,7 +525,7 @@ class Pipeline(Service):
                     log.warning("commit failed (%s); the batch will be replayed (idempotent)", exc)
                     return
                 self.metrics.retries.labels("kafka").inc()
-                log.warning("commit failed (%s); retrying in %.1fs", exc, delay)
+                retry_log.warning("commit failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.s.retry_backoff_max)
 
@@ -524,7 +549,7 @@ class Pipeline(Service):
                     ))
                 results = await asyncio.gather(*futures, return_exceptions=True)
             except KafkaError as exc:
-                log.warning("publishing %d due timers failed (%s); they fire again", len(due), exc)
+                retry_log.warning("publishing %d due timers failed (%s); they fire again", len(due), exc)
                 self.heap.refire(due)
                 continue
             failed = [t for t, r in zip(due, results) if isinstance(r, BaseException)]
@@ -538,7 +563,7 @@ class Pipeline(Service):
                 self.health.lag = await self.lag_probe.read()
                 self.health.kafka_ok_at = time.monotonic()
             except LagUnavailable as exc:
-                log.warning("consumer lag unavailable: %s", exc)
+                retry_log.warning("consumer lag unavailable: %s", exc)
             await asyncio.sleep(self.s.lag_interval)
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:

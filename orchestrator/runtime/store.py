@@ -54,8 +54,14 @@ class StateStore:
         return part.states.get(customer_id) if part is not None else None
 
     def put(self, partition: int, customer_id: str, raw: bytes, timers: list[tuple[str, float]], offset: int) -> None:
-        """Remember a state whose changelog write (at ``offset``) Kafka has acknowledged."""
-        part = self.partitions.setdefault(partition, PartitionState())
+        """Remember a state whose changelog write (at ``offset``) Kafka has acknowledged.
+
+        Only for a partition restored here: a partition we never restored would look
+        complete to the next :meth:`restore` once our write is the changelog's last.
+        """
+        part = self.partitions.get(partition)
+        if part is None:
+            raise KeyError(f"state partition {partition} was not restored on this worker")
         part.states[customer_id] = raw
         if timers:
             part.timers[customer_id] = timers

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
 
 from orchestrator import kafka_io
 from orchestrator.local import WorkerProcess
@@ -38,8 +41,6 @@ class Deployment:
             "ORCH_TOPIC_PREFIX": self.prefix,
             "ORCH_JOURNEYS_DIR": str(self.journeys_dir),
             "ORCH_PARTITIONS": "2",
-            "ORCH_STANDBY_REPLICAS": "0",
-            "ORCH_STORE": "rocksdb://",
             "ORCH_DATA_DIR": str(self.tmp / "data"),
             "ORCH_TIMER_TICK": "0.1",
             "ORCH_RELOAD_INTERVAL": "0.5",
@@ -76,3 +77,42 @@ def event(customer: str, type_: str, event_id: str, at: datetime | None = None, 
         "type": type_,
         **fields,
     }
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.3) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + ("{" if labels else " ")):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def install_journey(dep: Deployment, timeout: str = "3s", template: str | None = None, version: int | None = None) -> None:
+    doc = yaml.safe_load((ROOT / "journeys" / "abandoned_cart.yaml").read_text())
+    doc["steps"]["wait_open"]["timeout"] = timeout
+    if template:
+        doc["steps"]["send_first"]["template"] = template
+    name = "abandoned_cart.yaml"
+    if version:
+        doc["version"] = version
+        name = f"abandoned_cart.v{version}.yaml"
+    (dep.journeys_dir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    policy = yaml.safe_load((dep.journeys_dir / "pressure.yaml").read_text())
+    policy["arbitration_window"] = None
+    (dep.journeys_dir / "pressure.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+
+
+def cart(customer: str, n: int = 1) -> dict:
+    return event(customer, "cart_abandoned", f"{customer}-cart-{n}", cart_id=f"k{n}", cart_value=99.0)

@@ -26,13 +26,14 @@ def test_two_workers_split_the_customers_and_each_customer_is_handled_once(deplo
 
     first = dep.start_worker(ORCH_PARTITIONS="4")
     second = dep.start_worker(ORCH_PARTITIONS="4")
-    # wait until the group has settled with both members owning partitions
+    # wait until the group has settled with both members owning customer partitions
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        lags = [re.findall(r'orchestrator_consumer_lag\{partition="(\d+)",topic="[^"]*customer-events"\}', w.metrics()) for w in (first, second)]
-        if all(lags) and not set(lags[0]) & set(lags[1]):
+        owned = [set((w.ready() or {}).get("partitions", ())) for w in (first, second)]
+        if all(owned) and not owned[0] & owned[1] and owned[0] | owned[1] == {0, 1, 2, 3}:
             break
         time.sleep(0.5)
+    assert all(owned) and owned[0] | owned[1] == {0, 1, 2, 3}, owned
 
     customers = [f"{dep.prefix}-c{i}" for i in range(40)]
     dep.publish("web", *(event(c, "cart_abandoned", f"{c}-cart", cart_id="k", cart_value=70.0) for c in customers))

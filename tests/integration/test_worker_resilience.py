@@ -25,28 +25,9 @@ import yaml
 from orchestrator.local import free_port
 from orchestrator.pressure.policy import load_policy
 from orchestrator.pressure.redis_basket import RedisBasket
-from tests.integration.helpers import ROOT, Deployment, event
+from tests.integration.helpers import ROOT, Deployment, cart, install_journey
 
 pytestmark = pytest.mark.integration
-
-
-def install_journey(dep: Deployment, timeout: str = "3s", template: str | None = None, version: int | None = None) -> None:
-    doc = yaml.safe_load((ROOT / "journeys" / "abandoned_cart.yaml").read_text())
-    doc["steps"]["wait_open"]["timeout"] = timeout
-    if template:
-        doc["steps"]["send_first"]["template"] = template
-    name = "abandoned_cart.yaml"
-    if version:
-        doc["version"] = version
-        name = f"abandoned_cart.v{version}.yaml"
-    (dep.journeys_dir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
-    policy = yaml.safe_load((dep.journeys_dir / "pressure.yaml").read_text())
-    policy["arbitration_window"] = None
-    (dep.journeys_dir / "pressure.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
-
-
-def cart(customer: str, n: int = 1) -> dict:
-    return event(customer, "cart_abandoned", f"{customer}-cart-{n}", cart_id=f"k{n}", cart_value=99.0)
 
 
 def test_invalid_events_are_dead_lettered_with_reason_and_duplicates_are_harmless(deployment: Deployment) -> None:
@@ -83,30 +64,6 @@ def test_invalid_events_are_dead_lettered_with_reason_and_duplicates_are_harmles
     metrics = dep.worker.metrics()
     assert 'orchestrator_events_total{family="web",outcome="dead_lettered"} 3.0' in metrics
     assert 'orchestrator_events_total{family="web",outcome="accepted"} 2.0' in metrics
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A Redis of this test's own, so it can be frozen without disturbing other tests."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not on PATH (needed to freeze a private Redis)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield proc, f"redis://127.0.0.1:{port}/0"
-    os.kill(proc.pid, signal.SIGCONT)
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_redis_outage_delays_but_neither_drops_nor_duplicates(deployment: Deployment, private_redis) -> None:

@@ -1,0 +1,226 @@
+"""Fault tests on the real stack: what arrives is counted against an oracle.
+
+- Redis replies OOM mid-stream: the batch waits and retries; every customer gets its
+  send exactly once (one send id, charged once), nothing is dead-lettered.
+- Poison messages (too large, nested 100,000 deep, a 5,000-digit number, NaN, garbage
+  on the internal topic, an event that would grow a state past its cap) are
+  dead-lettered with a code and their source; every good customer is served; the
+  worker stays up.
+- kill -9 of one of two workers under load: every expected send id appears (first
+  message and the reminder after the timer), no customer is charged twice.
+- The broker is killed and comes back: the worker rides it out without a flood of log
+  lines and every event is handled; SIGTERM while the broker is down exits in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import pytest
+import redis
+
+from orchestrator.pressure.policy import load_policy
+from orchestrator.pressure.redis_basket import RedisBasket
+from tests.integration.conftest import PrivateStack
+from tests.integration.helpers import ROOT, Deployment, cart, event, install_journey, metric, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+async def _balances(url: str, customers: list[str]) -> dict[str, float]:
+    basket = RedisBasket.from_url(url, load_policy(ROOT / "journeys" / "pressure.yaml"))
+    try:
+        now = datetime.now(timezone.utc)
+        return {c: (await basket.show(c, now)).balance for c in customers}
+    finally:
+        await basket.aclose()
+
+
+def _send_ids_by_customer(dep: Deployment, until: int, timeout: float) -> dict[str, set[tuple[str, str]]]:
+    records = dep.read("sends", until=lambda rs: len({r.json()["send_id"] for r in rs}) >= until, timeout=timeout)
+    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for r in records:
+        doc = r.json()
+        out[doc["customer_id"]].add((doc["send_id"], doc["template"]))
+    return out
+
+
+def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deployment, private_redis) -> None:
+    _, url = private_redis
+    dep = deployment
+    dep.redis = url
+    install_journey(dep, timeout="1h")
+    worker = dep.start_worker()
+    customers = [f"{dep.prefix}-c{i}" for i in range(30)]
+    dep.publish("web", *(cart(c) for c in customers[:10]))
+    _send_ids_by_customer(dep, until=10, timeout=60)
+
+    r = redis.Redis.from_url(url)
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)  # every write now answers "OOM command not allowed"
+    try:
+        dep.publish("web", *(cart(c) for c in customers[10:]))
+        assert wait_until(lambda: metric(worker.metrics(), "orchestrator_dependency_retries_total", dependency="redis") >= 2, 30)
+        held = _send_ids_by_customer(dep, until=10_000, timeout=2)
+        assert set(held) == set(customers[:10]), "a send went out while Redis refused writes"
+    finally:
+        r.config_set("maxmemory", 0)
+
+    sends = _send_ids_by_customer(dep, until=30, timeout=60)
+    time.sleep(1.5)
+    sends = _send_ids_by_customer(dep, until=10_000, timeout=2)
+    assert sorted(sends) == sorted(customers)
+    assert all(len(ids) == 1 for ids in sends.values()), {c: ids for c, ids in sends.items() if len(ids) != 1}
+    assert asyncio.run(_balances(url, customers)) == {c: 10.0 for c in customers}
+    assert dep.read("dead-letter", until=lambda rs: False, timeout=1.5) == []
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+def test_poison_messages_are_dead_lettered_and_everyone_else_is_served(deployment: Deployment) -> None:
+    dep = deployment
+    install_journey(dep, timeout="1h")
+    worker = dep.start_worker(ORCH_MAX_STATE_BYTES="8192")
+    good = [f"{dep.prefix}-g{i}" for i in range(20)]
+    fat = f"{dep.prefix}-fat"
+    huge = json.dumps({**cart(f"{dep.prefix}-x"), "attributes": {"blob": "x" * 900_000}}).encode()
+    deepest = b"[" * 100_000 + b"]" * 100_000  # 200 kB: refused for its size before it is parsed
+    deep = b"[" * 20_000 + b"]" * 20_000  # 40 kB: within the size limit, refused for its depth
+    digits = json.dumps(cart(f"{dep.prefix}-y")).replace('"cart_value": 99.0', '"cart_value": 1' + "0" * 5000).encode()
+    nan = json.dumps(cart(f"{dep.prefix}-z")).replace('"cart_value": 99.0', '"cart_value": NaN').encode()
+    assert b"0" * 5000 in digits and b"NaN" in nan
+    fat_event = {**cart(fat, 1), "attributes": {"blob": "y" * 20_000}}  # valid and < 64 KiB, but its state > 8 KiB
+
+    dep.publish("web", *(cart(c) for c in good[:10]))
+    dep.publish("web", raw=huge, key=f"{dep.prefix}-x")
+    dep.publish("web", raw=deepest, key=f"{dep.prefix}-d")
+    dep.publish("web", raw=deep, key=f"{dep.prefix}-d")
+    dep.publish("web", raw=digits, key=f"{dep.prefix}-y")
+    dep.publish("web", raw=nan, key=f"{dep.prefix}-z")
+    dep.publish("web", fat_event)
+    asyncio.run(_produce_raw(dep, dep.topic("customer-events"), fat, b"\x00garbage"))
+    dep.publish("web", *(cart(c) for c in good[10:]), cart(fat, 2))  # the fat customer's state was kept: it still works
+
+    dead = dep.read("dead-letter", until=lambda rs: len(rs) >= 7, timeout=60)
+    codes = sorted(r.headers["dlq.code"] for r in dead)
+    assert codes == ["not_json", "number_too_large", "processing_failed", "too_deep", "too_large", "too_large", "undecodable"]
+    by_code = {r.headers["dlq.code"]: r for r in dead}
+    cut = {r.headers["dlq.truncated"]: r for r in dead if "dlq.truncated" in r.headers}
+    assert sorted(cut) == sorted([str(len(huge)), str(len(deepest))])
+    assert all(r.headers["dlq.code"] == "too_large" and len(r.value) == 64 * 1024 for r in cut.values())
+    assert huge.startswith(cut[str(len(huge))].value) and deepest.startswith(cut[str(len(deepest))].value)
+    assert by_code["too_deep"].value == deep
+    assert "5001 characters" in by_code["number_too_large"].headers["dlq.reason"]
+    failed = by_code["processing_failed"]
+    assert failed.headers["dlq.exception"] == "StateTooLarge"
+    assert failed.headers["dlq.customer"] == fat
+    assert failed.headers["dlq.source.topic"] == dep.topic("customer-events")
+    assert "over the limit of 8192" in failed.headers["dlq.reason"]
+    assert by_code["undecodable"].value == b"\x00garbage"
+    for r in dead:
+        assert int(r.headers["dlq.source.offset"]) >= 0 and r.headers["dlq.source.partition"] in ("0", "1")
+
+    sends = _send_ids_by_customer(dep, until=len(good) + 1, timeout=60)
+    assert sorted(sends) == sorted([*good, fat])
+    assert all(len(ids) == 1 for ids in sends.values())
+    assert worker.proc is not None and worker.proc.poll() is None
+    assert worker.ready() is not None
+    text = worker.metrics()
+    assert metric(text, "orchestrator_dead_letters_total", code="processing_failed") == 1
+    assert metric(text, "orchestrator_events_total", family="web", outcome="dead_lettered") == 5
+
+
+async def _produce_raw(dep: Deployment, topic: str, key: str, value: bytes) -> None:
+    from orchestrator import kafka_io
+
+    await kafka_io.produce(dep.kafka, [(topic, key, value)])
+
+
+def test_kill_9_of_one_of_two_workers_loses_no_send_and_charges_nobody_twice(deployment: Deployment) -> None:
+    dep = deployment
+    install_journey(dep, timeout="5s")
+    first = dep.start_worker(ORCH_PARTITIONS="4")
+    second = dep.start_worker(ORCH_PARTITIONS="4")
+    assert wait_until(
+        lambda: len(set((first.ready() or {}).get("partitions", ())) | set((second.ready() or {}).get("partitions", ()))) == 4
+        and all((w.ready() or {}).get("partitions") for w in (first, second)),
+        60,
+    )
+    victim = first if 0 in first.ready()["partitions"] else second  # type: ignore[index]
+    customers = [f"{dep.prefix}-c{i}" for i in range(300)]
+    for i in range(0, len(customers), 50):
+        dep.publish("web", *(cart(c) for c in customers[i : i + 50]))
+        if i == 100:
+            victim.kill()  # SIGKILL while the group is busy with these customers
+        time.sleep(0.3)
+
+    sends = _send_ids_by_customer(dep, until=2 * len(customers), timeout=150)
+    time.sleep(2)
+    sends = _send_ids_by_customer(dep, until=10_000, timeout=3)
+    missing = [c for c in customers if {t for _, t in sends.get(c, ())} != {"cart_reminder", "cart_reminder_2"}]
+    assert not missing, f"{len(missing)} customers without both messages, e.g. {[(c, sends.get(c)) for c in missing[:3]]}"
+    assert all(len(ids) == 2 for ids in sends.values()), "one send id per message: a replay reuses it"
+    balances = asyncio.run(_balances(dep.redis, customers))
+    assert {c: b for c, b in balances.items() if b != 20.0} == {}, "a customer was charged twice (or not at all)"
+
+
+def test_broker_outage_is_ridden_out_quietly_and_sigterm_exits_while_it_is_down(
+    deployment: Deployment, private_stack: PrivateStack
+) -> None:
+    dep = deployment
+    dep.kafka, dep.redis = private_stack.kafka, private_stack.redis
+    install_journey(dep, timeout="1h")
+    worker = dep.start_worker()
+    before = [f"{dep.prefix}-b{i}" for i in range(10)]
+    dep.publish("web", *(cart(c) for c in before))
+    _send_ids_by_customer(dep, until=10, timeout=60)
+
+    private_stack.stop_kafka()
+    time.sleep(20)
+    assert wait_until(lambda: worker.ready() is None, 20), "/ready must turn 503 while Kafka is down"
+    private_stack.start_kafka()
+    assert wait_until(lambda: worker.ready() is not None, 90), worker.log_tail()
+    after = [f"{dep.prefix}-a{i}" for i in range(10)]
+    dep.publish("web", *(cart(c) for c in after))
+    sends = _send_ids_by_customer(dep, until=20, timeout=90)
+    assert sorted(sends) == sorted(before + after)
+    log_lines = worker.log_path.read_text(errors="replace").splitlines()
+    noisy = [line for line in log_lines if "ERROR" in line or "WARNING" in line]
+    assert len(noisy) < 300, f"{len(noisy)} warning/error lines for a 20 s outage:\n" + "\n".join(noisy[-20:])
+
+    private_stack.stop_kafka()
+    time.sleep(3)
+    assert worker.proc is not None
+    started = time.monotonic()
+    code = worker.stop(timeout=40)
+    took = time.monotonic() - started
+    assert took < 30, f"SIGTERM with Kafka down took {took:.1f}s"
+    assert code in (0, -15), worker.log_tail()
+
+
+def test_no_customer_data_on_the_web_port(deployment: Deployment) -> None:
+    dep = deployment
+    install_journey(dep, timeout="1h")
+    worker = dep.start_worker()
+    c = f"{dep.prefix}-secret-customer"
+    dep.publish("web", event(c, "cart_abandoned", f"{c}-1", cart_id="k", cart_value=12.5))
+    _send_ids_by_customer(dep, until=1, timeout=60)
+    import urllib.error
+    import urllib.request
+
+    base = f"http://127.0.0.1:{worker.web_port}"
+    for path in ("/table/", "/table/customer-state/", f"/table/customer-state/{c}/", "/router/", "/graph/", "/stats/", "/"):
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                body = resp.read().decode(errors="replace")
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            body, status = exc.read().decode(errors="replace"), exc.code
+        assert c not in body, f"{path} shows the customer id"
+        assert status in (404, 405) or path == "/", f"{path} answered {status}"
+    for path in ("/metrics", "/ready", "/health"):
+        with urllib.request.urlopen(base + path, timeout=5) as resp:
+            assert c not in resp.read().decode(errors="replace"), path
