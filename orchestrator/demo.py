@@ -237,7 +237,6 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
             "ORCH_TOPIC_PREFIX": prefix,
             "ORCH_JOURNEYS_DIR": str(ROOT / "journeys"),
             "ORCH_PARTITIONS": "4",
-            "ORCH_STANDBY_REPLICAS": "0",
             "ORCH_DATA_DIR": str(tmp / "data"),
             "ORCH_CLOCK_SPEED": str(clock_speed),
             "ORCH_CLOCK_ORIGIN": str(clock.origin),
