@@ -1,9 +1,8 @@
 """Prometheus metrics of a worker (prometheus-client), served at ``/metrics``.
 
-Faust's own sensor (``faust.sensors.prometheus``) is installed on the same
-registry, so one scrape shows both Faust's generic metrics (``<app>_messages_received``,
-``<app>_topic_partition_end_offset`` ...) and ours (``orchestrator_*``). The table
-in the README explains each of ours.
+The worker's data plane is not a Faust agent (see ``runtime/pipeline.py``), so
+Faust's own sensor would count nothing: every metric here is ours (``orchestrator_*``),
+and the table in the README explains each.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(default=3.0, gt=0, description="Seconds between heartbeats (a third of the session timeout).")
     max_poll_interval: float = Field(default=300.0, gt=0, description="Seconds one batch may take (retries included) before the worker leaves the group.")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds SIGTERM waits for the running batch and the clients before it gives up on them.")
+    state_cache_customers: int = Field(default=50_000, ge=0, description="Recently written customer states kept parsed in memory (speed; 0 = off).")
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between reads of the group's lag (also the Kafka readiness probe).")
 
     # --- bounds ---

@@ -16,8 +16,7 @@ Follow one event:
 
 What Faust does here: the ``worker`` command (signals, graceful shutdown), the web
 server with ``/metrics``, ``/health`` and ``/ready`` (Faust's own table, router and
-statistics pages are switched off: no customer data on the web port), and its
-Prometheus sensor. It runs no agent, table or consumer of its own (``enable_kafka``
+statistics pages are switched off: no customer data on the web port). It runs no agent, table or consumer of its own (``enable_kafka``
 is off): the data plane is in ``pipeline.py``, which says why.
 """
 

@@ -138,6 +138,7 @@ class _Out:
 
     records: list[tuple[str, int | None, bytes | None, bytes, list[tuple[str, bytes]] | None]] = field(default_factory=list)
     states: list[tuple[int, str, bytes, list[tuple[str, float]]]] = field(default_factory=list)
+    parsed: dict[str, CustomerState] = field(default_factory=dict)
     counts: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -166,7 +167,7 @@ class Pipeline(Service):
         self.inbound = settings.inbound_topics()
         self.customer_topic = settings.topic("customer-events")
         self.dlq_topic = settings.topic("dead-letter")
-        self.store = StateStore(f"{settings.app_id}-customer-state-changelog")
+        self.store = StateStore(f"{settings.app_id}-customer-state-changelog", settings.state_cache_customers)
         self.limits = InboundLimits(settings.max_event_bytes, settings.max_json_depth, settings.max_number_digits)
         self.dedupe_window = timedelta(days=settings.dedupe_window_days)
         self.redis = aioredis.Redis.from_url(
@@ -350,7 +351,7 @@ class Pipeline(Service):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.s.retry_backoff_max)
         for (partition, customer_id, raw, timers), meta in zip(out.states, acks):
-            self.store.put(partition, customer_id, raw, timers, meta.offset)
+            self.store.put(partition, customer_id, raw, timers, meta.offset, out.parsed.get(customer_id))
             self.heap.set_customer(customer_id, partition, timers)
         for count in out.counts:
             count()
@@ -379,9 +380,8 @@ class Pipeline(Service):
                 continue
             cid = message.customer_id
             if cid not in work:
-                raw = self.store.get(r.partition, cid)
                 try:
-                    state = CustomerState.model_validate_json(raw) if raw else CustomerState.new(cid)
+                    state = self.store.load(r.partition, cid)
                 except ValueError as exc:
                     self._dead(out, src, "state_unreadable", f"the stored state does not load: {exc}", type(exc).__name__, cid)
                     continue
@@ -398,6 +398,7 @@ class Pipeline(Service):
                 raise _Transient(exc, "redis") from exc
             raise
         processed: dict[str, int] = {}
+        parsed = out.parsed
         for (cid, w), outcome in zip(work.items(), outcomes):
             for message, res in zip(w.messages, outcome.results):
                 src = sources[id(message)]
@@ -409,6 +410,7 @@ class Pipeline(Service):
             if outcome.encoded is not None:
                 timers = [(t.timer_id, t.due_at.timestamp()) for inst in outcome.state.instances for t in inst.timers]
                 out.states.append((where[cid], cid, outcome.encoded, timers))
+                parsed[cid] = outcome.state
 
         def apply() -> None:
             for kind, n in processed.items():

@@ -201,10 +201,11 @@ def test_broker_outage_is_ridden_out_quietly_and_sigterm_exits_while_it_is_down(
     assert code in (0, -15), worker.log_tail()
 
 
-def test_no_customer_data_on_the_web_port(deployment: Deployment) -> None:
+def test_no_customer_data_on_the_web_port_and_orch_settings_win(deployment: Deployment) -> None:
     dep = deployment
     install_journey(dep, timeout="1h")
-    worker = dep.start_worker()
+    # Faust's own variables must not beat ours: the worker listens on ORCH_WEB_PORT (wait_ready polls it)
+    worker = dep.start_worker(WEB_PORT="1", WEB_HOST="0.0.0.0", APP_WEB_TABLES_ENABLED="true", BROKER_URL="kafka://nowhere:1")
     c = f"{dep.prefix}-secret-customer"
     dep.publish("web", event(c, "cart_abandoned", f"{c}-1", cart_id="k", cart_value=12.5))
     _send_ids_by_customer(dep, until=1, timeout=60)
