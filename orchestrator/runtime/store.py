@@ -153,6 +153,7 @@ class StateStore:
                     for r in records:
                         if r.offset >= ends[tp]:
                             break
+                        read[tp.partition] += 1
                         key = r.key.decode() if r.key is not None else ""
                         if r.value is None:
                             part.states.pop(key, None)
@@ -164,7 +165,6 @@ class StateStore:
                             part.timers[key] = timers
                         else:
                             part.timers.pop(key, None)
-                    read[tp.partition] += len(records)
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)

@@ -12,8 +12,9 @@ customer's partition and the engine handles it like any other event (so the sing
 writer per customer stays the single writer). Firing twice is harmless: the engine
 ignores a timer id that is no longer pending.
 
-Memory: one :class:`DueTimer` (a slotted dataclass) in the heap and one entry in each
-of two dicts per pending timer, about 300 bytes (measured in ``bench/bench_timers.py``).
+Memory: one :class:`DueTimer` (a slotted dataclass) in the heap and entries in two dicts
+per pending timer, about 360-430 bytes, plus the timer's row in the state store (about
+400 bytes); measured in ``bench/bench_timers_state.py`` (``bench/results/timers_state.md``).
 """
 
 from __future__ import annotations
