@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     )
     dlq_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Original bytes kept on a dead-letter record (the rest is cut; header dlq.truncated).")
     dedupe_window_days: float = Field(default=7.0, gt=0, description="An event id seen again within this many days is ignored.")
+    dedupe_max_ids: int = Field(
+        default=8192, ge=64, description="Most event ids one customer remembers (17 bytes each); beyond, the oldest are forgotten first."
+    )
 
     # --- resilience ---
     retry_backoff_max: float = Field(default=10.0, gt=0, description="Max seconds between retries while Redis or Kafka is unreachable.")

@@ -207,8 +207,8 @@ def test_no_customer_data_on_the_web_port_and_orch_settings_win(deployment: Depl
     # Faust's own variables must not beat ours: the worker listens on ORCH_WEB_PORT (wait_ready polls it)
     worker = dep.start_worker(WEB_PORT="1", WEB_HOST="0.0.0.0", APP_WEB_TABLES_ENABLED="true", BROKER_URL="kafka://nowhere:1")
     c = f"{dep.prefix}-secret-customer"
-    dep.publish("web", event(c, "cart_abandoned", f"{c}-1", cart_id="k", cart_value=12.5))
-    _send_ids_by_customer(dep, until=1, timeout=60)
+    dep.publish("web", event(c, "cart_abandoned", f"{c}-1", cart_id="k", cart_value=80.0))
+    assert set(_send_ids_by_customer(dep, until=1, timeout=60)) == {c}  # the worker holds this customer's state
     import urllib.error
     import urllib.request
 
@@ -225,3 +225,23 @@ def test_no_customer_data_on_the_web_port_and_orch_settings_win(deployment: Depl
     for path in ("/metrics", "/ready", "/health"):
         with urllib.request.urlopen(base + path, timeout=5) as resp:
             assert c not in resp.read().decode(errors="replace"), path
+
+
+def test_a_redelivery_after_many_other_events_is_still_a_duplicate(deployment: Deployment) -> None:
+    dep = deployment
+    install_journey(dep, timeout="1h")
+    dep.start_worker()
+    c = f"{dep.prefix}-c"
+    first = cart(c)
+    views = [event(c, "page_view", f"{c}-pv-{i}", url=f"/p/{i}") for i in range(150)]
+    dep.publish("web", first, *views)
+    _send_ids_by_customer(dep, until=1, timeout=60)
+    dep.publish("web", first)  # an upstream redelivery, 150 events later (the old engine forgot after 64)
+    marker = f"{dep.prefix}-marker"
+    dep.publish("web", cart(marker))
+    log = dep.read("journey-log", until=lambda rs: any(r.json()["what"] == "duplicate" for r in rs), timeout=60)
+    assert [r.json()["detail"]["event_id"] for r in log if r.json()["what"] == "duplicate"] == [first["event_id"]]
+    _send_ids_by_customer(dep, until=2, timeout=60)
+    time.sleep(1)
+    records = dep.read("sends", until=lambda rs: False, timeout=2)
+    assert sorted(r.key for r in records) == sorted([c, marker]), "the redelivered cart was sent again"
