@@ -6,7 +6,9 @@ mutated; the returned state shares every part that did not change.
 
 One call handles one message:
 
-* :class:`~orchestrator.events.CustomerEvent` — deduplicated by event id, folded into
+* :class:`~orchestrator.events.CustomerEvent` — deduplicated by event id (an id seen
+  within ``limits.dedupe_window`` of engine time is a duplicate: one "duplicate"
+  :class:`~orchestrator.actions.Trace`, nothing else; see ``state.remember``), folded into
   the profile, then: goals / exits end live instances, awaited events move waiting
   instances, and the event may start new instances (entry trigger + conditions +
   re-entry rule). Consent events also emit :class:`~orchestrator.actions.ConsentChange`.
@@ -43,12 +45,11 @@ from orchestrator.journey.conditions import MISSING, Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet
 from orchestrator.journey.windows import next_opening
 from orchestrator.state import (
-    RECENT_ESC,
-    RECENT_EVENT_IDS,
-    RECENT_SEP,
+    DEFAULT_LIMITS,
     SEEN_VALUES_PER_FIELD,
     Awaited,
     CustomerState,
+    EngineLimits,
     Instance,
     JourneyHistory,
     Profile,
@@ -57,8 +58,7 @@ from orchestrator.state import (
     fast_build,
     fast_copy,
     fast_new,
-    recent_add,
-    recent_encode,
+    remember,
 )
 
 MAX_TRANSITIONS = 100
@@ -74,17 +74,21 @@ def step(
     message: CustomerEvent | TimerFired | GateOutcome,
     journeys: JourneySet,
     now: datetime,
+    limits: EngineLimits = DEFAULT_LIMITS,
 ) -> tuple[CustomerState, list[Action]]:
-    """Fold one message into one customer's state; return the new state and the actions to carry out."""
+    """Fold one message into one customer's state; return the new state and the actions to carry out.
+
+    ``limits`` bounds what a customer's state remembers (the dedupe window and id cap).
+    """
     cls = type(message)  # exact types first: isinstance() on pydantic (ABC) classes costs more
     if cls is CustomerEvent:
-        return _on_event(state, message, journeys, now)  # type: ignore[arg-type]
+        return _on_event(state, message, journeys, now, limits)  # type: ignore[arg-type]
     if cls is GateOutcome:
         return _on_gate(state, message, journeys, now)  # type: ignore[arg-type]
     if cls is TimerFired:
         return _on_timer(state, message, journeys, now)  # type: ignore[arg-type]
     if isinstance(message, CustomerEvent):
-        return _on_event(state, message, journeys, now)
+        return _on_event(state, message, journeys, now, limits)
     if isinstance(message, TimerFired):
         return _on_timer(state, message, journeys, now)
     if isinstance(message, GateOutcome):
@@ -188,15 +192,16 @@ _HISTORY_DEFAULTS = {"entries": 0, "last_entered_at": None, "last_exited_at": No
 # ---------------------------------------------------------------- events
 
 
-def _on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now: datetime) -> tuple[CustomerState, list[Action]]:
+def _on_event(
+    state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now: datetime, limits: EngineLimits = DEFAULT_LIMITS
+) -> tuple[CustomerState, list[Action]]:
     sd = state.__dict__
     ed = ev.__dict__
     eid = ed["event_id"]
     etype = ed["type"]
-    recent = sd["recent_event_ids"]
-    # dedupe: one substring search in the one-string form of the recent ids (see state.recent_encode)
-    key = RECENT_SEP + (eid if RECENT_SEP not in eid and RECENT_ESC not in eid else recent_encode(eid)) + RECENT_SEP
-    if key in recent:
+    # dedupe by time: None when eid was seen within limits.dedupe_window, else the remembered ids with it added
+    recent = remember(sd["recent_event_ids"], eid, now, limits)
+    if recent is None:
         return state, [
             fast_new(Trace,
                 kind="trace", customer_id=sd["customer_id"], journey_id="", journey_version=0, instance_id="",
@@ -204,16 +209,6 @@ def _on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now
             )
         ]
     profile = fold_profile(sd["profile"], ev, journeys.tracked.get(etype, ()))
-    if not recent:
-        recent = key
-    else:
-        held = recent.count(RECENT_SEP) - 1
-        if held < RECENT_EVENT_IDS:  # room left: append
-            recent = recent[:-1] + key
-        elif held == RECENT_EVENT_IDS:  # full: drop the oldest, append
-            recent = recent[recent.index(RECENT_SEP, 1):-1] + key
-        else:  # over-full (not produced by the engine): the general trim
-            recent = recent_add(recent, eid)
     subscribed = CONSENT_TYPES.get(etype)
     triggered = journeys.triggered_by(etype)
 

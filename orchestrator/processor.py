@@ -43,7 +43,7 @@ from orchestrator.engine import step
 from orchestrator.events import CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
 from orchestrator.pressure.basket import Basket, Decision, GateRequest
-from orchestrator.state import CustomerState
+from orchestrator.state import DEFAULT_LIMITS, CustomerState, EngineLimits
 
 MAX_ACTIONS_PER_MESSAGE = 1000
 
@@ -88,7 +88,7 @@ class Failure:
 
 
 def run_message(
-    state: CustomerState, message: Message, journeys: JourneySet, now: datetime
+    state: CustomerState, message: Message, journeys: JourneySet, now: datetime, limits: EngineLimits = DEFAULT_LIMITS
 ) -> Generator[BasketCall, Decision | None, Result]:
     """Run one message through the engine; yields each basket call and expects its answer back.
 
@@ -96,7 +96,7 @@ def run_message(
     first delivery: the engine's output is deterministic and the basket answers a
     known send id with its recorded decision.
     """
-    state, actions = step(state, message, journeys, now)
+    state, actions = step(state, message, journeys, now, limits)
     result = Result(state=state)
     queue: list[Action] = list(actions)
     handled = 0
@@ -112,7 +112,8 @@ def run_message(
             decision = yield action.gate_request(now)
             assert decision is not None, "a gate request must be answered with a Decision"
             result.state, follow_up = step(
-                result.state, GateOutcome(customer_id=action.customer_id, send=action, decision=decision), journeys, now
+                result.state, GateOutcome(customer_id=action.customer_id, send=action, decision=decision), journeys, now,
+                limits,
             )
             queue[0:0] = follow_up
         elif isinstance(action, Disposition):
@@ -144,9 +145,13 @@ async def process(
     journeys: JourneySet,
     now: datetime,
     basket: Basket,
+    limits: EngineLimits = DEFAULT_LIMITS,
 ) -> Result:
-    """Run one message through the engine, gating every send at ``basket`` (one call at a time)."""
-    gen = run_message(state, message, journeys, now)
+    """Run one message through the engine, gating every send at ``basket`` (one call at a time).
+
+    ``limits`` (the dedupe window and id cap) goes to every ``engine.step`` call.
+    """
+    gen = run_message(state, message, journeys, now, limits)
     answer: Decision | None = None
     while True:
         try:
@@ -180,7 +185,7 @@ class CustomerOutcome:
 
 
 def _run_customer(
-    work: CustomerWork, journeys: JourneySet, now: datetime, max_state_bytes: int
+    work: CustomerWork, journeys: JourneySet, now: datetime, max_state_bytes: int, limits: EngineLimits = DEFAULT_LIMITS
 ) -> Generator[BasketCall, Decision | None, CustomerOutcome]:
     """One customer's messages one after the other; a failing message leaves the state as it was."""
     state = work.state
@@ -188,7 +193,7 @@ def _run_customer(
     results: list[Result | Failure] = []
     for message in work.messages:
         try:
-            result = yield from run_message(state, message, journeys, now)
+            result = yield from run_message(state, message, journeys, now, limits)
             if result.state is not state:
                 raw = result.state.model_dump_json().encode()
                 if len(raw) > max_state_bytes:
@@ -213,18 +218,20 @@ async def process_batch(
     basket: Basket,
     *,
     max_state_bytes: int = 512 * 1024,
+    limits: EngineLimits = DEFAULT_LIMITS,
 ) -> list[CustomerOutcome]:
     """Run a batch: each customer's messages in order, all customers side by side.
 
     Rounds: every customer runs until it needs the basket (or is done); the gate
     requests of all customers are then decided in one ``gate_many`` round trip,
     consent changes applied, and every customer resumed with its answer. A basket
-    error for one request (an error reply) is thrown into that customer's run and
-    becomes a :class:`Failure` of that message; a connection error raises out of
-    here (the caller retries the whole batch: the engine is deterministic and the
-    basket idempotent by send id, so a rerun gives the same answers).
+    error for one call (an error reply, a failed consent change) is thrown into that
+    customer's run and becomes a :class:`Failure` of that message; a connection error
+    of a whole round raises out of here. The caller decides what is transient and
+    retries the whole batch: the engine is deterministic and the basket idempotent by
+    send id, so a rerun gives the same answers.
     """
-    runs = [_run_customer(w, journeys, now, max_state_bytes) for w in work]
+    runs = [_run_customer(w, journeys, now, max_state_bytes, limits) for w in work]
     outcomes: list[CustomerOutcome | None] = [None] * len(runs)
     pending: dict[int, BasketCall] = {}
 
@@ -240,14 +247,18 @@ async def process_batch(
         resume(i)
     while pending:
         calls, pending = pending, {}
+        consent_errors: dict[int, BaseException | None] = {}
         for i, call in calls.items():
             if isinstance(call, ConsentChange):
-                await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
+                try:
+                    await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
+                    consent_errors[i] = None
+                except Exception as exc:  # noqa: BLE001 - that customer's message fails; the caller classifies it
+                    consent_errors[i] = exc
         gates = [(i, c) for i, c in calls.items() if isinstance(c, GateRequest)]
         answers = await basket.gate_many([c for _, c in gates], return_exceptions=True) if gates else []
-        for i, call in calls.items():
-            if isinstance(call, ConsentChange):
-                resume(i)
+        for i, error in consent_errors.items():
+            resume(i, error=error)
         for (i, _), answer in zip(gates, answers):
             if isinstance(answer, BaseException):
                 resume(i, error=answer)

@@ -80,7 +80,7 @@ from orchestrator.runtime.preflight import aiokafka_kwargs
 from orchestrator.runtime.store import StateStore
 from orchestrator.runtime.timers import TimerHeap, encode_timers
 from orchestrator.settings import Settings
-from orchestrator.state import CustomerState
+from orchestrator.state import CustomerState, EngineLimits
 
 log = logging.getLogger("orchestrator")
 retry_log = logging.getLogger("orchestrator.dependency")
@@ -169,7 +169,9 @@ class Pipeline(Service):
         self.dlq_topic = settings.topic("dead-letter")
         self.store = StateStore(f"{settings.app_id}-customer-state-changelog", settings.state_cache_customers)
         self.limits = InboundLimits(settings.max_event_bytes, settings.max_json_depth, settings.max_number_digits)
-        self.dedupe_window = timedelta(days=settings.dedupe_window_days)
+        self.engine_limits = EngineLimits(
+            dedupe_window=timedelta(days=settings.dedupe_window_days), dedupe_max_ids=settings.dedupe_max_ids
+        )
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15
         )
@@ -391,7 +393,8 @@ class Pipeline(Service):
             sources[id(message)] = src
         try:
             outcomes = await process_batch(
-                list(work.values()), self.journeys, now, self.basket, max_state_bytes=self.s.max_state_bytes
+                list(work.values()), self.journeys, now, self.basket,
+                max_state_bytes=self.s.max_state_bytes, limits=self.engine_limits,
             )
         except Exception as exc:
             if is_transient(exc):

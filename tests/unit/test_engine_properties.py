@@ -108,6 +108,7 @@ def play(script: list[Op], seed: int, through_json: bool = False, cid: str = "c1
     timers: dict[str, datetime] = {}
     sent: list[str] = []
     last: CustomerEvent | None = None
+    last_at = now
     run = Run()
     n = 0
 
@@ -143,7 +144,8 @@ def play(script: list[Op], seed: int, through_json: bool = False, cid: str = "c1
         if op.kind == "wait":
             continue
         if op.kind == "dup":
-            if last is not None:
+            # a redelivery within the dedupe window (7 days); later ones are new events by design
+            if last is not None and now - last_at < timedelta(days=7):
                 apply(last, now)
             continue
         n += 1
@@ -155,7 +157,7 @@ def play(script: list[Op], seed: int, through_json: bool = False, cid: str = "c1
             choices = PAYLOADS[op.etype]
             ev = CustomerEvent(event_id=f"e{n}", customer_id=cid, type=op.etype, occurred_at=now,
                                data=dict(choices[op.choice % len(choices)]))
-        last = ev
+        last, last_at = ev, now
         apply(ev, now)
     fire_until(now + timedelta(days=120))
     return run
