@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test unit integration bench stack-up stack-down schemas validate clean
+.PHONY: demo test unit integration bench bench-scale stack-up stack-down schemas validate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ integration: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	stack/with-stack sh -c '$(PY) bench/bench_engine.py && $(PY) bench/bench_basket.py && $(PY) bench/bench_worker.py'
+
+# timers and state at the issue's sizes: about 35 minutes
+bench-scale: $(VENV)/.installed
+	stack/with-stack $(PY) bench/bench_timers_state.py --timers 100000,1000000 --customers 1000000
 
 validate: $(VENV)/.installed
 	$(VENV)/bin/orchestrator validate journeys/
