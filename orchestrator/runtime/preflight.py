@@ -8,6 +8,7 @@ and refuses to start, with a message that says what to do, when existing ones di
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -65,11 +66,13 @@ async def prepare_topics(settings: Settings) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kw)
     await admin.start()
     try:
-        problems = []
-        for topic in await admin.describe_topics(sorted(copartitioned)):
-            count = len(topic.get("partitions") or [])
-            if count != settings.partitions:
-                problems.append(f"topic {topic['topic']} has {count} partitions")
+        counts: dict[str, int] = {}
+        for _ in range(50):  # a topic created a moment ago may describe with no partitions yet
+            counts = {t["topic"]: len(t.get("partitions") or []) for t in await admin.describe_topics(sorted(copartitioned))}
+            if all(counts.values()):
+                break
+            await asyncio.sleep(0.2)
+        problems = [f"topic {name} has {count} partitions" for name, count in sorted(counts.items()) if count != settings.partitions]
         if problems:
             raise PreflightError(
                 "; ".join(problems)
