@@ -45,6 +45,7 @@ signals, the web server, the Prometheus sensor). See the README, "Where we go ar
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -191,6 +192,9 @@ class Pipeline(Service):
 
     async def on_start(self) -> None:
         s = self.s
+        # Fewer, larger young-generation collections: a batch allocates many short-lived
+        # objects, and the default threshold (700) ran a collection every few messages.
+        gc.set_threshold(50_000, 20, 100)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=2,
             max_batch_size=256 * 1024, request_timeout_ms=30_000, **self._kw,
@@ -286,7 +290,9 @@ class Pipeline(Service):
                     retry_log.warning("restoring state failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.s.retry_backoff_max)
-            self.heap.rebuild(self.store.due_timers(owned))
+                self.heap.rebuild(self.store.due_timers(owned))
+            gc.collect()
+            gc.freeze()  # the restored states are long-lived: keep them out of every later collection
             self.health.partitions = tuple(sorted(owned))
             self.health.assigned = True
         log.info(
