@@ -290,7 +290,7 @@ class Pipeline(Service):
                     retry_log.warning("restoring state failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.s.retry_backoff_max)
-                self.heap.rebuild(self.store.due_timers(owned))
+            self.heap.rebuild(self.store.due_timers(owned))
             gc.collect()
             gc.freeze()  # the restored states are long-lived: keep them out of every later collection
             self.health.partitions = tuple(sorted(owned))
