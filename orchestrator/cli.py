@@ -20,14 +20,28 @@ from typing import Sequence
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from orchestrator.runtime.preflight import PreflightError, prepare_topics
-    from orchestrator.settings import Settings
+    import os
 
+    from orchestrator.runtime.preflight import PreflightError, prepare_topics
+    from orchestrator.settings import Settings, retired_settings
+
+    for warning in retired_settings(os.environ):
+        print(f"orchestrator worker: warning: {warning}", file=sys.stderr)
+    from aiokafka.errors import KafkaError
+
+    settings = Settings()
     try:
-        asyncio.run(prepare_topics(Settings()))
+        asyncio.run(prepare_topics(settings))
     except PreflightError as exc:
         print(f"orchestrator worker: refusing to start: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        print(
+            f"orchestrator worker: cannot reach Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__}: {exc}); "
+            "check KAFKA_BOOTSTRAP_SERVERS and the ORCH_KAFKA_* security settings",
+            file=sys.stderr,
+        )
+        return 1
     from orchestrator.runtime.worker import app
 
     sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel]

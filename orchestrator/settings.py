@@ -10,12 +10,24 @@ from __future__ import annotations
 import ssl
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.events import FAMILIES
+
+
+RETIRED: dict[str, str] = {
+    "ORCH_STORE": "states live in memory, durable in the state changelog; there is no table store any more",
+    "ORCH_STANDBY_REPLICAS": "there are no standby replicas: a gained partition is restored from its changelog",
+}
+"""Settings an older worker read and this one ignores, with why (``orchestrator worker`` warns about them)."""
+
+
+def retired_settings(env: Mapping[str, str]) -> list[str]:
+    """One warning line per retired setting present in ``env``."""
+    return [f"{name} is set but no longer used: {why}" for name, why in RETIRED.items() if name in env]
 
 
 class Settings(BaseSettings):

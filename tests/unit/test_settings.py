@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, retired_settings
 
 
 def test_standard_env_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,3 +23,9 @@ def test_sped_up_clock_for_the_demo() -> None:
     wall = datetime.fromtimestamp(1_000_010.0, tz=timezone.utc)  # 10 wall seconds after origin
     assert s.engine_now(wall, origin=0).timestamp() == 1_000_000.0 + 36_000.0
     assert Settings().engine_now(wall, origin=0) == wall
+
+
+def test_retired_settings_are_named_not_silently_ignored() -> None:
+    assert retired_settings({"ORCH_PARTITIONS": "4"}) == []
+    [warning] = retired_settings({"ORCH_STORE": "rocksdb://", "ORCH_PARTITIONS": "4"})
+    assert warning.startswith("ORCH_STORE is set but no longer used") and "changelog" in warning
