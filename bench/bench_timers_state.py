@@ -89,6 +89,8 @@ from orchestrator.pressure.policy import load_policy  # noqa: E402
 from orchestrator.processor import process  # noqa: E402
 from orchestrator.runtime.preflight import owned_topics, prepare_topics  # noqa: E402
 from orchestrator.runtime.timers import encode_timers  # noqa: E402
+
+from bench_basket import cleanup as delete_redis_keys  # noqa: E402  (bench/ is the script's folder)
 from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.state import CustomerState  # noqa: E402
 
@@ -354,19 +356,7 @@ def cleanup(kafka: str, redis_url: str, settings: Settings, tag: str) -> None:
         asyncio.run(_delete_topics(kafka, list(owned_topics(settings))))
     except Exception as exc:  # noqa: BLE001 - clean-up is best effort
         print(f"  (could not delete topics of {settings.topic_prefix}: {exc})", flush=True)
-    import redis
-
-    r = redis.Redis.from_url(redis_url)
-    n = 0
-    batch: list[bytes] = []
-    for key in r.scan_iter(match=f"pressure:{{{tag}-*", count=10_000):
-        batch.append(key)
-        if len(batch) >= 10_000:
-            n += r.unlink(*batch)
-            batch.clear()
-    if batch:
-        n += r.unlink(*batch)
-    r.close()
+    n = delete_redis_keys(redis_url, f"pressure:{{{tag}-")
     if n:
         print(f"  removed {n} Redis keys of this run (pressure:{{{tag}-*)", flush=True)
 

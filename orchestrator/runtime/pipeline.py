@@ -50,6 +50,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -61,7 +62,6 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError,
 from mode import Service
 
 from orchestrator.events import (
-    CustomerEvent,
     InboundLimits,
     InvalidEvent,
     TimerFired,
@@ -417,7 +417,7 @@ class Pipeline(Service):
                 self._outputs(out, res, now)
                 processed[message.kind] = processed.get(message.kind, 0) + 1
             if outcome.encoded is not None:
-                timers = [(t.timer_id, t.due_at.timestamp()) for inst in outcome.state.instances for t in inst.timers]
+                timers = [(t.timer_id, t.due_at.timestamp()) for t in outcome.state.pending_timers()]
                 out.states.append((where[cid], cid, outcome.encoded, timers))
                 parsed[cid] = outcome.state
 
@@ -578,8 +578,6 @@ class Pipeline(Service):
             await asyncio.sleep(self.s.lag_interval)
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        from pathlib import Path
-
         files = sorted(Path(self.s.journeys_dir).glob("*.yaml"))
         policy = self.s.resolved_policy_file()
         if policy.exists() and policy not in files:
@@ -625,4 +623,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.pipeline.on_assigned(assigned)
 
 
-__all__ = ["Pipeline", "is_transient", "is_suspect", "CustomerEvent"]
+__all__ = ["Pipeline", "is_transient", "is_suspect"]
