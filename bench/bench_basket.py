@@ -35,9 +35,9 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +46,9 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from orchestrator.pressure.basket import GateRequest  # noqa: E402
-from orchestrator.pressure.policy import PressurePolicy, load_policy, plan_gate  # noqa: E402
+from orchestrator.pressure.basket import Decision, GateRequest  # noqa: E402
+from orchestrator.pressure.planner import plan_gate  # noqa: E402
+from orchestrator.pressure.policy import PressurePolicy, load_policy  # noqa: E402
 from orchestrator.pressure.redis_basket import RedisBasket, gate_script  # noqa: E402
 
 TYPES = ["service", "editorial", "commercial", "commercial", "calamity"]
@@ -93,7 +94,7 @@ def run_redis_benchmark(url: str, command: list[str], n: int, pipeline: int, cli
 
 def make_requests(n: int, customers: int, seed: int, tag: str) -> list[GateRequest]:
     rng = random.Random(seed)
-    base = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    base = datetime(2026, 11, 3, tzinfo=UTC)
     return [
         GateRequest(
             send_id=f"{tag}-{i}",
@@ -140,7 +141,9 @@ async def _trivial_worker(url: str, requests: list[GateRequest], batch: int, con
     return len(requests), elapsed, outcomes
 
 
-async def _gate_worker(url: str, policy: PressurePolicy, prefix: str, requests: list[GateRequest], batch: int, concurrency: int) -> tuple[int, float, dict[str, int]]:
+async def _gate_worker(
+    url: str, policy: PressurePolicy, prefix: str, requests: list[GateRequest], batch: int, concurrency: int
+) -> tuple[int, float, dict[str, int]]:
     client = aioredis.Redis.from_url(url, max_connections=concurrency + 2)
     basket = RedisBasket(client, policy, prefix=prefix)
     await basket.load_script()
@@ -152,7 +155,8 @@ async def _gate_worker(url: str, policy: PressurePolicy, prefix: str, requests: 
 
     async def lane() -> None:
         while not queue.empty():
-            for d in await basket.gate_many(queue.get_nowait()):
+            # without return_exceptions an error is raised, so every item is a Decision
+            for d in cast(list[Decision], await basket.gate_many(queue.get_nowait())):
                 outcomes[d.outcome] = outcomes.get(d.outcome, 0) + 1
 
     started = time.perf_counter()
@@ -175,7 +179,10 @@ def _process_main(args: tuple[str, str, str, int, int, int, int, int, Any, str])
     return count, t0, t0 + elapsed, outcomes
 
 
-def measure_gates(url: str, policy: PressurePolicy, prefix: str, decisions: int, customers: int, batch: int, concurrency: int, processes: int, mode: str = "gate") -> dict[str, Any]:
+def measure_gates(
+    url: str, policy: PressurePolicy, prefix: str, decisions: int, customers: int, batch: int, concurrency: int, processes: int,
+    mode: str = "gate",
+) -> dict[str, Any]:
     """Aggregate gate decisions/s of ``processes`` worker processes sharing ``decisions``.
 
     ``mode="trivial"`` sends ``EVALSHA <return 1> 0`` instead, through the same client path."""
@@ -183,7 +190,9 @@ def measure_gates(url: str, policy: PressurePolicy, prefix: str, decisions: int,
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(processes)
-        work = [(url, policy.model_dump_json(), prefix, per, customers, seed, batch, concurrency, barrier, mode) for seed in range(processes)]
+        work = [
+            (url, policy.model_dump_json(), prefix, per, customers, seed, batch, concurrency, barrier, mode) for seed in range(processes)
+        ]
         with ctx.Pool(processes) as pool:
             results = pool.map(_process_main, work)
     total = sum(r[0] for r in results)
@@ -192,7 +201,10 @@ def measure_gates(url: str, policy: PressurePolicy, prefix: str, decisions: int,
     for r in results:
         for k, v in r[3].items():
             outcomes[k] = outcomes.get(k, 0) + v
-    return {"processes": processes, "batch": batch, "concurrency": concurrency, "decisions": total, "seconds": round(wall, 3), "per_second": round(total / wall, 1), "outcomes": outcomes}
+    return {
+        "processes": processes, "batch": batch, "concurrency": concurrency, "decisions": total,
+        "seconds": round(wall, 3), "per_second": round(total / wall, 1), "outcomes": outcomes,
+    }
 
 
 async def measure_single(url: str, policy: PressurePolicy, prefix: str, n: int) -> dict[str, Any]:
@@ -206,7 +218,9 @@ async def measure_single(url: str, policy: PressurePolicy, prefix: str, n: int) 
         await basket.gate(r)
     elapsed = time.perf_counter() - started
     await client.aclose()
-    return {"decisions": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1), "mean_latency_us": round(elapsed / n * 1e6, 1)}
+    return {
+        "decisions": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1), "mean_latency_us": round(elapsed / n * 1e6, 1)
+    }
 
 
 def lua_only_command(policy: PressurePolicy, sha: str, prefix: str) -> list[str]:
@@ -214,10 +228,14 @@ def lua_only_command(policy: PressurePolicy, sha: str, prefix: str) -> list[str]
 
     KEYS and ARGV come from :class:`RedisBasket` itself, so this row follows the script's layout.
     redis-benchmark replaces every ``__rand_int__`` on its own: fine on a single server."""
-    plan = plan_gate(policy, GateRequest(send_id="s__rand_int__", customer_id="lua-__rand_int__", comm_type="commercial", channel="email", priority=7, now=datetime(2026, 11, 3, tzinfo=timezone.utc)))
+    request = GateRequest(
+        send_id="s__rand_int__", customer_id="lua-__rand_int__", comm_type="commercial", channel="email", priority=7,
+        now=datetime(2026, 11, 3, tzinfo=UTC),
+    )
+    plan = plan_gate(policy, request)
     basket = RedisBasket(None, policy, prefix=prefix)  # type: ignore[arg-type]  # keys and argv only
-    keys = basket._keys(plan)
-    argv = RedisBasket._argv(plan)
+    keys = basket._keys(plan)  # noqa: SLF001 - the exact KEYS RedisBasket sends, no public accessor
+    argv: str | list[str] = RedisBasket._argv(plan)  # noqa: SLF001 - the exact ARGV RedisBasket sends, no public accessor
     argv = [argv] if isinstance(argv, str) else argv  # one JSON argument, or several plain ones
     return ["EVALSHA", sha, str(len(keys)), *keys, *map(str, argv)]
 
@@ -245,8 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=256, help="requests per gate_many (one pipelined round trip)")
     ap.add_argument("--concurrency", type=int, default=4, help="batches in flight per process")
-    ap.add_argument("--processes", default=f"1,{max(2, min(4, (os.cpu_count() or 1) - 1))}", help="comma-separated worker process counts to measure")
-    ap.add_argument("--repeat", type=int, default=3, help="run every measurement this many times and report the median (shared machines are noisy)")
+    ap.add_argument(
+        "--processes", default=f"1,{max(2, min(4, (os.cpu_count() or 1) - 1))}", help="comma-separated worker process counts to measure"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="run every measurement this many times and report the median (shared machines are noisy)"
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
 
@@ -272,14 +294,19 @@ def main(argv: list[str] | None = None) -> int:
                 ("redis-benchmark EVALSHA trivial script (return 1), -P 1 -c 50 (not pipelined, for reference)",
                  {"per_second": run_redis_benchmark(url, ["EVALSHA", trivial_sha, "0"], 100_000, 1, 50)}),
                 ("redis-benchmark EVALSHA gate.lua (random customers, no Python), -P 16 -c 50",
-                 {"per_second": run_redis_benchmark(url, lua_only_command(policy, gate_sha, f"{prefix}-{attempt}"), 200_000, 16, 50, rand_range=args.customers)}),
+                 {"per_second": run_redis_benchmark(url, lua_only_command(policy, gate_sha, f"{prefix}-{attempt}"), 200_000, 16, 50,
+                                                    rand_range=args.customers)}),
                 ("RedisBasket.gate, one at a time, 1 process", asyncio.run(measure_single(url, policy, f"{prefix}-{attempt}", 5000))),
             ]  # fmt: skip
             for procs in procs_list:
-                result = measure_gates(url, policy, f"{prefix}-{attempt}", args.decisions, args.customers, args.batch, args.concurrency, procs, mode="trivial")
+                result = measure_gates(
+                    url, policy, f"{prefix}-{attempt}", args.decisions, args.customers, args.batch, args.concurrency, procs, mode="trivial"
+                )
                 measured.append((f"{TRIVIAL_CLIENT} batch {args.batch}, {args.concurrency} in flight, {procs} process(es)", result))
             for procs in procs_list:
-                result = measure_gates(url, policy, f"{prefix}-{attempt}", args.decisions, args.customers, args.batch, args.concurrency, procs)
+                result = measure_gates(
+                    url, policy, f"{prefix}-{attempt}", args.decisions, args.customers, args.batch, args.concurrency, procs
+                )
                 measured.append((f"RedisBasket.gate_many, batch {args.batch}, {args.concurrency} in flight, {procs} process(es)", result))
             for what, result in measured:
                 runs.setdefault(what, []).append(result)
@@ -306,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "redis_version": server["redis_version"],
         "redis_py": redis.__version__,
         "platform": platform.platform(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     best = max((r for r in rows if r["what"].startswith("RedisBasket.gate_many")), key=lambda r: r["per_second"])
     best_trivial_client = max(client_trivial.values())
@@ -330,14 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Basket gate throughput",
         "",
-        f"Machine: {machine['cpu_count']} CPUs ({machine['cpu']}), Python {machine['python']}, Redis {machine['redis_version']}, redis-py {machine['redis_py']}; {machine['date']}.",
-        f"Redis server and the benchmark clients share this machine. Command: `python bench/bench_basket.py --decisions {args.decisions} --batch {args.batch} --concurrency {args.concurrency} --processes {args.processes} --repeat {args.repeat}`.",
+        (
+            f"Machine: {machine['cpu_count']} CPUs ({machine['cpu']}), Python {machine['python']}, Redis {machine['redis_version']}, "
+            f"redis-py {machine['redis_py']}; {machine['date']}."
+        ),
+        (
+            "Redis server and the benchmark clients share this machine. Command: `python bench/bench_basket.py "
+            f"--decisions {args.decisions} --batch {args.batch} --concurrency {args.concurrency} --processes {args.processes} "
+            f"--repeat {args.repeat}`."
+        ),
         "",
         f"Each figure is the median of {args.repeat} interleaved runs (all runs in basket.json).",
         "",
-        "Columns: **A** = vs `redis-benchmark` EVALSHA of the trivial script at **-P 16** -c 50 (the issue's baseline); "
-        "**B** = vs the trivial script sent by the Python client (redis.asyncio) through the same pipelined path, "
-        f"same batch ({args.batch}), in-flight ({args.concurrency}) and process count (gate_many rows only).",
+        (
+            "Columns: **A** = vs `redis-benchmark` EVALSHA of the trivial script at **-P 16** -c 50 (the issue's baseline); "
+            "**B** = vs the trivial script sent by the Python client (redis.asyncio) through the same pipelined path, "
+            f"same batch ({args.batch}), in-flight ({args.concurrency}) and process count (gate_many rows only)."
+        ),
         "",
         "| measurement | decisions/s (median) | A: vs redis-benchmark trivial -P16 | B: vs Python-client trivial | all runs |",
         "|---|---:|---:|---:|---|",
@@ -350,16 +386,23 @@ def main(argv: list[str] | None = None) -> int:
     met_b = "met" if best["ratio_to_client_trivial"] >= 0.4 else "not met"
     lines += [
         "",
-        f"**Headline (the issue's target):** best worker-client rate {best['per_second']:,.0f}/s ({best['what']}) = "
-        f"**{best['ratio_to_trivial']:.1%}** of redis-benchmark's trivial-script EVALSHA at -P 16 ({trivial:,.0f}/s); target 40 %: **{met}**.",
+        (
+            f"**Headline (the issue's target):** best worker-client rate {best['per_second']:,.0f}/s ({best['what']}) = "
+            f"**{best['ratio_to_trivial']:.1%}** of redis-benchmark's trivial-script EVALSHA at -P 16 ({trivial:,.0f}/s); "
+            f"target 40 %: **{met}**."
+        ),
         "",
-        f"Against the Python client's own ceiling (trivial script, same client path, same process count): "
-        f"**{best['ratio_to_client_trivial']:.1%}** (40 %: {met_b}); against the best Python-client trivial row "
-        f"({best_trivial_client:,.0f}/s): {report['best_client_ratio_to_best_client_trivial']:.1%}.",
+        (
+            f"Against the Python client's own ceiling (trivial script, same client path, same process count): "
+            f"**{best['ratio_to_client_trivial']:.1%}** (40 %: {met_b}); against the best Python-client trivial row "
+            f"({best_trivial_client:,.0f}/s): {report['best_client_ratio_to_best_client_trivial']:.1%}."
+        ),
         "",
-        f"Reading: the gate script alone, driven by redis-benchmark with no Python at all, runs at {lua_row['per_second']:,.0f}/s "
-        f"({lua_row['ratio_to_trivial']:.1%} of the trivial script): that is the ceiling for any client of this server. "
-        f"The worker's client reaches {best['per_second'] / lua_row['per_second']:.0%} of that ceiling.",
+        (
+            f"Reading: the gate script alone, driven by redis-benchmark with no Python at all, runs at {lua_row['per_second']:,.0f}/s "
+            f"({lua_row['ratio_to_trivial']:.1%} of the trivial script): that is the ceiling for any client of this server. "
+            f"The worker's client reaches {best['per_second'] / lua_row['per_second']:.0%} of that ceiling."
+        ),
         "",
     ]
     (out / "basket.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -8,15 +8,16 @@ Kafka/Redis tool already knows are also read under their usual names:
 from __future__ import annotations
 
 import ssl
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.events import FAMILIES
-
+from orchestrator.pressure.policy import POLICY_FILE
 
 RETIRED: dict[str, str] = {
     "ORCH_STORE": "states live in memory, durable in the state changelog; there is no table store any more",
@@ -63,7 +64,7 @@ class Settings(BaseSettings):
 
     # --- journeys and policy ---
     journeys_dir: Path = Field(default=Path("journeys"))
-    policy_file: Path | None = Field(default=None, description="Defaults to <journeys_dir>/pressure.yaml.")
+    policy_file: Path | None = Field(default=None, description=f"Defaults to <journeys_dir>/{POLICY_FILE}.")
     reload_interval: float = Field(default=5.0, gt=0, description="Seconds between checks for changed journey files.")
 
     # --- timers and clock ---
@@ -122,11 +123,12 @@ class Settings(BaseSettings):
         return {self.topic(f"in.{family}"): family for family in FAMILIES}
 
     def resolved_policy_file(self) -> Path:
-        return self.policy_file or self.journeys_dir / "pressure.yaml"
+        """The pressure policy the worker loads: ``policy_file``, else ``<journeys_dir>/pressure.yaml``."""
+        return self.policy_file or self.journeys_dir / POLICY_FILE
 
     def engine_now(self, wall: datetime, origin: float) -> datetime:
         """The engine's 'now' for a wall-clock instant (identity unless clock_speed != 1)."""
         if self.clock_speed == 1.0:
             return wall
         start = self.clock_origin if self.clock_origin is not None else origin
-        return datetime.fromtimestamp(start + (wall.timestamp() - start) * self.clock_speed, tz=timezone.utc)
+        return datetime.fromtimestamp(start + (wall.timestamp() - start) * self.clock_speed, tz=UTC)

@@ -34,13 +34,14 @@ into closures over a fixed set of operators.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from orchestrator.journey.durations import Duration
+from orchestrator.durations import Duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.state import Profile
@@ -50,7 +51,7 @@ PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last
 EVENT_FIELDS = ("type", "id", "occurred_at")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains")
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 
 def check_field_path(path: str) -> str:
@@ -65,7 +66,8 @@ def check_field_path(path: str) -> str:
     if root not in FIELD_ROOTS:
         raise PydanticCustomError(
             "bad_field",
-            f"unknown field root {root!r} in {path!r}: fields start with data. (event payload), entry. (payload of the entry event), event. (type, id, occurred_at) or profile.",
+            f"unknown field root {root!r} in {path!r}: fields start with data. (event payload), "
+            "entry. (payload of the entry event), event. (type, id, occurred_at) or profile.",
         )
     if root == "event" and (len(parts) != 2 or parts[1] not in EVENT_FIELDS):
         raise PydanticCustomError(
@@ -75,7 +77,9 @@ def check_field_path(path: str) -> str:
         if parts[1] not in PROFILE_FIELDS:
             raise PydanticCustomError(
                 "bad_field",
-                f"unknown profile field {path!r}: use one of " + ", ".join(f"profile.{p}" for p in PROFILE_FIELDS) + " (profile.attributes.X)",
+                f"unknown profile field {path!r}: use one of "
+                + ", ".join(f"profile.{p}" for p in PROFILE_FIELDS)
+                + " (profile.attributes.X)",
             )
         if (parts[1] == "attributes") != (len(parts) == 3) or len(parts) > 3:
             raise PydanticCustomError(
@@ -112,7 +116,7 @@ class Compare(_Cond):
         return check_field_path(v)
 
     @model_validator(mode="after")
-    def _one_operator(self) -> "Compare":
+    def _one_operator(self) -> Compare:
         if not (self.model_fields_set - {"field"}):
             raise PydanticCustomError(
                 "no_operator",
@@ -124,19 +128,19 @@ class Compare(_Cond):
 class All(_Cond):
     """True when every condition holds (an empty list is true)."""
 
-    all: list["Condition"]
+    all: list[Condition]
 
 
 class AnyOf(_Cond):
     """True when at least one condition holds."""
 
-    any: list["Condition"] = Field(min_length=1)
+    any: list[Condition] = Field(min_length=1)
 
 
 class Not(_Cond):
     """True when the inner condition does not hold."""
 
-    not_: "Condition" = Field(alias="not")
+    not_: Condition = Field(alias="not")
 
 
 class Since(_Cond):
@@ -152,7 +156,7 @@ class Since(_Cond):
         return check_field_path(v)
 
     @model_validator(mode="after")
-    def _bound(self) -> "Since":
+    def _bound(self) -> Since:
         if self.older_than is None and self.younger_than is None:
             raise PydanticCustomError(
                 "no_bound", f"time condition on {self.since!r} needs older_than or younger_than (e.g. older_than: 30d)"
@@ -165,14 +169,14 @@ class Seen(_Cond):
 
     seen: str | None = Field(default=None, description="Event type, e.g. web.feature_used")
     not_seen: str | None = Field(default=None, description="Event type, e.g. web.feature_used")
-    where: list["Condition"] = Field(
+    where: list[Condition] = Field(
         default_factory=list, description="Conditions on ONE data field of that event type, e.g. [{field: data.feature, eq: export}]"
     )
     within: Duration | None = Field(default=None, description="Only count occurrences in this period before now.")
     min_count: int = Field(default=1, ge=1, description="At least this many occurrences (not combinable with where).")
 
     @model_validator(mode="after")
-    def _check(self) -> "Seen":
+    def _check(self) -> Seen:
         if (self.seen is None) == (self.not_seen is None):
             raise PydanticCustomError("seen_type", "write exactly one of seen: TYPE or not_seen: TYPE", {})
         fields = {f for c in self.where for f in condition_fields(c)}
@@ -190,6 +194,11 @@ class Seen(_Cond):
         return self.seen or self.not_seen or ""
 
 
+_TAG_OF_KEY = (
+    ("all", "all"), ("any", "any"), ("not", "not"), ("since", "since"), ("seen", "seen"), ("not_seen", "seen"), ("field", "compare"),
+)
+
+
 def _tag(value: Any) -> str | None:
     if isinstance(value, dict):
         keys = value.keys()
@@ -197,25 +206,26 @@ def _tag(value: Any) -> str | None:
         return {Compare: "compare", All: "all", AnyOf: "any", Not: "not", Since: "since", Seen: "seen"}.get(type(value))
     else:
         return None
-    for key, tag in (("all", "all"), ("any", "any"), ("not", "not"), ("since", "since"), ("seen", "seen"), ("not_seen", "seen"), ("field", "compare")):
+    for key, tag in _TAG_OF_KEY:
         if key in keys:
             return tag
     return None
 
 
 Condition = Annotated[
-    Union[
-        Annotated[Compare, Tag("compare")],
-        Annotated[All, Tag("all")],
-        Annotated[AnyOf, Tag("any")],
-        Annotated[Not, Tag("not")],
-        Annotated[Since, Tag("since")],
-        Annotated[Seen, Tag("seen")],
-    ],
+    Annotated[Compare, Tag("compare")]
+    | Annotated[All, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[Not, Tag("not")]
+    | Annotated[Since, Tag("since")]
+    | Annotated[Seen, Tag("seen")],
     Discriminator(
         _tag,
         custom_error_type="bad_condition",
-        custom_error_message="not a condition: write {field: ..., eq: ...}, {all: [...]}, {any: [...]}, {not: ...}, {since: ..., older_than: ...} or {seen|not_seen: TYPE}",
+        custom_error_message=(
+            "not a condition: write {field: ..., eq: ...}, {all: [...]}, {any: [...]}, {not: ...}, "
+            "{since: ..., older_than: ...} or {seen|not_seen: TYPE}"
+        ),
     ),
 ]
 
@@ -257,7 +267,7 @@ def seen_conditions(cond: Any) -> list[Seen]:
 class Ctx:
     """What a condition can see: one event (type, id, time, payload), the profile, and now."""
 
-    __slots__ = ("event_type", "event_id", "occurred_at", "data", "profile", "now", "entry")
+    __slots__ = ("data", "entry", "event_id", "event_type", "now", "occurred_at", "profile")
 
     def __init__(
         self,
@@ -265,7 +275,7 @@ class Ctx:
         event_id: str | None,
         occurred_at: datetime | None,
         data: dict[str, Any],
-        profile: "Profile",
+        profile: Profile,
         now: datetime,
         entry: dict[str, Any] | None = None,
     ) -> None:
@@ -319,30 +329,33 @@ def _none_missing(value: Any) -> Any:
 
 def _as_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+
+
 def _cmp(op: str, a: Any, b: Any) -> bool:
+    """Order comparison: numbers with numbers, strings with strings, else both as times; anything else is false."""
     if isinstance(a, bool) or isinstance(b, bool):
         return False
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) or isinstance(a, str) and isinstance(b, str):
-        if op == "gt":
-            return a > b
-        if op == "gte":
-            return a >= b
-        if op == "lt":
-            return a < b
-        return a <= b
+    if (isinstance(a, (int, float)) and isinstance(b, (int, float))) or (isinstance(a, str) and isinstance(b, str)):
+        return _ORDER[op](a, b)
     ta, tb = _as_time(a), _as_time(b)
     if ta is not None and tb is not None:
-        return _cmp(op, ta.timestamp(), tb.timestamp())
+        return _ORDER[op](ta.timestamp(), tb.timestamp())
     return False
 
 
@@ -352,31 +365,60 @@ def _eq(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+Test = Callable[[Any], bool]
+
+
+def _test_eq(b: Any) -> Test:
+    return lambda v: v is not MISSING and _eq(v, b)
+
+
+def _test_ne(b: Any) -> Test:
+    return lambda v: v is MISSING or not _eq(v, b)
+
+
+def _test_order(op: str) -> Callable[[Any], Test]:
+    return lambda b: lambda v: v is not MISSING and _cmp(op, v, b)
+
+
+def _test_in(values: Any) -> Test:
+    vals = list(values or [])
+    return lambda v: v is not MISSING and any(_eq(v, x) for x in vals)
+
+
+def _test_not_in(values: Any) -> Test:
+    vals = list(values or [])
+    return lambda v: v is MISSING or not any(_eq(v, x) for x in vals)
+
+
+def _test_exists(value: Any) -> Test:
+    want = bool(value)
+    return lambda v: (v is not MISSING) == want
+
+
+def _test_contains(b: Any) -> Test:
+    return lambda v: (isinstance(v, str) and isinstance(b, str) and b in v) or (
+        isinstance(v, (list, tuple)) and any(_eq(x, b) for x in v)
+    )
+
+
+_TESTS: dict[str, Callable[[Any], Test]] = {
+    "eq": _test_eq,
+    "ne": _test_ne,
+    "gt": _test_order("gt"),
+    "gte": _test_order("gte"),
+    "lt": _test_order("lt"),
+    "lte": _test_order("lte"),
+    "in_": _test_in,
+    "not_in": _test_not_in,
+    "exists": _test_exists,
+    "contains": _test_contains,
+}
+"""One test builder per comparison operator of a ``field:`` condition."""
+
+
 def _compile_compare(c: Compare) -> Predicate:
     get = field_getter(c.field)
-    tests: list[Callable[[Any], bool]] = []
-    for op in c.model_fields_set - {"field"}:
-        value = getattr(c, "in_" if op == "in_" else op)
-        if op == "eq":
-            tests.append(lambda v, b=value: v is not MISSING and _eq(v, b))
-        elif op == "ne":
-            tests.append(lambda v, b=value: v is MISSING or not _eq(v, b))
-        elif op in ("gt", "gte", "lt", "lte"):
-            tests.append(lambda v, b=value, o=op: v is not MISSING and _cmp(o, v, b))
-        elif op == "in_":
-            vals = list(value or [])
-            tests.append(lambda v, vals=vals: v is not MISSING and any(_eq(v, x) for x in vals))
-        elif op == "not_in":
-            vals = list(value or [])
-            tests.append(lambda v, vals=vals: v is MISSING or not any(_eq(v, x) for x in vals))
-        elif op == "exists":
-            want = bool(value)
-            tests.append(lambda v, want=want: (v is not MISSING) == want)
-        elif op == "contains":
-            tests.append(
-                lambda v, b=value: (isinstance(v, str) and isinstance(b, str) and b in v)
-                or (isinstance(v, (list, tuple)) and any(_eq(x, b) for x in v))
-            )
+    tests = [_TESTS[op](getattr(c, op)) for op in c.model_fields_set - {"field"} if op in _TESTS]
     if len(tests) == 1:
         t0 = tests[0]
         return lambda ctx: t0(get(ctx))
@@ -399,9 +441,7 @@ def _compile_since(c: Since) -> Predicate:
         age = ctx.now - at
         if older is not None and age < older:
             return False
-        if younger is not None and age >= younger:
-            return False
-        return True
+        return younger is None or age < younger
 
     return check
 

@@ -1,10 +1,11 @@
 """Load journey files into a :class:`JourneySet` the engine can run fast.
 
 ``load_journeys(["journeys/"])`` reads every ``*.yaml`` in a directory (except the
-pressure policy ``pressure.yaml``), validates each against the model and the graph
-checks, and compiles conditions into predicates. Any problem raises
-:class:`JourneyError` whose ``errors`` are ``file:line:col: message`` strings;
-:func:`validate_paths` returns the same strings without raising.
+pressure policy :data:`~orchestrator.pressure.policy.POLICY_FILE`), validates each
+against the model and the graph checks, and compiles conditions into predicates. Any
+problem raises :class:`JourneyError` (a :class:`~orchestrator.errors.DefinitionError`)
+whose ``problems`` are ``file:line:col: message`` strings; :func:`validate_paths`
+returns the same strings without raising.
 
 Versioning: several files may carry the same journey ``id`` with different
 ``version`` numbers. All versions are kept so that customers in flight finish on
@@ -16,26 +17,25 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.errors import DefinitionError
 from orchestrator.journey import model as m
 from orchestrator.journey.conditions import Ctx, Predicate, compile_all, condition_fields, field_getter, seen_conditions
+from orchestrator.pressure.policy import POLICY_FILE
 from orchestrator.yamlpos import format_yaml_error, load_yaml_with_positions, loads_yaml_with_positions, locate
 
-POLICY_FILE = "pressure.yaml"
 
+class JourneyError(DefinitionError):
+    """One or more journey files are invalid; ``problems`` (alias ``errors``) holds ``file:line:col: message`` lines."""
 
-class JourneyError(ValueError):
-    """One or more journey files are invalid; ``errors`` holds ``file:line:col: message`` lines."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid journey files:\n" + "\n".join(errors))
-        self.errors = errors
+    what = "journey files"
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class CompiledJourney:
 
 def _rules(rules: list[m.EventRule], kind: str) -> dict[str, list[CompiledRule]]:
     out: dict[str, list[CompiledRule]] = {}
-    for i, r in enumerate(rules):
+    for r in rules:
         out.setdefault(r.event, []).append(CompiledRule(r.name or f"{kind}:{r.event}", r.event, compile_all(r.when)))
     return out
 
@@ -142,28 +142,28 @@ class JourneySet:
     def __init__(self, journeys: Iterable[CompiledJourney | m.Journey] = ()) -> None:
         self.versions: dict[str, dict[int, CompiledJourney]] = {}
         for item in journeys:
-            cj = item if isinstance(item, CompiledJourney) else CompiledJourney(item)
-            self.versions.setdefault(cj.id, {})[cj.version] = cj
+            journey = item if isinstance(item, CompiledJourney) else CompiledJourney(item)
+            self.versions.setdefault(journey.id, {})[journey.version] = journey
         self.live: dict[str, CompiledJourney] = {}
         for jid, by_version in sorted(self.versions.items()):
             live = [v for v in sorted(by_version) if by_version[v].journey.status == "live"]
             if live:
                 self.live[jid] = by_version[live[-1]]
         self.by_trigger: dict[str, list[CompiledJourney]] = {}
-        for cj in self.live.values():
-            for etype in dict.fromkeys(cj.journey.entry.events):
-                self.by_trigger.setdefault(etype, []).append(cj)
+        for journey in self.live.values():
+            for etype in dict.fromkeys(journey.journey.entry.events):
+                self.by_trigger.setdefault(etype, []).append(journey)
         self.tracked: dict[str, tuple[str, ...]] = {}
         acc: dict[str, set[str]] = {}
         for by_version in self.versions.values():
-            for cj in by_version.values():
-                for etype, fields in cj.tracked.items():
+            for journey in by_version.values():
+                for etype, fields in journey.tracked.items():
                     acc.setdefault(etype, set()).update(fields)
         self.tracked = {k: tuple(sorted(v)) for k, v in acc.items()}
         # every event type some loaded version (live or retired) listens to (goals, exits, awaited events):
         # the engine skips the per-instance check for any other type
         self.listened: frozenset[str] = frozenset(
-            t for by_version in self.versions.values() for cj in by_version.values() for t in cj.listens
+            t for by_version in self.versions.values() for journey in by_version.values() for t in journey.listens
         )
 
     def get(self, journey_id: str, version: int) -> CompiledJourney | None:
@@ -307,7 +307,8 @@ def _known_keys() -> set[str]:
         done: set[type[BaseModel]] = set()
         from orchestrator.journey import conditions as c
 
-        todo += [c.Compare, c.All, c.AnyOf, c.Not, c.Since, c.Seen, m.SendStep, m.WaitStep, m.BranchStep, m.SplitStep, m.DelayStep, m.WindowStep, m.EndStep]
+        todo += [c.Compare, c.All, c.AnyOf, c.Not, c.Since, c.Seen]
+        todo += [m.SendStep, m.WaitStep, m.BranchStep, m.SplitStep, m.DelayStep, m.WindowStep, m.EndStep]
         while todo:
             model = todo.pop()
             if model in done:
@@ -339,10 +340,7 @@ def _clean_loc(data: Any, loc: tuple[Any, ...], keep_last: bool) -> tuple[Any, .
     node = data
     out: list[Any] = []
     for i, el in enumerate(loc):
-        if isinstance(node, dict) and el in node:
-            out.append(el)
-            node = node[el]
-        elif isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
+        if (isinstance(node, dict) and el in node) or (isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node)):
             out.append(el)
             node = node[el]
         elif keep_last and i == len(loc) - 1:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from datetime import time
 from functools import lru_cache
-from typing import Annotated, Any, Iterator, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,10 +33,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from orchestrator.durations import Duration
 from orchestrator.events import CHANNELS, Channel, event_types
 from orchestrator.journey.conditions import Condition, FieldPath, Scalar, check_field_path
-from orchestrator.journey.durations import Duration
 from orchestrator.pressure.basket import COMM_TYPES, CommType
+from orchestrator.timeutil import find_tz
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 STEP_TYPES = ("send", "wait", "branch", "split", "delay", "window", "end")
@@ -76,12 +77,10 @@ def _comm_type(value: Any) -> Any:
 
 
 def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    if find_tz(value) is None:
         raise PydanticCustomError(
             "unknown_timezone", f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin or UTC"
-        ) from None
+        )
     return value
 
 
@@ -104,6 +103,7 @@ TimeZoneName = Annotated[str, AfterValidator(_timezone), Field(description="IANA
 StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="A step id from steps:")]
 ClockTime = Annotated[str, BeforeValidator(_clock), Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Model(BaseModel):
@@ -166,13 +166,13 @@ class EventRule(_Model):
 class Window(_Model):
     """Days and hours in the customer's time zone when sends may go out. ``from`` > ``to`` wraps midnight."""
 
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    days: list[Weekday] = Field(default_factory=lambda: list(_ALL_DAYS), min_length=1)
     from_: ClockTime = Field(alias="from", description="Opening time, HH:MM")
     to: ClockTime = Field(description="Closing time, HH:MM (exclusive)")
     timezone: TimeZoneName | None = Field(default=None, description="Override; default: the customer's time zone (profile), else UTC.")
 
     @model_validator(mode="after")
-    def _span(self) -> "Window":
+    def _span(self) -> Window:
         if self.from_ == self.to:
             raise PydanticCustomError("empty_window", f"window from and to are equal ({self.to}): the window would be empty")
         return self
@@ -202,7 +202,7 @@ class OnCapped(_Model):
         return {"action": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _check(self) -> "OnCapped":
+    def _check(self) -> OnCapped:
         if self.action == "fallback" and not self.channels:
             raise PydanticCustomError("fallback_channels", "on_capped fallback needs channels: [..] to fall back to", {})
         if self.action != "fallback" and self.channels:
@@ -249,12 +249,13 @@ class Matcher(_Model):
     next: StepId | None = Field(default=None, description="Override the wait's on_event for this match.")
 
     @model_validator(mode="after")
-    def _one(self) -> "Matcher":
+    def _one(self) -> Matcher:
         shortcuts = [k for k in CCM_SHORTCUTS if getattr(self, k) is not None]
         if len(shortcuts) + (self.event is not None) != 1:
             raise PydanticCustomError(
                 "bad_matcher",
-                "an awaited event needs exactly one of event: TYPE, opened_of: STEP, clicked_of: STEP, delivered_of: STEP, bounced_of: STEP",
+                "an awaited event needs exactly one of event: TYPE, opened_of: STEP, clicked_of: STEP, "
+                "delivered_of: STEP, bounced_of: STEP",
                 {},
             )
         if self.of_send is not None and (self.event is None or not self.event.startswith("ccm.")):
@@ -293,7 +294,9 @@ class WaitStep(_Model):
         extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, json_schema_extra=_single_or_list_for
     )
 
-    for_: Annotated[list[Matcher], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] = Field(alias="for", min_length=1, description="The awaited event, or a list (first match wins).")
+    for_: Annotated[list[Matcher], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] = Field(
+        alias="for", min_length=1, description="The awaited event, or a list (first match wins)."
+    )
     timeout: Duration = Field(description="How long to wait, e.g. 24h, 48h, 7d.")
     on_event: StepId | None = Field(default=None, description="Next step when the event arrives; omitted = end.")
     on_timeout: StepId | None = Field(default=None, description="Next step on timeout; omitted = end.")
@@ -330,7 +333,7 @@ class SplitStep(_Model):
     variants: list[Variant] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _weights(self) -> "SplitStep":
+    def _weights(self) -> SplitStep:
         if sum(v.weight for v in self.variants) <= 0:
             raise PydanticCustomError("split_weights", "split weights add up to 0: give at least one variant a positive weight", {})
         names = [v.name for v in self.variants]
@@ -370,15 +373,13 @@ def _step_tag(value: Any) -> str | None:
 
 
 Step = Annotated[
-    Union[
-        Annotated[SendStep, Tag("send")],
-        Annotated[WaitStep, Tag("wait")],
-        Annotated[BranchStep, Tag("branch")],
-        Annotated[SplitStep, Tag("split")],
-        Annotated[DelayStep, Tag("delay")],
-        Annotated[WindowStep, Tag("window")],
-        Annotated[EndStep, Tag("end")],
-    ],
+    Annotated[SendStep, Tag("send")]
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[BranchStep, Tag("branch")]
+    | Annotated[SplitStep, Tag("split")]
+    | Annotated[DelayStep, Tag("delay")]
+    | Annotated[WindowStep, Tag("window")]
+    | Annotated[EndStep, Tag("end")],
     Discriminator(
         _step_tag,
         custom_error_type="bad_step_type",
@@ -415,7 +416,7 @@ class Journey(_Model):
 # ------------------------------------------------------------------ graph checks
 
 
-Loc = tuple[Union[str, int], ...]
+Loc = tuple[str | int, ...]
 
 
 def edges(step_id: str, step: Any) -> Iterator[tuple[Loc, str | None, str]]:
@@ -452,6 +453,15 @@ def parks(step: Any) -> bool:
 
 def check_graph(journey: Journey) -> list[tuple[Loc, str]]:
     """Semantic checks across steps: references, reachability, loops without a wait, awaited sends."""
+    problems = _check_references(journey)
+    if journey.start in journey.steps:
+        problems += _check_reachable(journey)
+    problems += _check_loops(journey)
+    return problems
+
+
+def _check_references(journey: Journey) -> list[tuple[Loc, str]]:
+    """Every step named (start, edges, the send a wait awaits) exists and is of the right type."""
     problems: list[tuple[Loc, str]] = []
     steps = journey.steps
     known = ", ".join(steps)
@@ -461,39 +471,51 @@ def check_graph(journey: Journey) -> list[tuple[Loc, str]]:
         for loc, target, _label in edges(sid, step):
             if target is not None and target not in steps:
                 problems.append((loc, f"unknown step {target!r} referenced from step {sid!r} (steps are: {known})"))
-        if isinstance(step, WaitStep):
-            for i, m in enumerate(step.matchers):
-                ref = m.send_step
-                if ref is None:
-                    continue
-                key = next((k for k in (*CCM_SHORTCUTS, "of_send") if getattr(m, k) is not None), "of_send")
-                loc = ("steps", sid, "for", i, key)
-                if ref not in steps:
-                    problems.append((loc, f"unknown step {ref!r} in {key} (steps are: {known})"))
-                elif not isinstance(steps[ref], SendStep):
-                    problems.append((loc, f"{key} must name a send step, but {ref!r} is a step of type {steps[ref].type}"))
-    # reachability from start
-    if journey.start in steps:
-        seen = {journey.start}
-        todo = [journey.start]
-        while todo:
-            cur = todo.pop()
-            for _loc, target, _label in edges(cur, steps[cur]):
-                if target is not None and target in steps and target not in seen:
-                    seen.add(target)
-                    todo.append(target)
-        for sid in steps:
-            if sid not in seen:
-                problems.append((("steps", sid), f"step {sid!r} is unreachable from start {journey.start!r}: remove it or point an edge at it"))
-    # loops without a wait: cycles among steps that do not park
+        if not isinstance(step, WaitStep):
+            continue
+        for i, m in enumerate(step.matchers):
+            ref = m.send_step
+            if ref is None:
+                continue
+            key = next((k for k in (*CCM_SHORTCUTS, "of_send") if getattr(m, k) is not None), "of_send")
+            loc = ("steps", sid, "for", i, key)
+            if ref not in steps:
+                problems.append((loc, f"unknown step {ref!r} in {key} (steps are: {known})"))
+            elif not isinstance(steps[ref], SendStep):
+                problems.append((loc, f"{key} must name a send step, but {ref!r} is a step of type {steps[ref].type}"))
+    return problems
+
+
+def _check_reachable(journey: Journey) -> list[tuple[Loc, str]]:
+    """Every step can be reached from ``start``."""
+    steps = journey.steps
+    seen = {journey.start}
+    todo = [journey.start]
+    while todo:
+        cur = todo.pop()
+        for _loc, target, _label in edges(cur, steps[cur]):
+            if target is not None and target in steps and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return [
+        (("steps", sid), f"step {sid!r} is unreachable from start {journey.start!r}: remove it or point an edge at it")
+        for sid in steps
+        if sid not in seen
+    ]
+
+
+def _check_loops(journey: Journey) -> list[tuple[Loc, str]]:
+    """No cycle among steps that do not park (it would spin until MAX_TRANSITIONS aborts it)."""
+    steps = journey.steps
+    problems: list[tuple[Loc, str]] = []
     graph = {sid: [t for _l, t, _x in edges(sid, s) if t is not None and t in steps] for sid, s in steps.items()}
     reported: set[frozenset[str]] = set()
     for cycle in _cycles_without_wait(graph, steps):
-        key = frozenset(cycle)
-        if key in reported:
+        members = frozenset(cycle)
+        if members in reported:
             continue
-        reported.add(key)
-        path = " -> ".join(cycle + [cycle[0]])
+        reported.add(members)
+        path = " -> ".join([*cycle, cycle[0]])
         problems.append(
             (("steps", cycle[0]), f"loop without a wait: {path}; put a wait or delay step in the loop so it can not spin forever")
         )
@@ -533,7 +555,7 @@ def json_schema() -> dict[str, Any]:
 
 
 journey_json_schema = json_schema
-"""Alias used by ``orchestrator schemas`` (``orchestrator/schemas.py``)."""
+"""Alias used by ``orchestrator schemas`` (``orchestrator/designer/schemas.py``)."""
 
 
 def schema_text() -> str:

@@ -1,21 +1,11 @@
-"""Send windows and quiet hours in the customer's time zone (pure, ``zoneinfo`` only)."""
+"""Send windows and quiet hours in the customer's time zone (pure; an unknown zone counts as UTC)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta
 
 from orchestrator.journey.model import WEEKDAYS, Window
-
-
-@lru_cache(maxsize=512)
-def zone(name: str | None) -> ZoneInfo:
-    """The ZoneInfo for an IANA name; UTC when the name is empty or unknown (never raises)."""
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+from orchestrator.timeutil import resolve_tz
 
 
 def _minutes(hhmm: str) -> int:
@@ -25,7 +15,7 @@ def _minutes(hhmm: str) -> int:
 
 def in_window(window: Window, tz_name: str | None, now: datetime) -> bool:
     """Is ``now`` inside the window, in the window's (or else the customer's) time zone?"""
-    local = now.astimezone(zone(window.timezone or tz_name))
+    local = now.astimezone(resolve_tz(window.timezone or tz_name))
     minute = local.hour * 60 + local.minute
     opens, closes = _minutes(window.from_), _minutes(window.to)
     day = WEEKDAYS[local.weekday()]
@@ -43,16 +33,16 @@ def next_opening(window: Window, tz_name: str | None, now: datetime) -> datetime
     """None when ``now`` is inside the window, else the next time it opens (aware, UTC)."""
     if in_window(window, tz_name, now):
         return None
-    tz = zone(window.timezone or tz_name)
+    tz = resolve_tz(window.timezone or tz_name)
     local = now.astimezone(tz)
     opens = _minutes(window.from_)
-    for offset in range(0, 8):
+    for offset in range(8):
         day = (local + timedelta(days=offset)).date()
         if WEEKDAYS[day.weekday()] not in window.days:
             continue
         candidate = datetime(day.year, day.month, day.day, opens // 60, opens % 60, tzinfo=tz)
         # normalise through UTC so a local time inside a DST gap lands on a real instant
-        candidate_utc = candidate.astimezone(timezone.utc)
+        candidate_utc = candidate.astimezone(UTC)
         if candidate_utc > now:
             return candidate_utc
     return None  # pragma: no cover - a window has at least one day, so a week always has an opening

@@ -13,27 +13,20 @@ import argparse
 import asyncio
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from orchestrator.errors import DefinitionError
 from orchestrator.pressure.basket import BasketView
-from orchestrator.pressure.policy import PolicyError, load_policy, resolve_tz
+from orchestrator.pressure.policy import POLICY_FILE, load_policy, validate_policy_file
+from orchestrator.timeutil import resolve_tz
 
-__all__ = ["register", "validate_policy_file", "show_basket", "format_view"]
+__all__ = ["format_view", "register", "show_basket", "validate_policy_file"]
 
-DEFAULT_POLICY = "journeys/pressure.yaml"
-
-
-def validate_policy_file(path: str | os.PathLike[str]) -> list[str]:
-    """Problems in a pressure policy file as ``file:line:col: message`` strings; empty when valid."""
-    try:
-        load_policy(path)
-    except PolicyError as exc:
-        return list(exc.problems)
-    return []
+DEFAULT_POLICY = f"journeys/{POLICY_FILE}"
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +52,7 @@ async def show_basket(redis_url: str, policy_path: str, customer_id: str, tz: st
 
     basket = RedisBasket.from_url(redis_url, load_policy(policy_path))
     try:
-        return await basket.show(customer_id, now or datetime.now(timezone.utc), tz)
+        return await basket.show(customer_id, now or datetime.now(UTC), tz)
     finally:
         await basket.aclose()
 
@@ -90,8 +83,10 @@ def _show_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     url = args.redis_url or os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
     try:
         view = asyncio.run(show_basket(url, args.policy, args.customer, args.tz))
-    except PolicyError as exc:
-        print(f"invalid pressure policy:\n{exc}", file=sys.stderr)
+    except DefinitionError as exc:
+        print(f"invalid pressure policy {args.policy}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return 2
     except (RedisConnectionError, OSError) as exc:
         print(f"cannot reach Redis at {url}: {exc}", file=sys.stderr)

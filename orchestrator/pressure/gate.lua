@@ -5,7 +5,7 @@ The rules and their order are documented in orchestrator/pressure/policy.py; the
 in-memory twin (orchestrator/pressure/memory.py, MemoryBasket._decide) follows this
 script step by step. Change both together: a differential test compares them.
 
-All policy arithmetic and time-zone math happen in Python (policy.GatePlanner); this
+All policy arithmetic and time-zone math happen in Python (planner.GatePlanner); this
 script only reads and writes the customer's state. Amounts are integer hundredths of
 a point, times are epoch milliseconds, so Lua and Python add the same integers.
 

@@ -1,9 +1,10 @@
 """The in-memory basket: the twin of the Redis Lua gate, used by ``simulate`` and unit tests.
 
-It follows ``gate.lua`` step by step on the same :class:`~orchestrator.pressure.policy.GatePlan`
-(the policy math is shared in :mod:`orchestrator.pressure.policy`), so both baskets
-return identical decisions for the same calls; a differential test checks it. Keys
-never expire here: a twin lives for one simulation.
+It follows ``gate.lua`` step by step on the same :class:`~orchestrator.pressure.planner.GatePlan`
+(the policy math is shared in :mod:`orchestrator.pressure.planner`; the rules are
+specified in :mod:`orchestrator.pressure.policy`), so both baskets return identical
+decisions for the same calls; a differential test checks it. Keys never expire here:
+a twin lives for one simulation.
 
 Usage::
 
@@ -13,23 +14,16 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
 
 from orchestrator.pressure.basket import BasketView, Decision, GateRequest
-from orchestrator.pressure.policy import (
-    DecisionRecord,
-    GatePlan,
-    GatePlanner,
-    PressurePolicy,
-    apply_consent,
-    basket_view,
-    decision_from_record,
-    period_info,
-    record_cost,
-    suppression_candidates,
-)
+from orchestrator.pressure.consent import apply_consent, suppression_candidates
+from orchestrator.pressure.periods import period_info
+from orchestrator.pressure.planner import GatePlan, GatePlanner
+from orchestrator.pressure.policy import PressurePolicy
+from orchestrator.pressure.records import DecisionRecord, basket_view, decision_from_record, record_cost
 
 __all__ = ["MemoryBasket"]
 
@@ -92,65 +86,20 @@ class MemoryBasket:
         c = self._customer(plan.customer_id)
         if plan.send_id in c.decisions:  # 1. replay
             return True, list(c.decisions[plan.send_id])
-
         balance, window = self._balance(c, plan)
-        p = plan.period
-
-        def finish(outcome: str, code: str, bal: int, retry_ms: int, detail: str) -> tuple[bool, DecisionRecord]:
-            record: DecisionRecord = [outcome, code, plan.cost, bal, plan.limit, plan.capacity, retry_ms, detail, p.id]
-            c.decisions[plan.send_id] = record
-            return False, list(record)
-
-        # 2. suppression
-        for member in suppression_candidates(plan.channel, plan.brand or None):
-            if member in c.suppressed:
-                return finish("suppressed", "suppressed", balance, 0, member)
-
-        # 3. calamity lock
-        if plan.blocked_by_lock and c.lock_until > plan.now_ms:
-            return finish("locked", "locked", balance, c.lock_until, str(c.lock_until))
-
-        detail = ""
-        if plan.is_calamity:
-            # 4. calamity: approved, locks
-            code = "calamity"
-            if plan.lock_ms > 0:
-                c.lock_until = max(c.lock_until, plan.now_ms + plan.lock_ms)
-                detail = str(c.lock_until)
-        else:
-            # 5. arbitration
-            if plan.arbitration_ms > 0:
-                blocker, retry = 0, 0
-                for q in range(plan.priority + 1, 11):
-                    at = c.arbitration.get(q)
-                    if at is not None and at > plan.now_ms - plan.arbitration_ms:
-                        blocker = q
-                        retry = max(retry, at + plan.arbitration_ms)
-                if blocker:
-                    return finish("capped", "arbitration", balance, retry, str(blocker))
-            # 6. capacity and reserve
-            if plan.exempt:
-                code, detail = "exempt", plan.comm_type
-            elif balance + plan.cost > plan.limit:
-                code = "reserve" if balance + plan.cost <= plan.capacity else "capacity"
-                return finish("capped", code, balance, _retry_when_fits(plan, balance, window), str(plan.priority))
-            else:
-                code = "fits"
-
-        # 7. approve: record the spend
-        if p.kind == "rolling":
-            c.window[plan.send_id] = plan.now_ms
-        else:
-            c.spent[p.id] = c.spent.get(p.id, 0) + plan.cost
-        c.spends.setdefault(p.id, {})[plan.send_id] = plan.spend_record
-        if plan.arbitration_ms > 0 and not plan.is_calamity:
-            c.arbitration[plan.priority] = max(c.arbitration.get(plan.priority, plan.now_ms), plan.now_ms)
-        return finish("approved", code, balance + plan.cost, 0, detail)
+        refusal = _suppression(c, plan) or _lock(c, plan)  # 2., 3.
+        if refusal is None and not plan.is_calamity:
+            refusal = _arbitration(c, plan) or _over_limit(plan, balance, window)  # 5., 6.
+        if refusal is not None:
+            outcome, code, retry_ms, detail = refusal
+            return False, _remember(c, plan, outcome, code, balance, retry_ms, detail)
+        code, detail = _approve(c, plan)  # 4. (calamity) or 6. (fits / exempt), then 7.
+        return False, _remember(c, plan, "approved", code, balance + plan.cost, 0, detail)
 
     # -- consent and inspection
 
     async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> None:
-        """Unsubscribe or resubscribe (see :func:`~orchestrator.pressure.policy.apply_consent`); ``at`` is not stored."""
+        """Unsubscribe or resubscribe (see :func:`~orchestrator.pressure.consent.apply_consent`); ``at`` is not stored."""
         c = self._customer(customer_id)
         c.suppressed = apply_consent(c.suppressed, channel, brand, subscribed)
 
@@ -165,6 +114,78 @@ class MemoryBasket:
         else:
             balance = c.spent.get(info.id, 0)
         return basket_view(self.policy, customer_id, info, dict(records), balance, c.lock_until, now, c.suppressed)
+
+
+# -- the steps of gate.lua, in its order; a refusal is (outcome, code, retry_ms, detail)
+
+_Refusal = tuple[str, str, int, str]
+
+
+def _remember(c: _Customer, plan: GatePlan, outcome: str, code: str, balance: int, retry_ms: int, detail: str) -> DecisionRecord:
+    """Store the decision under the send id (a redelivery replays it); a copy to return."""
+    record: DecisionRecord = [outcome, code, plan.cost, balance, plan.limit, plan.capacity, retry_ms, detail, plan.period.id]
+    c.decisions[plan.send_id] = record
+    return list(record)
+
+
+def _suppression(c: _Customer, plan: GatePlan) -> _Refusal | None:
+    """2. The customer unsubscribed from this channel (or all) for this brand (or all)."""
+    for member in suppression_candidates(plan.channel, plan.brand or None):
+        if member in c.suppressed:
+            return "suppressed", "suppressed", 0, member
+    return None
+
+
+def _lock(c: _Customer, plan: GatePlan) -> _Refusal | None:
+    """3. A calamity lock is active and blocks this type."""
+    if plan.blocked_by_lock and c.lock_until > plan.now_ms:
+        return "locked", "locked", c.lock_until, str(c.lock_until)
+    return None
+
+
+def _arbitration(c: _Customer, plan: GatePlan) -> _Refusal | None:
+    """5. A strictly higher priority was approved within the window."""
+    if plan.arbitration_ms <= 0:
+        return None
+    blocker, retry = 0, 0
+    for q in range(plan.priority + 1, 11):
+        at = c.arbitration.get(q)
+        if at is not None and at > plan.now_ms - plan.arbitration_ms:
+            blocker = q
+            retry = max(retry, at + plan.arbitration_ms)
+    if blocker:
+        return "capped", "arbitration", retry, str(blocker)
+    return None
+
+
+def _over_limit(plan: GatePlan, balance: int, window: list[tuple[int, str, int]]) -> _Refusal | None:
+    """6. Capacity and reserve (exempt types skip it)."""
+    if plan.exempt or balance + plan.cost <= plan.limit:
+        return None
+    code = "reserve" if balance + plan.cost <= plan.capacity else "capacity"
+    return "capped", code, _retry_when_fits(plan, balance, window), str(plan.priority)
+
+
+def _approve(c: _Customer, plan: GatePlan) -> tuple[str, str]:
+    """4./6./7. Lock for a calamity, record the spend and the arbitration time; the code and detail of the approval."""
+    if plan.is_calamity:
+        code, detail = "calamity", ""
+        if plan.lock_ms > 0:
+            c.lock_until = max(c.lock_until, plan.now_ms + plan.lock_ms)
+            detail = str(c.lock_until)
+    elif plan.exempt:
+        code, detail = "exempt", plan.comm_type
+    else:
+        code, detail = "fits", ""
+    p = plan.period
+    if p.kind == "rolling":
+        c.window[plan.send_id] = plan.now_ms
+    else:
+        c.spent[p.id] = c.spent.get(p.id, 0) + plan.cost
+    c.spends.setdefault(p.id, {})[plan.send_id] = plan.spend_record
+    if plan.arbitration_ms > 0 and not plan.is_calamity:
+        c.arbitration[plan.priority] = max(c.arbitration.get(plan.priority, plan.now_ms), plan.now_ms)
+    return code, detail
 
 
 def _retry_when_fits(plan: GatePlan, balance: int, window: list[tuple[int, str, int]]) -> int:

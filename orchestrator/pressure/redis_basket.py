@@ -19,24 +19,20 @@ Key layout (``prefix`` defaults to ``pressure``)::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, WatchError
 
 from orchestrator.pressure.basket import BasketView, Decision, GateRequest
-from orchestrator.pressure.policy import (
-    GatePlan,
-    GatePlanner,
-    PressurePolicy,
-    apply_consent,
-    basket_view,
-    decision_from_record,
-    period_info,
-    record_cost,
-)
+from orchestrator.pressure.consent import apply_consent
+from orchestrator.pressure.periods import period_info
+from orchestrator.pressure.planner import GatePlan, GatePlanner
+from orchestrator.pressure.policy import PressurePolicy
+from orchestrator.pressure.records import basket_view, decision_from_record, record_cost
 
 __all__ = ["RedisBasket", "gate_script"]
 
@@ -66,7 +62,7 @@ class RedisBasket:
         return self._planner.policy
 
     @classmethod
-    def from_url(cls, url: str, policy: PressurePolicy, *, prefix: str = "pressure") -> "RedisBasket":
+    def from_url(cls, url: str, policy: PressurePolicy, *, prefix: str = "pressure") -> RedisBasket:
         """A basket on a new client for ``url`` (e.g. ``redis://localhost:6379/0``)."""
         return cls(aioredis.Redis.from_url(url), policy, prefix=prefix)
 
@@ -147,10 +143,10 @@ class RedisBasket:
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
             sha = await self.load_script()
-            for i, reply in zip(missing, await self._pipeline(sha, [plans[i] for i in missing])):
+            for i, reply in zip(missing, await self._pipeline(sha, [plans[i] for i in missing]), strict=True):
                 replies[i] = reply
         out: list[Decision | BaseException] = []
-        for request, reply in zip(requests, replies):
+        for request, reply in zip(requests, replies, strict=True):
             if isinstance(reply, Exception):
                 if not return_exceptions:
                     raise reply

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.durations import PATTERN, DurationError, format_duration, parse_duration
+from orchestrator.errors import DefinitionError
 from orchestrator.journey import model
 from orchestrator.journey.conditions import Ctx, compile_all
-from orchestrator.journey.durations import DurationError, format_duration, parse_duration
 from orchestrator.journey.loader import JourneyError, JourneySet, load_journeys, load_text
 from orchestrator.state import Profile, TypeSeen
+from orchestrator.timeutil import find_tz, from_ms, iso_utc, resolve_tz, to_ms
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def test_committed_schema_matches_the_model():
@@ -34,7 +36,7 @@ def test_schema_offers_completion_for_the_main_keys():
     send = defs["SendStep"]["properties"]
     assert {"channel", "template", "comm_type", "priority", "brand", "variables", "on_capped", "window", "next"} <= set(send)
     assert set(defs["WaitStep"]["properties"]) >= {"for", "timeout", "on_event", "on_timeout"}
-    assert defs["WaitStep"]["properties"]["timeout"]["pattern"]
+    assert defs["WaitStep"]["properties"]["timeout"]["anyOf"][0]["pattern"] == PATTERN
 
 
 @pytest.mark.parametrize(
@@ -63,8 +65,62 @@ def test_bad_durations(text):
 
 
 def test_format_duration_round_trips():
-    for text in ("30s", "15m", "1d", "1h30m", "2w"):
+    for text in ("30s", "15m", "1d", "1h30m", "2w", "1mo", "3M", "1w2d3h4m5s", 90):
         assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+    assert format_duration(timedelta(0)) == "0s" and parse_duration("0s", allow_zero=True) == timedelta(0)
+    assert format_duration(timedelta(days=30)) == "4w2d"  # months are never written back, only read
+
+
+@pytest.mark.parametrize(
+    "value,allow_zero,message",
+    [
+        ("0s", False, "bad duration '0s': must be longer than 0s; use a whole number followed by a unit"),
+        (0, False, "bad duration 0: must be longer than 0s"),
+        (-5, True, "bad duration -5: must not be negative"),
+        (1.5, True, "bad duration 1.5: use a whole number followed by a unit: s, m, h, d, w or mo (30 days)"),
+        ("90", True, "bad duration '90': use a whole number followed by a unit"),
+    ],
+)
+def test_duration_errors_say_what_is_accepted(value, allow_zero, message):
+    with pytest.raises(DurationError) as err:
+        parse_duration(value, allow_zero=allow_zero)
+    assert str(err.value).startswith(message) and "e.g. 30s, 15m, 24h" in str(err.value)
+
+
+def test_zero_is_allowed_only_when_asked():
+    assert parse_duration("0s", allow_zero=True) == parse_duration(0, allow_zero=True) == timedelta(0)
+    assert parse_duration("0h30m") == timedelta(minutes=30)  # a zero part is fine when the total is not
+
+
+def test_zero_duration_in_a_journey_is_located():
+    text = V1.format(v=1, status="live").replace("timeout: 1h", "timeout: 0s")
+    with pytest.raises(JourneyError) as err:
+        load_text(text)
+    [problem] = err.value.problems
+    assert problem.startswith("<journey 1>:") and "steps.w.timeout: bad duration '0s': must be longer than 0s" in problem
+    assert isinstance(err.value, DefinitionError) and err.value.errors is err.value.problems
+
+
+def test_time_zones_resolve_to_utc_when_unknown():
+    assert resolve_tz("Europe/Berlin").key == "Europe/Berlin"
+    for bad in (None, "", "Not/AZone", "Europe", "../etc/passwd", "/abs"):
+        assert resolve_tz(bad).key == "UTC", bad
+    assert find_tz("Europe") is None and find_tz("Europe/Berlin") is not None
+
+
+def test_a_directory_name_is_an_unknown_time_zone_not_a_crash():
+    text = V1.format(v=1, status="live").replace("name: J\n", "name: J\nsend_window: {timezone: Europe, from: \"09:00\", to: \"20:00\"}\n")
+    with pytest.raises(JourneyError) as err:
+        load_text(text)
+    assert "unknown time zone 'Europe': use an IANA name" in err.value.problems[0]
+
+
+def test_iso_utc_and_epoch_milliseconds():
+    berlin = datetime(2026, 3, 2, 11, 0, 0, tzinfo=resolve_tz("Europe/Berlin"))
+    assert iso_utc(berlin) == "2026-03-02T10:00:00Z"
+    assert iso_utc(datetime(2026, 3, 2, 10, 0, 0, 500000, tzinfo=UTC)) == "2026-03-02T10:00:00.500000Z"
+    assert iso_utc(datetime(2026, 3, 2, 10, 0)) == "2026-03-02T10:00:00Z"  # naive: taken as UTC  # noqa: DTZ001
+    assert to_ms(NOW) == 1772445600000 and from_ms(to_ms(NOW)) == NOW
 
 
 def _profile(**kw) -> Profile:
@@ -121,7 +177,8 @@ def test_time_conditions():
 
 def test_seen_and_not_seen():
     at = NOW - timedelta(days=2)
-    p = _profile(seen={"web.feature_used": TypeSeen(count=2, first_at=at, last_at=at, values={"feature": [("search", at), ("alerts", at)]})})
+    seen = TypeSeen(count=2, first_at=at, last_at=at, values={"feature": [("search", at), ("alerts", at)]})
+    p = _profile(seen={"web.feature_used": seen})
     assert cond({"seen": "web.feature_used"}, profile=p)
     assert cond({"seen": "web.feature_used", "min_count": 2}, profile=p)
     assert not cond({"seen": "web.feature_used", "min_count": 3}, profile=p)
@@ -134,7 +191,10 @@ def test_seen_and_not_seen():
 def test_seen_where_must_use_one_payload_field():
     with pytest.raises(ValidationError, match="ONE payload field"):
         model.EventRule.model_validate(
-            {"event": "web.purchase", "when": [{"not_seen": "web.feature_used", "where": [{"field": "data.a", "eq": 1}, {"field": "data.b", "eq": 2}]}]}
+            {
+                "event": "web.purchase",
+                "when": [{"not_seen": "web.feature_used", "where": [{"field": "data.a", "eq": 1}, {"field": "data.b", "eq": 2}]}],
+            }
         )
 
 
@@ -166,27 +226,31 @@ steps:
 
 def test_versions_newest_live_takes_new_entrants():
     js = load_text(V1.format(v=1, status="live"), V1.format(v=2, status="live"))
-    assert js.newest("j").version == 2
+    newest = js.newest("j")
+    assert newest is not None and newest.version == 2
     assert [cj.version for cj in js.triggered_by("web.form_submitted")] == [2]
     assert js.get("j", 1) is not None and js.get("j", 3) is None
 
 
 def test_retired_version_takes_no_new_entrants():
     js = load_text(V1.format(v=1, status="live"), V1.format(v=2, status="retired"))
-    assert js.newest("j").version == 1
+    newest = js.newest("j")
+    assert newest is not None and newest.version == 1
     js = load_text(V1.format(v=1, status="retired"))
     assert js.triggered_by("web.form_submitted") == [] and js.get("j", 1) is not None
 
 
 def test_in_flight_customers_finish_on_their_version():
+    from orchestrator.dev.drive import drive
     from orchestrator.events import CustomerEvent
-    from orchestrator.journey.testing import drive
     from orchestrator.state import CustomerState
 
     v1 = load_text(V1.format(v=1, status="live"))
     both = load_text(V1.format(v=1, status="live"), V1.format(v=2, status="live"))
-    old, _ = drive(CustomerState.new("a"), CustomerEvent(event_id="f1", customer_id="a", type="web.form_submitted", occurred_at=NOW, data={}), v1, NOW)
-    new, _ = drive(CustomerState.new("b"), CustomerEvent(event_id="f1", customer_id="b", type="web.form_submitted", occurred_at=NOW, data={}), both, NOW)
+    form_a = CustomerEvent(event_id="f1", customer_id="a", type="web.form_submitted", occurred_at=NOW, data={})
+    form_b = CustomerEvent(event_id="f1", customer_id="b", type="web.form_submitted", occurred_at=NOW, data={})
+    old, _ = drive(CustomerState.new("a"), form_a, v1, NOW)
+    new, _ = drive(CustomerState.new("b"), form_b, both, NOW)
     assert old.instances[0].version == 1 and new.instances[0].version == 2
     pv = CustomerEvent(event_id="p1", customer_id="a", type="web.page_view", occurred_at=NOW, data={"url": "/"})
     _, acts = drive(old, pv, both, NOW)
@@ -216,4 +280,5 @@ def test_the_shipped_journeys_load():
     js = load_journeys([ROOT / "journeys"])
     assert "abandoned_cart" in js.ids()
     cart = js.newest("abandoned_cart")
+    assert cart is not None
     assert cart.journey.entry.events == ["web.cart_abandoned"]

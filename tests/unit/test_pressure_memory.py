@@ -1,6 +1,6 @@
 """The contact-pressure rules, on the in-memory twin; the policy file and its file:line errors.
 
-Each ``rule_*`` coroutine states one rule of ``orchestrator/pressure/policy.py`` against
+Each ``rule_*`` coroutine states one rule of ``orchestrator/pressure/policy.py`` (its docstring) against
 any :class:`Basket`; this module runs them on :class:`MemoryBasket`, and
 ``tests/integration/test_basket_redis.py`` runs the very same list (:data:`RULES`) on
 the Redis Lua gate.
@@ -10,30 +10,25 @@ from __future__ import annotations
 
 import textwrap
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.pressure.basket import Basket, GateRequest
+from orchestrator.durations import parse_duration
+from orchestrator.pressure.basket import Basket, Decision, GateRequest
 from orchestrator.pressure.cli import validate_policy_file
+from orchestrator.pressure.consent import apply_consent
+from orchestrator.pressure.costs import send_cost
 from orchestrator.pressure.memory import MemoryBasket
-from orchestrator.pressure.policy import (
-    PolicyError,
-    PressurePolicy,
-    apply_consent,
-    load_policy,
-    parse_duration,
-    period_bounds,
-    period_id,
-    send_cost,
-)
+from orchestrator.pressure.periods import period_bounds, period_id
+from orchestrator.pressure.policy import PolicyError, PressurePolicy, load_policy
 from orchestrator.yamlpos import load_yaml_with_positions, loads_yaml_with_positions, locate
 
 ROOT = Path(__file__).resolve().parents[2]
-UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -243,7 +238,8 @@ async def rule_rounding_to_hundredths(make: MakeBasket, cid: str) -> None:
 
 async def rule_gate_many_decides_in_order(make: MakeBasket, cid: str) -> None:
     b = make(policy(priority_reserve=[]))
-    ds = await b.gate_many([req(cid, "a"), req(cid, "b"), req(cid, "c"), req(cid, "a")])
+    answers = await b.gate_many([req(cid, "a"), req(cid, "b"), req(cid, "c"), req(cid, "a")])
+    ds = [d for d in answers if isinstance(d, Decision)]  # without return_exceptions an error raises
     assert [d.outcome for d in ds] == ["approved", "approved", "capped", "approved"]
     assert [d.balance for d in ds] == [10.0, 20.0, 20.0, 10.0] and ds[3].replayed
 
@@ -366,7 +362,7 @@ def test_policy_errors_point_at_file_line_col(tmp_path: Path) -> None:
         "period.days": (line_of(path, "period:"), "Field required"),
         "capacity": (line_of(path, "capacity:"), "valid number"),
         "points.promo": (line_of(path, "promo"), "unknown setting"),
-        "calamity.lock": (line_of(path, "lock:"), "'15m', '72h'"),
+        "calamity.lock": (line_of(path, "lock:"), "bad duration '3 days': use a whole number followed by a unit"),
         "exempt_types.0": (line_of(path, "exempt_types"), "'service'"),
     }
     assert len(problems) == len(expect), problems
@@ -396,7 +392,9 @@ def test_yaml_syntax_and_shape_errors(tmp_path: Path) -> None:
     bad = write(tmp_path, "capacity: [1,\n")
     [problem] = validate_policy_file(bad)
     assert problem.startswith(f"{bad}:2:1: invalid YAML")
-    assert validate_policy_file(write(tmp_path, "- 1\n- 2\n")) == [f"{tmp_path / 'pressure.yaml'}:1:1: the policy must be a mapping of settings, got list"]
+    assert validate_policy_file(write(tmp_path, "- 1\n- 2\n")) == [
+        f"{tmp_path / 'pressure.yaml'}:1:1: the policy must be a mapping of settings, got list"
+    ]
     missing = tmp_path / "absent.yaml"
     [problem] = validate_policy_file(missing)
     assert problem.startswith(f"{missing}:1:1: cannot read the policy")

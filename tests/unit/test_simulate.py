@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator import designer_cli
+from orchestrator.designer import cli as designer_cli
+from orchestrator.designer.simulate import read_events, simulate, simulate_files
+from orchestrator.dev.drive import decision
 from orchestrator.events import CustomerEvent
 from orchestrator.journey.loader import load_text
-from orchestrator.journey.testing import decision
-from orchestrator.simulate import read_events, simulate, simulate_files
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "fixtures" / "events"
@@ -36,14 +36,23 @@ def test_text_output_shows_steps_sends_with_outcome_and_timers():
         "  2026-03-02T10:00:00Z  event web.cart_abandoned (c1-e1)",
         "  2026-03-02T10:00:00Z  abandoned_cart v1 entered (web.cart_abandoned) -> send_first",
         "  2026-03-02T10:00:00Z  abandoned_cart v1 step send_first (send)",
-        "  2026-03-02T10:00:00Z  send email cart_reminder (commercial, p5) -> approved: fits: 0 spent + 10 = 10 of 20 [basket 10/25] c1:abandoned_cart:v1:c1-e1:send_first -> wait_open",
+        (
+            "  2026-03-02T10:00:00Z  send email cart_reminder (commercial, p5) -> approved: fits: 0 spent + 10 = 10 of 20 [basket 10/25] "
+            "c1:abandoned_cart:v1:c1-e1:send_first -> wait_open"
+        ),
         "  2026-03-02T10:00:00Z  abandoned_cart v1 step wait_open (wait)",
-        "  2026-03-02T10:00:00Z  abandoned_cart v1 waiting at wait_open for ccm.opened[c1:abandoned_cart:v1:c1-e1:send_first] until 2026-03-03T10:00:00Z",
+        (
+            "  2026-03-02T10:00:00Z  abandoned_cart v1 waiting at wait_open for ccm.opened[c1:abandoned_cart:v1:c1-e1:send_first] "
+            "until 2026-03-03T10:00:00Z"
+        ),
         "  2026-03-02T10:00:00Z  timer armed timeout c1:abandoned_cart@c1-e1:wait_open:timeout due 2026-03-03T10:00:00Z",
         "  2026-03-03T10:00:00Z  timer fired c1:abandoned_cart@c1-e1:wait_open:timeout",
         "  2026-03-03T10:00:00Z  abandoned_cart v1 wait_open: timed out -> send_reminder",
         "  2026-03-03T10:00:00Z  abandoned_cart v1 step send_reminder (send)",
-        "  2026-03-03T10:00:00Z  send email cart_reminder_2 (commercial, p4) -> approved: fits: 10 spent + 10 = 20 of 20 [basket 20/25] c1:abandoned_cart:v1:c1-e1:send_reminder -> done",
+        (
+            "  2026-03-03T10:00:00Z  send email cart_reminder_2 (commercial, p4) -> approved: fits: 10 spent + 10 = 20 of 20 "
+            "[basket 20/25] c1:abandoned_cart:v1:c1-e1:send_reminder -> done"
+        ),
         "  2026-03-03T10:00:00Z  abandoned_cart v1 step done (end)",
         "  2026-03-03T10:00:00Z  abandoned_cart v1 ended at done: completed",
     ]
@@ -103,8 +112,14 @@ steps:
 """
 
 
+FORM_EVENT_LINE = (
+    '{"family": "web", "type": "form_submitted", "event_id": "1", "customer_id": "c", '
+    '"occurred_at": "2026-01-01T00:00:00Z", "form_id": "x"}\n'
+)
+
+
 def ev(eid, etype, day, **data):
-    return CustomerEvent(event_id=eid, customer_id="c", type=etype, occurred_at=datetime(2026, 1, day, tzinfo=timezone.utc), data=data)
+    return CustomerEvent(event_id=eid, customer_id="c", type=etype, occurred_at=datetime(2026, 1, day, tzinfo=UTC), data=data)
 
 
 class Approve:
@@ -114,8 +129,14 @@ class Approve:
         return decision(Send(send_id=request.send_id, customer_id=request.customer_id, journey_id="", journey_version=1,
                              instance_id="", step_id="", channel=request.channel, template="t", comm_type=request.comm_type))
 
+    async def gate_many(self, requests, *, return_exceptions=False):
+        return [await self.gate(r) for r in requests]
+
     async def set_consent(self, *a):
         return None
+
+    async def show(self, customer_id, now, timezone="UTC"):
+        raise NotImplementedError  # not used by simulate; completes the Basket protocol
 
 
 def test_timers_fire_before_later_events_and_cancelled_timers_never_fire():
@@ -128,13 +149,13 @@ def test_timers_fire_before_later_events_and_cancelled_timers_never_fire():
     r = simulate(js, [ev("f", "web.form_submitted", 1, form_id="x"), ev("p", "web.page_view", 20, url="/")], Approve())
     assert r.path("c") == ["s", "w", "late"]
     timer = next(rec for rec in r.records if rec.kind == "timer")
-    assert timer.at == datetime(2026, 1, 11, tzinfo=timezone.utc)
+    assert timer.at == datetime(2026, 1, 11, tzinfo=UTC)
 
 
 def test_until_bounds_the_clock():
     js = load_text(WAIT)
     events = [ev("f", "web.form_submitted", 1, form_id="x")]
-    r = simulate(js, events, Approve(), until=datetime(2026, 1, 5, tzinfo=timezone.utc))
+    r = simulate(js, events, Approve(), until=datetime(2026, 1, 5, tzinfo=UTC))
     assert r.path("c") == ["s", "w"] and r.states["c"].instances[0].status == "waiting"
     r = simulate(js, events, Approve())  # default: last event + 90 days
     assert r.path("c") == ["s", "w", "late"]
@@ -150,6 +171,53 @@ def test_simulate_files_uses_policy_next_to_journeys(tmp_path):
     (tmp_path / "j.yaml").write_text(WAIT)
     (tmp_path / "pressure.yaml").write_text("capacity: 1\npriority_reserve: []\n")
     f = tmp_path / "e.jsonl"
-    f.write_text('{"family": "web", "type": "form_submitted", "event_id": "1", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z", "form_id": "x"}\n')
+    f.write_text(FORM_EVENT_LINE)
     r = simulate_files(tmp_path, f)
     assert [d.result for d in r.sends("c")][:1] == ["capped"]
+
+
+# ------------------------------------------------------------------ invalid designer files: DefinitionError
+
+
+def _designer_dir(tmp_path, journey=WAIT, policy="capacity: 25\n"):
+    (tmp_path / "j.yaml").write_text(journey)
+    (tmp_path / "pressure.yaml").write_text(policy)
+    events = tmp_path / "e.jsonl"
+    events.write_text(FORM_EVENT_LINE)
+    return events
+
+
+def test_simulate_prints_policy_problems_as_file_line_col(tmp_path):
+    events = _designer_dir(tmp_path, policy="capacity: 25\ncalamity:\n  lock: 3 days\n")
+    code, out, err = cli("simulate", "--journeys", str(tmp_path), str(events))
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith(
+        f"{tmp_path / 'pressure.yaml'}:3:3: calamity.lock: bad duration '3 days': use a whole number followed by a unit"
+    )
+
+
+def test_simulate_prints_journey_problems_as_file_line_col(tmp_path):
+    events = _designer_dir(tmp_path, journey=WAIT.replace("timeout: 10d", "timeout: 0s"))
+    code, out, err = cli("simulate", "--journeys", str(tmp_path), str(events))
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"{tmp_path / 'j.yaml'}:9:") and "steps.w.timeout: bad duration '0s': must be longer than 0s" in line
+
+
+def test_render_with_events_prints_policy_problems(tmp_path):
+    events = _designer_dir(tmp_path, policy="arbitration_window: 0s\n")
+    code, out, err = cli("render", str(tmp_path / "j.yaml"), "--events", str(events))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        (
+            f"{tmp_path / 'pressure.yaml'}:1:1: arbitration_window: bad duration '0s': "
+            "must be longer than 0s; use null to turn arbitration off"
+        )
+    ]
+
+
+def test_a_month_long_policy_lock_simulates(tmp_path):
+    events = _designer_dir(tmp_path, policy="calamity: {lock: 1mo}\nkey_margin: 0s\n")
+    code, _, err = cli("simulate", "--journeys", str(tmp_path), str(events))
+    assert code == 0 and err == ""

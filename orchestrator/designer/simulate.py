@@ -20,17 +20,21 @@ import heapq
 import json
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Trace
 from orchestrator.events import CustomerEvent, InvalidEvent, TimerFired, parse_inbound
 from orchestrator.journey.loader import JourneySet, load_journeys
-from orchestrator.processor import process
 from orchestrator.pressure.basket import Basket
+from orchestrator.pressure.memory import MemoryBasket
+from orchestrator.pressure.policy import POLICY_FILE, PressurePolicy, load_policy
+from orchestrator.processor import process
 from orchestrator.state import CustomerState
+from orchestrator.timeutil import iso_utc
 
 DEFAULT_HORIZON = timedelta(days=90)
 
@@ -54,7 +58,7 @@ class SimRecord:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of ``simulate --json``)."""
-        out: dict[str, Any] = {"at": _iso(self.at), "customer": self.customer_id, "kind": self.kind}
+        out: dict[str, Any] = {"at": iso_utc(self.at), "customer": self.customer_id, "kind": self.kind}
         for key, name in (("journey_id", "journey"), ("journey_version", "version"), ("instance_id", "instance_id"),
                           ("step_id", "step_id"), ("edge", "edge")):
             value = getattr(self, key)
@@ -98,7 +102,7 @@ class SimulationResult:
     def edge_counts(self, journey_id: str) -> Counter[tuple[str, str]]:
         """Distinct customers per edge ``(from, to)`` of one journey: ``from`` is ``start`` for
         entries; ``to`` is ``goal`` / ``exit`` for goals and exits, ``finish`` for "the journey ends"."""
-        from orchestrator.render import count_edges
+        from orchestrator.designer.render import count_edges
 
         return count_edges(
             (
@@ -177,10 +181,10 @@ class _Clock:
 
 
 def default_basket(policy_path: str | os.PathLike[str] | None) -> Basket:
-    """The in-memory basket with the policy file (or the default policy when the file does not exist)."""
-    from orchestrator.pressure.memory import MemoryBasket
-    from orchestrator.pressure.policy import PressurePolicy, load_policy
+    """The in-memory basket with the policy file (or the default policy when the file does not exist).
 
+    Raises :class:`~orchestrator.pressure.policy.PolicyError` when the file is invalid.
+    """
     if policy_path is not None and Path(policy_path).exists():
         return MemoryBasket(load_policy(policy_path))
     return MemoryBasket(PressurePolicy())
@@ -196,7 +200,7 @@ async def simulate_async(
     items = [e if isinstance(e, InputEvent) else InputEvent(0, e) for e in events]
     items.sort(key=lambda e: e.event.occurred_at)
     if until is None:
-        until = (items[-1].event.occurred_at if items else datetime.now(timezone.utc)) + DEFAULT_HORIZON
+        until = (items[-1].event.occurred_at if items else datetime.now(UTC)) + DEFAULT_HORIZON
     result = SimulationResult()
     clock = _Clock()
     states: dict[str, CustomerState] = {}
@@ -242,24 +246,20 @@ def simulate_files(
 ) -> SimulationResult:
     """Load journeys and events from files and simulate (policy default: ``<journeys dir>/pressure.yaml``).
 
-    Raises :class:`~orchestrator.journey.loader.JourneyError` for invalid journeys; invalid
-    event lines are skipped and listed in ``result.errors``.
+    Raises :class:`~orchestrator.errors.DefinitionError` for invalid journeys or an invalid
+    policy; invalid event lines are skipped and listed in ``result.errors``.
     """
-    journeys = load_journeys([journeys_dir])
+    journeys = load_journeys([Path(journeys_dir)])
     events, errors = read_events(events_path)
     if policy_path is None:
         base = Path(journeys_dir)
-        policy_path = (base if base.is_dir() else base.parent) / "pressure.yaml"
+        policy_path = (base if base.is_dir() else base.parent) / POLICY_FILE
     result = asyncio.run(simulate_async(journeys, events, default_basket(policy_path), until))
     result.errors = errors + result.errors
     return result
 
 
 # ------------------------------------------------------------------ records
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _record(result: SimulationResult, message: CustomerEvent | TimerFired, now: datetime, res: Any) -> None:
@@ -292,8 +292,8 @@ def _record(result: SimulationResult, message: CustomerEvent | TimerFired, now: 
                           d.send.step_id, None, data={"what": "disposition", **_send_data(d)}))
     for op in res.timer_ops:
         if isinstance(op, ArmTimer):
-            add(SimRecord(now, cid, "timer_armed", f"timer armed {op.purpose} {op.timer_id} due {_iso(op.due_at)}",
-                          data={"timer_id": op.timer_id, "purpose": op.purpose, "due_at": _iso(op.due_at)}))
+            add(SimRecord(now, cid, "timer_armed", f"timer armed {op.purpose} {op.timer_id} due {iso_utc(op.due_at)}",
+                          data={"timer_id": op.timer_id, "purpose": op.purpose, "due_at": iso_utc(op.due_at)}))
         else:
             add(SimRecord(now, cid, "timer_cancelled", f"timer cancelled {op.timer_id}", data={"timer_id": op.timer_id}))
 
@@ -304,7 +304,7 @@ def _send_data(d: Disposition) -> dict[str, Any]:
         "result": d.result, "send_id": s.send_id, "channel": s.channel, "template": s.template, "comm_type": s.comm_type,
         "priority": s.priority, "brand": s.brand, "variables": s.variables, "reason": d.note or dec.reason,
         "cost": dec.cost, "balance": dec.balance, "capacity": dec.capacity, "period": dec.period,
-        "retry_at": _iso(dec.retry_at) if dec.retry_at else None,
+        "retry_at": iso_utc(dec.retry_at) if dec.retry_at else None,
     }
 
 
@@ -319,37 +319,34 @@ def _send_record(now: datetime, t: Trace, d: Disposition) -> SimRecord:
                      t.journey_id, t.journey_version, t.instance_id, t.step_id, t.edge, data={"what": t.what, **_send_data(d)})
 
 
+_TRACE_TEXT: dict[str, Callable[[str, Trace, dict[str, Any]], str]] = {
+    "entered": lambda head, t, d: f"{head} entered ({d.get('event_type')}) -> {t.edge}",
+    "step": lambda head, t, d: f"{head} step {t.step_id} ({d.get('type')})",
+    "branch": lambda head, t, d: f"{head} branch {t.step_id}: {d.get('case')} -> {t.edge or 'end'}",
+    "split": lambda head, t, d: (
+        f"{head} split {t.step_id}: variant {d.get('variant')}{' (sticky)' if d.get('sticky') else ''} -> {t.edge or 'end'}"
+    ),
+    "waiting": lambda head, t, d: (
+        f"{head} waiting at {t.step_id} for {', '.join(d.get('awaiting') or ['(nothing: timeout only)'])} until {d.get('until')}"
+    ),
+    "matched": lambda head, t, d: f"{head} {t.step_id}: got {d.get('event_type')} -> {t.edge or 'end'}",
+    "timeout": lambda head, t, d: f"{head} {t.step_id}: timed out -> {t.edge or 'end'}",
+    "delayed": lambda head, t, d: f"{head} {t.step_id}: {d.get('reason')} until {d.get('until')}",
+    "resumed": lambda head, t, d: f"{head} {t.step_id}: resumed ({d.get('reason', 'delay over')}) -> {t.edge or 'end'}",
+    "goal": lambda head, t, d: f"{head} GOAL {d.get('goal')} at {t.step_id}",
+    "exited": lambda head, t, d: (
+        f"{head} ended at {t.step_id}: {d.get('outcome')}" + (f" ({d['reason']})" if "reason" in d else "")
+    ),
+    "send": lambda head, t, d: f"{head} {t.step_id}: send {d.get('result')} -> {t.edge or 'end'}",
+    "duplicate": lambda head, t, d: f"duplicate event {d.get('event_id')} ignored",
+}
+"""One line of text per kind of journey-log trace."""
+
+
 def _trace_text(t: Trace) -> str:
     head = f"{t.journey_id} v{t.journey_version}" if t.journey_id else "-"
-    d = t.detail
-    if t.what == "entered":
-        return f"{head} entered ({d.get('event_type')}) -> {t.edge}"
-    if t.what == "step":
-        return f"{head} step {t.step_id} ({d.get('type')})"
-    if t.what == "branch":
-        return f"{head} branch {t.step_id}: {d.get('case')} -> {t.edge or 'end'}"
-    if t.what == "split":
-        return f"{head} split {t.step_id}: variant {d.get('variant')}{' (sticky)' if d.get('sticky') else ''} -> {t.edge or 'end'}"
-    if t.what == "waiting":
-        return f"{head} waiting at {t.step_id} for {', '.join(d.get('awaiting') or ['(nothing: timeout only)'])} until {d.get('until')}"
-    if t.what == "matched":
-        return f"{head} {t.step_id}: got {d.get('event_type')} -> {t.edge or 'end'}"
-    if t.what == "timeout":
-        return f"{head} {t.step_id}: timed out -> {t.edge or 'end'}"
-    if t.what == "delayed":
-        return f"{head} {t.step_id}: {d.get('reason')} until {d.get('until')}"
-    if t.what == "resumed":
-        return f"{head} {t.step_id}: resumed ({d.get('reason', 'delay over')}) -> {t.edge or 'end'}"
-    if t.what == "goal":
-        return f"{head} GOAL {d.get('goal')} at {t.step_id}"
-    if t.what == "exited":
-        extra = f" ({d['reason']})" if "reason" in d else ""
-        return f"{head} ended at {t.step_id}: {d.get('outcome')}{extra}"
-    if t.what == "send":
-        return f"{head} {t.step_id}: send {d.get('result')} -> {t.edge or 'end'}"
-    if t.what == "duplicate":
-        return f"duplicate event {d.get('event_id')} ignored"
-    return f"{head} {t.what} {t.step_id or ''} {d}"
+    text = _TRACE_TEXT.get(t.what)
+    return text(head, t, t.detail) if text is not None else f"{head} {t.what} {t.step_id or ''} {t.detail}"
 
 
 def format_text(result: SimulationResult, customers: Iterable[str] | None = None) -> str:
@@ -361,7 +358,7 @@ def format_text(result: SimulationResult, customers: Iterable[str] | None = None
         for r in result.for_customer(cid):
             if r.kind == "timer_cancelled":
                 continue
-            lines.append(f"  {_iso(r.at)}  {r.text}")
+            lines.append(f"  {iso_utc(r.at)}  {r.text}")
         lines.append("")
     return "\n".join(lines)
 

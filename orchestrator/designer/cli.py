@@ -1,7 +1,7 @@
 """The journey designer's commands: ``validate``, ``simulate`` and ``render``.
 
 ``orchestrator/cli.py`` calls :func:`register` on its subparsers; :func:`main` runs
-these three alone (``python -m orchestrator.designer_cli validate journeys/``).
+these three alone (``python -m orchestrator.designer.cli validate journeys/``).
 
     orchestrator validate PATH...                       exit 0 when every file is valid,
                                                         else file:line:col: message per problem
@@ -12,21 +12,18 @@ these three alone (``python -m orchestrator.designer_cli validate journeys/``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-from datetime import datetime, timezone
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
-from orchestrator.journey.loader import POLICY_FILE, JourneyError, journey_files, load_journeys, parse_file
-
-
-def _policy_validator() -> Callable[[str | os.PathLike[str]], list[str]]:
-    try:
-        from orchestrator.pressure.policy import validate_policy_file  # type: ignore[attr-defined]
-    except ImportError:
-        from orchestrator.pressure.cli import validate_policy_file
-    return validate_policy_file
+from orchestrator.errors import DefinitionError
+from orchestrator.journey.loader import journey_files, load_journeys, parse_file, validate_paths
+from orchestrator.pressure.policy import POLICY_FILE, validate_policy_file
 
 
 def validate(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -41,17 +38,22 @@ def validate(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         if path.is_dir():
             policy = path / POLICY_FILE
             if policy.is_file():
-                errors.extend(_policy_validator()(policy))
+                errors.extend(validate_policy_file(policy))
             journey_paths.extend(journey_files([path]))
         elif path.name == POLICY_FILE:
-            errors.extend(_policy_validator()(path))
+            errors.extend(validate_policy_file(path))
         else:
             journey_paths.append(path)
     if journey_paths:
-        from orchestrator.journey.loader import validate_paths
-
         errors.extend(validate_paths(journey_paths))
     return errors
+
+
+def _print_problems(exc: DefinitionError, err: TextIO) -> int:
+    """Print every ``file:line:col: message`` of an invalid journey or policy file; the exit code (1)."""
+    for line in exc.problems:
+        print(line, file=err)
+    return 1
 
 
 def _validate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -74,33 +76,24 @@ def _parse_until(text: str | None) -> datetime | None:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad --until {text!r}: use an ISO time such as 2026-06-01T00:00:00Z") from None
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _simulate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from orchestrator.simulate import format_json_lines, format_text, simulate_files
+    from orchestrator.designer.simulate import format_json_lines, format_text, simulate_files
 
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         result = simulate_files(args.journeys, args.events, args.policy, _parse_until(args.until))
-    except JourneyError as exc:
-        for line in exc.errors:
-            print(line, file=err)
-        return 1
+    except DefinitionError as exc:
+        return _print_problems(exc, err)
     except argparse.ArgumentTypeError as exc:
         print(str(exc), file=err)
         return 2
     except OSError as exc:
         print(f"{exc.filename}: {exc.strerror}", file=err)
         return 1
-    except Exception as exc:  # policy errors carry their own file:line messages
-        problems = getattr(exc, "problems", None)
-        if problems:
-            for line in problems:
-                print(line, file=err)
-            return 1
-        raise
     for line in result.errors:
         print(f"{line} (line skipped)", file=err)
     customers = [args.customer] if args.customer else None
@@ -109,7 +102,7 @@ def _simulate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: Text
 
 
 def _render_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from orchestrator.render import counts_from_json_lines, render_mermaid
+    from orchestrator.designer.render import counts_from_json_lines, render_mermaid
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -123,28 +116,33 @@ def _render_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         with open(args.counts, encoding="utf-8") as fh:
             counts = counts_from_json_lines(fh, journey.id)
     elif args.events:
-        from orchestrator.simulate import default_basket, read_events, simulate_async
-        import asyncio
-
-        directory = Path(args.journeys) if args.journeys else Path(args.file).parent
-        paths: list[Path] = [directory]
-        if Path(args.file).resolve() not in {p.resolve() for p in journey_files([directory])}:
-            paths.append(Path(args.file))
         try:
-            journeys = load_journeys(paths)
-        except JourneyError as exc:
-            for line in exc.errors:
-                print(line, file=err)
-            return 1
-        events, bad = read_events(args.events)
-        for line in bad:
-            print(f"{line} (line skipped)", file=err)
-        policy = args.policy or directory / POLICY_FILE
-        result = asyncio.run(simulate_async(journeys, events, default_basket(policy)))
-        counts = result.edge_counts(journey.id)
+            counts = _simulated_counts(args, journey.id, err)
+        except DefinitionError as exc:
+            return _print_problems(exc, err)
     text = render_mermaid(journey, counts)
     out.write(f"```mermaid\n{text}```\n" if args.markdown else text)
     return 0
+
+
+def _simulated_counts(args: argparse.Namespace, journey_id: str, err: TextIO) -> Counter[tuple[str, str]]:
+    """Customers per edge of ``journey_id`` when ``args.events`` is simulated with FILE's journeys.
+
+    Raises :class:`~orchestrator.errors.DefinitionError` when a journey or the policy is invalid.
+    """
+    from orchestrator.designer.simulate import default_basket, read_events, simulate_async
+
+    directory = Path(args.journeys) if args.journeys else Path(args.file).parent
+    paths: list[Path] = [directory]
+    if Path(args.file).resolve() not in {p.resolve() for p in journey_files([directory])}:
+        paths.append(Path(args.file))
+    journeys = load_journeys(paths)
+    basket = default_basket(args.policy or directory / POLICY_FILE)
+    events, bad = read_events(args.events)
+    for line in bad:
+        print(f"{line} (line skipped)", file=err)
+    result = asyncio.run(simulate_async(journeys, events, basket))
+    return result.edge_counts(journey_id)
 
 
 def register(subparsers: Any) -> None:
@@ -190,7 +188,7 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one designer command (for tests and ``python -m orchestrator.designer_cli``)."""
+    """Run one designer command (for tests and ``python -m orchestrator.designer.cli``)."""
     parser = argparse.ArgumentParser(prog="orchestrator", description="Journey designer commands.")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
