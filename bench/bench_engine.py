@@ -30,23 +30,24 @@ import statistics
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pydantic  # noqa: E402
 
-from orchestrator.actions import GateOutcome, Send  # noqa: E402
+from orchestrator.actions import ArmTimer, CancelTimer, Disposition, GateOutcome, Send  # noqa: E402
 from orchestrator.engine import step  # noqa: E402
 from orchestrator.events import CustomerEvent, TimerFired  # noqa: E402
+from orchestrator.fastmodel import fast_new  # noqa: E402
 from orchestrator.journey.loader import JourneySet, load_journeys  # noqa: E402
 from orchestrator.pressure.basket import Decision  # noqa: E402
-from orchestrator.state import CustomerState, fast_new  # noqa: E402
+from orchestrator.state import CustomerState  # noqa: E402
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def approve(send: Send) -> Decision:
@@ -89,18 +90,23 @@ class Engine:
         while queue:
             a = queue.pop(0)
             kind = a.kind
+            # `kind` picks the type (cheaper than isinstance in this loop); cast only tells mypy
             if kind == "send":
+                send = cast(Send, a)
                 self.sends += 1
-                gate = fast_new(GateOutcome, kind="gate", customer_id=cid, send=a, decision=approve(a))
+                gate = fast_new(GateOutcome, kind="gate", customer_id=cid, send=send, decision=approve(send))
                 state, more = step(state, gate, self.journeys, now)
                 queue[0:0] = more
-            elif kind == "disposition" and a.result == "approved":
-                self.awaited[cid] = a.send.send_id
+            elif kind == "disposition":
+                disposition = cast(Disposition, a)
+                if disposition.result == "approved":
+                    self.awaited[cid] = disposition.send.send_id
             elif kind == "arm_timer":
-                self.timers[a.timer_id] = (cid, a.due_at)
-                self.armed.append((a.due_at, a.timer_id, cid))
+                arm = cast(ArmTimer, a)
+                self.timers[arm.timer_id] = (cid, arm.due_at)
+                self.armed.append((arm.due_at, arm.timer_id, cid))
             elif kind == "cancel_timer":
-                self.timers.pop(a.timer_id, None)
+                self.timers.pop(cast(CancelTimer, a).timer_id, None)
         self.states[cid] = state.model_dump_json().encode() if self.as_json else state  # type: ignore[assignment]
 
 
@@ -120,7 +126,9 @@ def setup(engine: Engine, customers: int, rng: random.Random) -> Counter[str]:
             engine.handle(ev(f"{cid}-pv{j}", cid, "web.page_view", at, url="/", attributes={}), at)
         r = rng.random()
         if r < 0.12:
-            engine.handle(ev(f"{cid}-cart", cid, "web.cart_abandoned", at, cart_id="k", cart_value=80.0, items=2, currency="EUR", attributes={}), at)
+            engine.handle(
+                ev(f"{cid}-cart", cid, "web.cart_abandoned", at, cart_id="k", cart_value=80.0, items=2, currency="EUR", attributes={}), at
+            )
             mix["waiting: abandoned cart"] += 1
         elif r < 0.20:
             engine.handle(ev(f"{cid}-loan", cid, "web.loan_approved", at, loan_id="L", amount=9000.0, attributes={}), at)
@@ -145,32 +153,37 @@ def make_stream(engine: Engine, n: int, customers: int, rng: random.Random) -> l
         at = at + step_between
         cid = f"cust-{rng.randrange(customers):06d}"
         r = rng.random()
-        eid = f"s{k}"
-        if r < 0.45:
-            out.append(ev(eid, cid, "web.page_view", at, url="/p", attributes={}))
-        elif r < 0.60:
-            out.append(ev(eid, cid, "ccm.delivered", at, send_id=engine.awaited.get(cid, "x"), channel="email", template=None, attributes={}))
-        elif r < 0.70:
-            out.append(ev(eid, cid, "ccm.opened", at, send_id=engine.awaited.get(cid, "x"), channel="email", template=None, attributes={}))
-        elif r < 0.76:
-            out.append(ev(eid, cid, "web.feature_used", at, feature=rng.choice(["export", "search", "alerts"]), attributes={}))
-        elif r < 0.82:
-            out.append(ev(eid, cid, "web.cart_abandoned", at, cart_id="k", cart_value=rng.choice([10.0, 60.0]), items=1, currency="EUR", attributes={}))
-        elif r < 0.86:
-            out.append(ev(eid, cid, "web.purchase", at, order_id="o", value=50.0, currency="EUR", attributes={}))
-        elif r < 0.90:
-            out.append(ev(eid, cid, "callcenter.call_completed", at, sentiment=rng.choice(["negative", "neutral", "positive"]), sentiment_score=0.0, attributes={}))
-        elif r < 0.93:
-            out.append(ev(eid, cid, "geo.store_entered", at, store_id="s", latitude=1.0, longitude=1.0, attributes={}))
-        elif r < 0.95:
-            out.append(ev(eid, cid, "web.refund", at, order_id="o", amount=5.0, attributes={}))
-        elif r < 0.97:
-            out.append(ev(eid, cid, "web.form_submitted", at, form_id=rng.choice(["loan_contract", "newsletter"]), attributes={}))
-        elif r < 0.99:
-            out.append(ev(f"{cid}-pv0", cid, "web.page_view", at, url="/", attributes={}))  # a redelivered duplicate
-        else:
-            out.append(ev(eid, cid, "ops.service_incident", at, incident_id="i", service="s", severity="minor", attributes={}))
+        out.append(stream_event(engine, f"s{k}", cid, at, r, rng))
     return out
+
+
+def stream_event(engine: Engine, eid: str, cid: str, at: datetime, r: float, rng: random.Random) -> CustomerEvent:
+    """One event of the stream, picked by ``r`` (drawn by the caller); some kinds draw once more from ``rng``."""
+    if r < 0.45:
+        return ev(eid, cid, "web.page_view", at, url="/p", attributes={})
+    if r < 0.60:
+        return ev(eid, cid, "ccm.delivered", at, send_id=engine.awaited.get(cid, "x"), channel="email", template=None, attributes={})
+    if r < 0.70:
+        return ev(eid, cid, "ccm.opened", at, send_id=engine.awaited.get(cid, "x"), channel="email", template=None, attributes={})
+    if r < 0.76:
+        return ev(eid, cid, "web.feature_used", at, feature=rng.choice(["export", "search", "alerts"]), attributes={})
+    if r < 0.82:
+        value = rng.choice([10.0, 60.0])
+        return ev(eid, cid, "web.cart_abandoned", at, cart_id="k", cart_value=value, items=1, currency="EUR", attributes={})
+    if r < 0.86:
+        return ev(eid, cid, "web.purchase", at, order_id="o", value=50.0, currency="EUR", attributes={})
+    if r < 0.90:
+        sentiment = rng.choice(["negative", "neutral", "positive"])
+        return ev(eid, cid, "callcenter.call_completed", at, sentiment=sentiment, sentiment_score=0.0, attributes={})
+    if r < 0.93:
+        return ev(eid, cid, "geo.store_entered", at, store_id="s", latitude=1.0, longitude=1.0, attributes={})
+    if r < 0.95:
+        return ev(eid, cid, "web.refund", at, order_id="o", amount=5.0, attributes={})
+    if r < 0.97:
+        return ev(eid, cid, "web.form_submitted", at, form_id=rng.choice(["loan_contract", "newsletter"]), attributes={})
+    if r < 0.99:
+        return ev(f"{cid}-pv0", cid, "web.page_view", at, url="/", attributes={})  # a redelivered duplicate
+    return ev(eid, cid, "ops.service_incident", at, incident_id="i", service="s", severity="minor", attributes={})
 
 
 def run(engine: Engine, stream: list[CustomerEvent], per_type: dict[str, list[float]] | None = None) -> tuple[float, int, int]:
@@ -241,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--rounds", type=int, default=6, help="timed rounds, cycling engine (gc off) / default gc / json table (fresh stream each round)")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="timed rounds, cycling engine (gc off) / default gc / json table (fresh stream each round)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
@@ -265,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     #   json table: states held as JSON bytes like the worker's RocksDB table: every message
     #       parses the state, runs the engine and serializes it again.
     modes = ["engine (gc off)", "default gc", "json table"]
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     global T0
     for i in range(args.rounds):
         mode = modes[i % len(modes)]
@@ -293,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     run(engine, stream, per_type)
     gc.enable()
-    breakdown = {k: {"count": int(v[0]), "us_per_event": round(v[1] / v[0] * 1e6, 1)} for k, v in sorted(per_type.items(), key=lambda kv: -kv[1][0])}
+    breakdown = {
+        k: {"count": int(v[0]), "us_per_event": round(v[1] / v[0] * 1e6, 1)} for k, v in sorted(per_type.items(), key=lambda kv: -kv[1][0])
+    }
 
     by_mode = {m: [r["events_per_s"] for r in rounds if r["mode"] == m] for m in modes}
     median = {m: round(statistics.median(v)) for m, v in by_mode.items() if v}
@@ -308,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_events_per_s": 50_000,
         "machine": machine(),
         "journeys": [f"{cj.id} v{cj.version}" for cj in journeys],
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -322,15 +339,21 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *[f"- **{v:,}** — {m}" for m, v in median.items()],
         "",
-        "Modes: *engine (gc off)* is the engine's own cost: states held as live objects, Python's cycle collector "
-        "off during the timed loop (the engine's objects are acyclic and freed by reference counting; `gc.collect()` "
-        "afterwards finds the number in the last column). *default gc* is the same with the default collector, which "
-        "rescans the millions of resident state objects again and again. *json table* holds the states as JSON bytes "
-        "as the worker's table does: parse, step, serialize per message (run with a fifth of the events).",
+        (
+            "Modes: *engine (gc off)* is the engine's own cost: states held as live objects, Python's cycle collector "
+            "off during the timed loop (the engine's objects are acyclic and freed by reference counting; `gc.collect()` "
+            "afterwards finds the number in the last column). *default gc* is the same with the default collector, which "
+            "rescans the millions of resident state objects again and again. *json table* holds the states as JSON bytes "
+            "as the worker's table does: parse, step, serialize per message (run with a fifth of the events)."
+        ),
         "",
         "| round | mode | events | timers fired | sends | seconds | events/s | cyclic garbage after |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {i + 1} | {r['mode']} | {r['events']:,} | {r['timers_fired']:,} | {r['sends']:,} | {r['seconds']} | {r['events_per_s']:,} | {'' if r['cyclic_garbage_after'] is None else r['cyclic_garbage_after']} |" for i, r in enumerate(rounds)],
+        *[
+            f"| {i + 1} | {r['mode']} | {r['events']:,} | {r['timers_fired']:,} | {r['sends']:,} | {r['seconds']} | {r['events_per_s']:,} "
+            f"| {'' if r['cyclic_garbage_after'] is None else r['cyclic_garbage_after']} |"
+            for i, r in enumerate(rounds)
+        ],
         "",
         "Engine cost per message type (instrumented pass, gc off; sends include the gate round trip, a second `step`):",
         "",
@@ -340,9 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "State at start: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(mix.items())) + f"; {live:,} live instances.",
         "",
-        "Stream: 45% page views, 15% ccm.delivered, 10% ccm.opened (of the customer's last send), 6% feature use, "
-        "6% cart abandonment, 4% purchases, 4% calls, 3% store entries, 2% refunds, 2% forms, 2% duplicates, 1% minor incidents; "
-        "due timers fire in between and count as events. Every send is approved at once by a stub (a second `step` call, timed).",
+        (
+            "Stream: 45% page views, 15% ccm.delivered, 10% ccm.opened (of the customer's last send), 6% feature use, "
+            "6% cart abandonment, 4% purchases, 4% calls, 3% store entries, 2% refunds, 2% forms, 2% duplicates, 1% minor incidents; "
+            "due timers fire in between and count as events. Every send is approved at once by a stub (a second `step` call, timed)."
+        ),
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()),
         "",

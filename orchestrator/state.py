@@ -1,9 +1,10 @@
 """One customer's state: profile, live journey instances, history, split variants, dedupe.
 
-The Faust table stores it as JSON (``model_dump_json`` / ``model_validate_json``).
-The engine treats every object here as immutable: ``engine.step`` never mutates the
-state it is given; it returns a new :class:`CustomerState` that shares every part it
-did not change (copy-on-write with ``model_copy``), which keeps a step cheap.
+The worker keeps it as JSON (``model_dump_json`` / ``model_validate_json``) in its state
+store and changelog (``orchestrator.runtime.store``). The engine treats every object here
+as immutable: ``engine.step`` never mutates the state it is given; it returns a new
+:class:`CustomerState` that shares every part it did not change (copy-on-write, see
+``orchestrator.engine.draft``), which keeps a step cheap.
 
 Dedupe is by time: every event id is remembered (as a 64-bit digest) with the engine time it
 was first seen, for :attr:`EngineLimits.dedupe_window` (7 days by default), capped at
@@ -16,15 +17,15 @@ from __future__ import annotations
 import hashlib
 from binascii import b2a_base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Union
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.actions import Send
 from orchestrator.pressure.basket import Decision
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 SEEN_VALUES_PER_FIELD = 32
 """How many distinct values of one tracked payload field the profile remembers (oldest evicted)."""
@@ -99,7 +100,7 @@ DEDUPE_KEY_CHARS = 12
 DEDUPE_TIME_CHARS = 5
 DEDUPE_ENTRY_CHARS = DEDUPE_KEY_CHARS + DEDUPE_TIME_CHARS
 """Bytes one remembered id costs (the string is ASCII: one byte per char in memory and in JSON)."""
-DEDUPE_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+DEDUPE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _EPOCH_S = int(DEDUPE_EPOCH.timestamp())
 _ONE_MINUTE = timedelta(minutes=1)
 _SECOND_TIME = DEDUPE_ENTRY_CHARS + DEDUPE_KEY_CHARS  # where the second entry's time is
@@ -202,10 +203,8 @@ def remember(recent: str, event_id: str, now: datetime, limits: EngineLimits = D
     cutoff = clock[4]
     if recent[DEDUPE_KEY_CHARS:DEDUPE_ENTRY_CHARS] < cutoff:  # the oldest entry expired
         # in steady state (a customer active for longer than the window) usually just that one
-        if recent[_SECOND_TIME:_SECOND_END] >= cutoff:
-            recent = recent[DEDUPE_ENTRY_CHARS:]
-        else:
-            recent = _prune(recent, cutoff)
+        second_alive = recent[_SECOND_TIME:_SECOND_END] >= cutoff
+        recent = recent[DEDUPE_ENTRY_CHARS:] if second_alive else _prune(recent, cutoff)
     if key in recent:
         return None
     last = recent[-DEDUPE_TIME_CHARS:]
@@ -412,81 +411,10 @@ class CustomerState(_State):
         return dedupe_contains(self.recent_event_ids, event_id, now, limits)
 
     @classmethod
-    def new(cls, customer_id: str) -> "CustomerState":
+    def new(cls, customer_id: str) -> CustomerState:
         """The state of a customer the orchestrator has never seen."""
         return cls(customer_id=customer_id)
 
-    def instance(self, instance_id: str) -> Instance | None:
-        """The live instance with this id, if any."""
-        for inst in self.instances:
-            if inst.instance_id == instance_id:
-                return inst
-        return None
-
     def pending_timers(self) -> list[TimerRef]:
-        """Every timer armed by a live instance (what the timer table should hold)."""
+        """Every timer armed by a live instance (what the worker's timer heap holds for this customer)."""
         return [t for inst in self.instances for t in inst.timers]
-
-
-# ---------------------------------------------------------------- engine-internal fast paths
-#
-# pydantic's model_construct/model_copy cost several microseconds each; the engine builds
-# many small objects from data it has already validated, so it uses these two helpers
-# instead. They skip validation: pass only correctly typed values.
-
-_object_setattr = object.__setattr__
-_INFO: dict[type, tuple[int, set[str], list[tuple[str, Any, Any]]]] = {}
-# the slot setters of every pydantic model (calling them directly skips the attribute lookup of object.__setattr__)
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-_new = object.__new__
-
-
-def _info(cls: type[Any]) -> tuple[int, set[str], list[tuple[str, Any, Any]]]:
-    defaults = [(n, f.default_factory, f.default) for n, f in cls.model_fields.items() if not f.is_required()]
-    info = (len(cls.model_fields), set(cls.model_fields), defaults)
-    _INFO[cls] = info
-    return info
-
-
-def fast_new(cls: type[Any], **fields: Any) -> Any:
-    """Build a model instance from trusted, already typed values (no validation); missing fields get their defaults."""
-    info = _INFO.get(cls) or _info(cls)
-    if len(fields) != info[0]:
-        for name, factory, default in info[2]:
-            if name not in fields:
-                fields[name] = factory() if factory is not None else default
-    obj = _new(cls)
-    _set_dict(obj, fields)
-    # every field is set: share one set of all names (adding a field name to it is a no-op)
-    _set_fields_set(obj, info[1])
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
-
-
-def fast_build(cls: type[Any], fields: dict[str, Any]) -> Any:
-    """Like :func:`fast_new` with a ready dict that holds every field (taken over, not copied)."""
-    obj = _new(cls)
-    _set_dict(obj, fields)
-    _set_fields_set(obj, (_INFO.get(cls) or _info(cls))[1])
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
-
-
-def fast_copy(obj: Any, **updates: Any) -> Any:
-    """A shallow copy of a model with some fields replaced (no validation)."""
-    cls = obj.__class__
-    new = _new(cls)
-    data = obj.__dict__.copy()
-    if updates:
-        data.update(updates)
-    _set_dict(new, data)
-    # the copy carries every field: share the set of all names (adding a field name to it is a no-op)
-    _set_fields_set(new, (_INFO.get(cls) or _info(cls))[1])
-    _set_extra(new, None)
-    _set_private(new, None)
-    return new
