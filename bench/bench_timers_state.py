@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -70,27 +71,27 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from bench_basket import cleanup as delete_redis_keys  # noqa: E402  (bench/ is the script's folder)
 
+from orchestrator.dev.processes import WorkerProcess, worker_env  # noqa: E402
 from orchestrator.events import CustomerEvent  # noqa: E402
 from orchestrator.journey.loader import load_journeys  # noqa: E402
-from orchestrator.local import WorkerProcess  # noqa: E402
 from orchestrator.pressure.memory import MemoryBasket  # noqa: E402
 from orchestrator.pressure.policy import load_policy  # noqa: E402
 from orchestrator.processor import process  # noqa: E402
 from orchestrator.runtime.preflight import owned_topics, prepare_topics  # noqa: E402
 from orchestrator.runtime.timers import encode_timers  # noqa: E402
-
-from bench_basket import cleanup as delete_redis_keys  # noqa: E402  (bench/ is the script's folder)
 from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.state import CustomerState  # noqa: E402
 
@@ -133,7 +134,9 @@ async def _template(kind: str, cid: str, pageviews: int, at: datetime, rng: rand
                  timezone=rng.choice(["Europe/Berlin", "UTC", "America/New_York"]), attributes={})]
     events += [ev(f"{cid}-pv{j}", cid, "web.page_view", at, url=f"/p/{rng.randrange(500)}", attributes={}) for j in range(pageviews)]
     if kind == "cart":
-        events.append(ev(f"{cid}-cart", cid, "web.cart_abandoned", at, cart_id="k1", cart_value=80.0, items=2, currency="EUR", attributes={}))
+        events.append(
+            ev(f"{cid}-cart", cid, "web.cart_abandoned", at, cart_id="k1", cart_value=80.0, items=2, currency="EUR", attributes={})
+        )
     elif kind == "loan":
         events.append(ev(f"{cid}-loan", cid, "web.loan_approved", at, loan_id="L1", amount=9000.0, attributes={}))
     elif kind == "onboarding":
@@ -169,7 +172,7 @@ def build_templates(tag: str, kinds: list[str], at: datetime, seed: int = 7) -> 
 
 def iso_z(epoch: float) -> bytes:
     """A datetime exactly as pydantic serializes it in the state JSON (``...Z``)."""
-    return b'"' + datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z").encode() + b'"'
+    return b'"' + datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z").encode() + b'"'
 
 
 # ---------------------------------------------------------------- seeding the changelog
@@ -225,19 +228,6 @@ def proc_status(pid: int) -> dict[str, float]:
     return out
 
 
-def worker_env(kafka: str, redis: str, prefix: str, partitions: int, data_dir: Path, log_level: str) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "REDIS_URL": redis,
-        "ORCH_APP_ID": f"{prefix}-app",
-        "ORCH_TOPIC_PREFIX": prefix,
-        "ORCH_JOURNEYS_DIR": str(JOURNEYS),
-        "ORCH_PARTITIONS": str(partitions),
-        "ORCH_DATA_DIR": str(data_dir),
-        "ORCH_LOG_LEVEL": log_level,
-    }
-
-
 def start_ready(env: dict[str, str], log: Path, timeout: float) -> tuple[WorkerProcess, float]:
     """Start a worker; returns it and the seconds from process start to the first /ready 200."""
     w = WorkerProcess(env, log)
@@ -261,10 +251,8 @@ def metric_values(w: WorkerProcess) -> dict[str, float]:
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            try:
+            with contextlib.suppress(ValueError):
                 out[name] = float(value)
-            except ValueError:
-                pass
     return out
 
 
@@ -324,7 +312,7 @@ def pct(sorted_values: list[float] | array.array, q: float) -> float:
     """Nearest-rank percentile of an ascending sequence."""
     if not len(sorted_values):
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return float(sorted_values[k])
 
 
@@ -377,8 +365,10 @@ def probe_heap(n: int) -> dict[str, Any]:
     tag = "pq" + uuid.uuid4().hex[:6]
     due0 = time.time() + 86400
     # the keys and headers as they arrive from Kafka (bytes), held apart from what is measured
-    raw = [(cust(tag, i).encode(), encode_timers([(f"{cust(tag, i)}:abandoned_cart@{cust(tag, i)}-cart:wait_open:timeout", due0 + i * 1e-3)]))
-           for i in range(n)]
+    raw = [
+        (cust(tag, i).encode(), encode_timers([(f"{cust(tag, i)}:abandoned_cart@{cust(tag, i)}-cart:wait_open:timeout", due0 + i * 1e-3)]))
+        for i in range(n)
+    ]
     store = StateStore("probe")
     part = store.partitions[0] = PartitionState()
     base = _vmrss()
@@ -462,7 +452,7 @@ class Ctx:
         return tag, prefix, settings
 
     def env(self, prefix: str, data: str) -> dict[str, str]:
-        return worker_env(self.kafka, self.redis, prefix, self.partitions, self.tmp / data, self.log_level)
+        return worker_env(self.kafka, self.redis, prefix, JOURNEYS, self.tmp / data, self.partitions, ORCH_LOG_LEVEL=self.log_level)
 
 
 def run_baseline(c: Ctx) -> dict[str, Any]:
@@ -492,7 +482,7 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
     window = window if window is not None else max(5.0, n / rate)
     lead = lead if lead is not None else auto_lead(n)
     print(f"timers: {n} pending, due over {window:.0f}s starting {lead:.0f}s after seeding starts", flush=True)
-    tpl = build_templates(tag, ["cart"], datetime.now(timezone.utc).replace(microsecond=0))["cart"]
+    tpl = build_templates(tag, ["cart"], datetime.now(UTC).replace(microsecond=0))["cart"]
     ph = placeholder(tag).encode()
     for t in tpl:
         assert len(t.timers) == 1, t.timers
@@ -517,7 +507,7 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
                 assert tid == sid and abs(hdue - sdue) < 1e-3 and cid.decode() in tid, (tid, sid, hdue, sdue)
             yield cid, value, header
 
-    st, sizes = seed(c.kafka, f"{settings.app_id}-customer-state-changelog", records())
+    st, _sizes = seed(c.kafka, f"{settings.app_id}-customer-state-changelog", records())
     print(f"  seeded {st.records} states in {st.seconds:.1f}s ({st.records / st.seconds:.0f}/s), "
           f"{st.value_bytes / n:.0f} value bytes per customer", flush=True)
     w, ready = start_ready(c.env(prefix, "t-data"), c.tmp / f"t{n}-worker.log", c.ready_timeout)
@@ -529,19 +519,7 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
           f"first due in {t0 - ready_at:+.1f}s; due before ready: {early}", flush=True)
     if early:
         print(f"  WARNING: {early} timers came due before the worker was ready; raise --lead", flush=True)
-    # wait until every timer is fired and handled
-    deadline = t0 + window + max(300.0, 3 * window)
-    fired = handled = 0.0
-    while time.time() < deadline:
-        assert w.proc is not None
-        if w.proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.log_tail()}")
-        m = metric_values(w)
-        fired = m.get("orchestrator_timers_fired_total", 0.0)
-        handled = m.get('orchestrator_processed_total{kind="timer"}', 0.0)
-        if fired >= n and handled >= n:
-            break
-        time.sleep(1.0)
+    fired, handled = wait_all_handled(w, n, deadline=t0 + window + max(300.0, 3 * window))
     done_at = time.time()
     assert w.proc is not None
     peak = settle_rss(w, 1.0)
@@ -550,19 +528,7 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
     w.stop()
 
     # exact lateness, from Kafka timestamps
-    firing: dict[str, float] = {}
-    dupes = [0]
-
-    def on_fired(r: Any) -> None:
-        m = json.loads(r.value)
-        if m.get("kind") != "timer":
-            return
-        if m["timer_id"] in firing:
-            dupes[0] += 1
-            return
-        firing[m["timer_id"]] = r.timestamp / 1000 - datetime.fromisoformat(m["due_at"]).timestamp()
-
-    read_all(c.kafka, settings.topic("customer-events"), on_fired)
+    firing, dupes = firing_lateness(c.kafka, settings.topic("customer-events"))
     handling: list[float] = []
 
     def on_log(r: Any) -> None:
@@ -593,31 +559,69 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
         "rss_bytes_per_timer_incl_state": round((rss["VmRSS"] - baseline["rss_mib"]) * 1048576 / n, 1) if baseline else None,
         "heap_probe": heap,
         "fired": len(firing),
-        "duplicate_firings": dupes[0],
+        "duplicate_firings": dupes,
         "handled": len(handling),
         "firing_lateness_s": dist(on_time),
         "handling_lateness_s": dist(handling),
         "finished_after_last_due_s": round(done_at - (t0 + window), 1),
         "complete": len(firing) >= n and len(handling) >= n,
     }
-    print(f"  firing lateness {res['firing_lateness_s']}\n  handling lateness {res['handling_lateness_s']}\n  heap probe {heap}", flush=True)
+    print(f"  firing lateness {res['firing_lateness_s']}\n  handling lateness {res['handling_lateness_s']}\n  heap probe {heap}",
+          flush=True)
     return res
+
+
+def wait_all_handled(w: WorkerProcess, n: int, deadline: float) -> tuple[float, float]:
+    """Poll the worker's metrics until ``n`` timers are fired and handled, or ``deadline``; returns (fired, handled)."""
+    fired = handled = 0.0
+    while time.time() < deadline:
+        assert w.proc is not None
+        if w.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.log_tail()}")
+        m = metric_values(w)
+        fired = m.get("orchestrator_timers_fired_total", 0.0)
+        handled = m.get('orchestrator_processed_total{kind="timer"}', 0.0)
+        if fired >= n and handled >= n:
+            break
+        time.sleep(1.0)
+    return fired, handled
+
+
+def firing_lateness(kafka: str, topic: str) -> tuple[dict[str, float], int]:
+    """Per timer id: its first TimerFired's Kafka timestamp minus its due time; and how many firings were repeats."""
+    firing: dict[str, float] = {}
+    dupes = 0
+
+    def on_fired(r: Any) -> None:
+        nonlocal dupes
+        m = json.loads(r.value)
+        if m.get("kind") != "timer":
+            return
+        if m["timer_id"] in firing:
+            dupes += 1
+            return
+        firing[m["timer_id"]] = r.timestamp / 1000 - datetime.fromisoformat(m["due_at"]).timestamp()
+
+    read_all(kafka, topic, on_fired)
+    return firing, dupes
 
 
 def run_state(c: Ctx, k: int, n: int, baseline: dict[str, Any]) -> dict[str, Any]:
     tag, prefix, settings = c.deployment(f"s{k}")
     print(f"state: {n} customers", flush=True)
-    at = datetime.now(timezone.utc).replace(microsecond=0)
+    at = datetime.now(UTC).replace(microsecond=0)
     tpls = build_templates(tag, [k for k, _ in STATE_MIX], at)
     soonest = min((d for ts in tpls.values() for t in ts for _, d in t.timers), default=None)
     if soonest is not None and soonest < time.time() + 3600:
-        raise RuntimeError(f"a template timer is due within the hour ({datetime.fromtimestamp(soonest, timezone.utc)}): it would fire during the run")
+        raise RuntimeError(
+            f"a template timer is due within the hour ({datetime.fromtimestamp(soonest, UTC)}): it would fire during the run"
+        )
     ph = placeholder(tag).encode()
     kinds = [k for k, _ in STATE_MIX]
     weights = [w for _, w in STATE_MIX]
     rng = random.Random(11)
     chosen = rng.choices(range(len(kinds)), weights, k=n)
-    counts = {k: 0 for k in kinds}
+    counts = dict.fromkeys(kinds, 0)
     for x in chosen:
         counts[kinds[x]] += 1
     size_by_kind: dict[str, list[int]] = {k: sorted({len(t.raw) for t in tpls[k]}) for k in kinds}
@@ -636,7 +640,8 @@ def run_state(c: Ctx, k: int, n: int, baseline: dict[str, Any]) -> dict[str, Any
     w, ready = start_ready(c.env(prefix, "s-data0"), c.tmp / f"s{n}-worker0.log", c.ready_timeout)
     rss = settle_rss(w)
     pending = metric_values(w).get("orchestrator_timers_pending", -1)
-    print(f"  cold start: ready in {ready:.1f}s, RSS {rss['VmRSS']:.0f} MiB (peak {rss['VmHWM']:.0f}), timers pending {pending:.0f}", flush=True)
+    print(f"  cold start: ready in {ready:.1f}s, RSS {rss['VmRSS']:.0f} MiB (peak {rss['VmHWM']:.0f}), timers pending {pending:.0f}",
+          flush=True)
     w.kill()
     w2, ready2 = start_ready(c.env(prefix, "s-data1"), c.tmp / f"s{n}-worker1.log", c.ready_timeout)
     rss2 = settle_rss(w2)
@@ -681,24 +686,34 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# Timers and state at scale ({r['when']})",
         "",
-        f"`{r['command']}` — wall time {r['wall_s']:.0f} s; {r['partitions']} partitions, one worker process, "
-        f"same local broker and Redis, {r['machine']['cpus']} CPUs (shared), Python {r['machine']['python']}.",
+        (
+            f"`{r['command']}` — wall time {r['wall_s']:.0f} s; {r['partitions']} partitions, one worker process, "
+            f"same local broker and Redis, {r['machine']['cpus']} CPUs (shared), Python {r['machine']['python']}."
+        ),
         "",
-        "| measurement | N | time to ready s (cold / after kill -9) | RSS MiB at ready (peak) | bytes per item | lateness p50 / p99 / max s | baseline | ratio |",
+        (
+            "| measurement | N | time to ready s (cold / after kill -9) | RSS MiB at ready (peak) | bytes per item "
+            "| lateness p50 / p99 / max s | baseline | ratio |"
+        ),
         "|---|---:|---:|---:|---:|---:|---|---:|",
-        f"| baseline: empty changelog | 0 | {b['ready_s']} / {b['restart_ready_s']} | {b['rss_mib']} ({b['peak_rss_mib']}) | — | — | — | — |",
+        (
+            f"| baseline: empty changelog | 0 | {b['ready_s']} / {b['restart_ready_s']} | {b['rss_mib']} ({b['peak_rss_mib']}) "
+            "| — | — | — | — |"
+        ),
     ]
     for t in r["timers"]:
         hp = t["heap_probe"].get("heap_bytes_per_timer", "?")
         lines.append(
-            f"| timers pending (all fire, {t['due_per_s']}/s) | {t['timers']:,} | {t['ready_s']} / — | {t['rss_mib']} ({t['peak_rss_mib']}) | "
+            f"| timers pending (all fire, {t['due_per_s']}/s) | {t['timers']:,} | {t['ready_s']} / — "
+            f"| {t['rss_mib']} ({t['peak_rss_mib']}) | "
             f"{t['rss_bytes_per_timer_incl_state']:.0f} per timer incl. its state; heap alone {hp} | "
             f"firing {fmt_lat(t['firing_lateness_s'])}; handled {fmt_lat(t['handling_lateness_s'])} | "
             f"ready {b['ready_s']} s, RSS {b['rss_mib']} MiB | ready ×{t['ready_vs_baseline']} |"
         )
     for s in r["state"]:
         lines.append(
-            f"| customer states | {s['customers']:,} | {s['ready_s']} / {s['restart_ready_s']} | {s['rss_mib']} ({s['peak_rss_mib']}) | "
+            f"| customer states | {s['customers']:,} | {s['ready_s']} / {s['restart_ready_s']} "
+            f"| {s['rss_mib']} ({s['peak_rss_mib']}) | "
             f"{s['value_bytes_per_customer']:.0f} on the changelog (p50 {s['value_bytes']['p50']:.0f}, p99 {s['value_bytes']['p99']:.0f}); "
             f"{s['rss_bytes_per_customer']:.0f} of worker RSS | — | ready {b['ready_s']} / {b['restart_ready_s']} s | "
             f"×{s['ready_vs_baseline']} / ×{s['restart_vs_baseline']} |"
@@ -735,7 +750,9 @@ def main() -> int:
     ap.add_argument("--customers", type=sizes_arg, default=[5000], help="customer state counts, comma-separated (0: skip)")
     ap.add_argument("--timer-rate", type=float, default=1000.0, help="timers due per second: the window is N / rate")
     ap.add_argument("--window", type=float, default=None, help="seconds over which the N timers come due (overrides --timer-rate)")
-    ap.add_argument("--lead", type=float, default=None, help="seconds from the start of seeding to the first due time (default 30 s + 200 µs × N)")
+    ap.add_argument(
+        "--lead", type=float, default=None, help="seconds from the start of seeding to the first due time (default 30 s + 200 µs × N)"
+    )
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--ready-timeout", type=float, default=900.0)
@@ -763,7 +780,7 @@ def main() -> int:
     timers = [run_timers(c, k, n, args.timer_rate, args.lead, args.window, baseline) for k, n in enumerate(args.timers)]
     states = [run_state(c, k, n, baseline) for k, n in enumerate(args.customers)]
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "argv": sys.argv[1:],
         "wall_s": round(time.monotonic() - started, 1),

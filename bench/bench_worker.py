@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -39,7 +40,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +50,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import kafka_io  # noqa: E402
-from orchestrator.local import WorkerProcess, free_port  # noqa: E402
-from orchestrator.runtime.preflight import prepare_topics  # noqa: E402
+from orchestrator.dev import kafkatools  # noqa: E402
+from orchestrator.dev.processes import WorkerProcess, free_port, worker_env  # noqa: E402
+from orchestrator.runtime.preflight import ensure_topics, prepare_topics  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 
 
 def make_events(n: int, customers: int, seed: int = 7) -> list[dict[str, Any]]:
     rnd = random.Random(seed)
-    start = datetime.now(timezone.utc) - timedelta(minutes=5)
+    start = datetime.now(UTC) - timedelta(minutes=5)
     out = []
     for i in range(n):
         c = f"c{rnd.randrange(customers):06d}"
         at = (start + timedelta(milliseconds=i)).isoformat()
         r = rnd.random()
-        base = {"event_id": f"e{i}", "customer_id": c, "occurred_at": at}
+        base: dict[str, Any] = {"event_id": f"e{i}", "customer_id": c, "occurred_at": at}
         if r < 0.70:
             out.append({**base, "type": "page_view", "url": f"/p/{rnd.randrange(500)}"})
         elif r < 0.82:
@@ -88,20 +89,6 @@ def metric(port: int, pattern: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def worker_env(kafka: str, redis: str, prefix: str, journeys: Path, data: Path, partitions: int, **extra: str) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "REDIS_URL": redis,
-        "ORCH_APP_ID": f"{prefix}-app",
-        "ORCH_TOPIC_PREFIX": prefix,
-        "ORCH_JOURNEYS_DIR": str(journeys),
-        "ORCH_PARTITIONS": str(partitions),
-        "ORCH_DATA_DIR": str(data),
-        "ORCH_LOG_LEVEL": "warning",
-        **extra,
-    }
-
-
 # ---------------------------------------------------------------- backlog
 
 
@@ -113,8 +100,8 @@ def backlog(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> dict
 
     # (a) plain Faust agent with a table
     btopic = f"{tag}.baseline"
-    asyncio.run(kafka_io.ensure_topics(kafka, [btopic], partitions=args.partitions))
-    asyncio.run(kafka_io.produce(kafka, [(btopic, k, v) for k, v in payloads]))
+    asyncio.run(ensure_topics(kafka, [btopic], partitions=args.partitions))
+    asyncio.run(kafkatools.produce(kafka, [(btopic, k, v) for k, v in payloads]))
     bport = free_port()
     benv = {
         **os.environ, "BASELINE_TOPIC": btopic, "BASELINE_APP_ID": f"{tag}-faust", "BASELINE_PORT": str(bport),
@@ -137,8 +124,8 @@ def backlog(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> dict
     plain: dict[str, Any] = {}
     for mode in ("per-message", "per-customer"):
         atopic, aout = f"{tag}.plain-{mode}", f"{tag}.plain-{mode}-out"
-        asyncio.run(kafka_io.ensure_topics(kafka, [atopic, aout], partitions=args.partitions))
-        asyncio.run(kafka_io.produce(kafka, [(atopic, k, v) for k, v in payloads]))
+        asyncio.run(ensure_topics(kafka, [atopic, aout], partitions=args.partitions))
+        asyncio.run(kafkatools.produce(kafka, [(atopic, k, v) for k, v in payloads]))
         plain[mode] = json.loads(subprocess.run(
             [sys.executable, str(ROOT / "bench" / "baseline_aiokafka.py"), kafka, atopic, aout, f"{tag}-{mode}", str(n), mode],
             capture_output=True, text=True, check=True, timeout=args.timeout,
@@ -148,8 +135,9 @@ def backlog(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> dict
     prefix = f"{tag}o"
     settings = Settings(kafka_bootstrap_servers=kafka, app_id=f"{prefix}-app", topic_prefix=prefix, partitions=args.partitions)
     asyncio.run(prepare_topics(settings))
-    asyncio.run(kafka_io.produce(kafka, [(f"{prefix}.in.web", k, v) for k, v in payloads]))
-    worker = WorkerProcess(worker_env(kafka, redis, prefix, ROOT / "journeys", tmp / "orch", args.partitions), tmp / "worker.log").start()
+    asyncio.run(kafkatools.produce(kafka, [(f"{prefix}.in.web", k, v) for k, v in payloads]))
+    env = worker_env(kafka, redis, prefix, ROOT / "journeys", tmp / "orch", args.partitions, ORCH_LOG_LEVEL="warning")
+    worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         port = worker.web_port
         orch_rate = poll_rate(
@@ -211,6 +199,11 @@ async def run_rate(kafka: str, prefix: str, rate: int, seconds: float, drain: fl
     first: dict[str, float] = {}
     reminders: set[str] = set()
     stop = asyncio.Event()
+    total = int(rate * seconds)
+    all_back = asyncio.Event()  # a first send and a reminder for every journey
+
+    def back() -> bool:
+        return len(first) >= total and len(reminders) >= total
 
     async def read() -> None:
         while not stop.is_set():
@@ -224,9 +217,10 @@ async def run_rate(kafka: str, prefix: str, rate: int, seconds: float, drain: fl
                         first.setdefault(c, now)
                     else:
                         reminders.add(c)
+            if back():
+                all_back.set()
 
     reader = asyncio.create_task(read())
-    total = int(rate * seconds)
     start = time.monotonic()
     futures = []
     for i in range(total):
@@ -235,15 +229,15 @@ async def run_rate(kafka: str, prefix: str, rate: int, seconds: float, drain: fl
         if delay > 0:
             await asyncio.sleep(delay)
         c = f"{prefix}-r{rate}-{i}"
-        doc = {"event_id": f"{c}-cart", "customer_id": c, "occurred_at": datetime.now(timezone.utc).isoformat(),
+        doc = {"event_id": f"{c}-cart", "customer_id": c, "occurred_at": datetime.now(UTC).isoformat(),
                "type": "cart_abandoned", "cart_id": "k", "cart_value": 80.0}
         published[c] = time.monotonic()
         futures.append(await producer.send(f"{prefix}.in.web", json.dumps(doc).encode(), key=c.encode()))
     await asyncio.gather(*futures)
     published_in = time.monotonic() - start
-    deadline = time.monotonic() + drain
-    while time.monotonic() < deadline and (len(first) < total or len(reminders) < total):
-        await asyncio.sleep(0.1)
+    if not back():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_back.wait(), timeout=drain)
     drained_after = time.monotonic() - start - published_in
     stop.set()
     await reader
@@ -268,7 +262,7 @@ def sustained(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> di
     doc["steps"]["wait_open"]["timeout"] = "1h"
     (journeys / "abandoned_cart.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     shutil.copy(ROOT / "journeys" / "pressure.yaml", journeys / "pressure.yaml")
-    env = worker_env(kafka, redis, prefix, journeys, tmp / "sus", args.partitions, ORCH_CLOCK_SPEED="3600")
+    env = worker_env(kafka, redis, prefix, journeys, tmp / "sus", args.partitions, ORCH_CLOCK_SPEED="3600", ORCH_LOG_LEVEL="warning")
     worker = WorkerProcess(env, tmp / "sustained.log").start()
     steps = []
     try:
@@ -292,27 +286,45 @@ def sustained(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> di
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"# Worker benchmark ({result['when']})", "",
-             f"{result['machine']['cpus']} CPUs, Python {result['machine']['python']}; broker, Redis, worker and load "
-             "generator all on this machine.", ""]
+    lines = [
+        f"# Worker benchmark ({result['when']})",
+        "",
+        (
+            f"{result['machine']['cpus']} CPUs, Python {result['machine']['python']}; broker, Redis, worker and load "
+            "generator all on this machine."
+        ),
+        "",
+    ]
     if "backlog" in result:
         b = result["backlog"]
         lines += [
             f"## Backlog: {b['events']} mixed web events, {b['customers']} customers, {b['partitions']} partitions", "",
             "| consumer | events/s | peak RSS MiB |", "|---|---:|---:|",
-            f"| (a) plain Faust agent with a table | {b['faust_agent_with_table']['events_per_s']} | {b['faust_agent_with_table']['peak_rss_mib']} |",
-            f"| (b) plain aiokafka loop, one output per input (one hop, no engine, no Redis) | {b['plain_aiokafka_loop']['events_per_s']} | {b['plain_aiokafka_loop']['peak_rss_mib']} |",
-            f"| (b2) the same, one output per customer per batch | {b['plain_aiokafka_loop_per_customer']['events_per_s']} | {b['plain_aiokafka_loop_per_customer']['peak_rss_mib']} |",
-            f"| orchestrator worker (two hops, engine, basket, outputs, state) | {b['orchestrator']['events_per_s']} | {b['orchestrator']['peak_rss_mib']} |",
-            "", f"Ratio to (b): **{b['ratio_vs_plain_aiokafka']}**; to (b2): {b['ratio_vs_plain_aiokafka_per_customer']}; "
-            f"to (a): {b['ratio_vs_faust_agent']}.", "",
+        ]
+        for name, key in (
+            ("(a) plain Faust agent with a table", "faust_agent_with_table"),
+            ("(b) plain aiokafka loop, one output per input (one hop, no engine, no Redis)", "plain_aiokafka_loop"),
+            ("(b2) the same, one output per customer per batch", "plain_aiokafka_loop_per_customer"),
+            ("orchestrator worker (two hops, engine, basket, outputs, state)", "orchestrator"),
+        ):
+            lines.append(f"| {name} | {b[key]['events_per_s']} | {b[key]['peak_rss_mib']} |")
+        lines += [
+            "",
+            (
+                f"Ratio to (b): **{b['ratio_vs_plain_aiokafka']}**; to (b2): {b['ratio_vs_plain_aiokafka_per_customer']}; "
+                f"to (a): {b['ratio_vs_faust_agent']}."
+            ),
+            "",
         ]
     if "sustained" in result:
         s = result["sustained"]
         lines += [
             "## Sustained load: the abandoned-cart journey, one worker", "",
-            f"Each rate for {s['seconds_per_rate']} s; sustained = every first send and reminder back within "
-            f"{s['drain_window_s']} s after publishing stops and first-send p99 < 1 s.", "",
+            (
+                f"Each rate for {s['seconds_per_rate']} s; sustained = every first send and reminder back within "
+                f"{s['drain_window_s']} s after publishing stops and first-send p99 < 1 s."
+            ),
+            "",
             "| journeys/s | journeys | first sends | reminders | drained after s | latency p50 ms | p99 ms | max ms | sustained |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
@@ -339,7 +351,7 @@ def main() -> int:
     kafka, redis = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["REDIS_URL"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker"))
     result: dict[str, Any] = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "command": " ".join(sys.argv),
     }

@@ -10,7 +10,7 @@ shell) decides what a capped send means (skip, fall back, defer).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,9 @@ class Send(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: Literal["send"] = "send"
-    send_id: str = Field(description="Deterministic: customer, journey, version, instance, step (+ channel on fallback, + attempt on retry).")
+    send_id: str = Field(
+        description="Deterministic: customer, journey, version, instance, step (+ channel on fallback, + attempt on retry)."
+    )
     customer_id: str
     journey_id: str
     journey_version: int
@@ -40,7 +42,9 @@ class Send(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
     timezone: str = "UTC"
     on_capped: OnCapped = "skip"
-    fallback_channels: list[Channel] = Field(default_factory=list, description="Remaining channels to try on capped/suppressed when on_capped='fallback'.")
+    fallback_channels: list[Channel] = Field(
+        default_factory=list, description="Remaining channels to try on capped/suppressed when on_capped='fallback'."
+    )
 
     def gate_request(self, now: datetime) -> GateRequest:
         return GateRequest(
@@ -97,7 +101,10 @@ class Disposition(BaseModel):
     send: Send
     decision: Decision
     result: Literal["approved", "capped", "suppressed", "deferred", "fallback", "cancelled"] = Field(
-        description="approved: goes out now; capped/suppressed: not sent (skip); deferred: retried at decision.retry_at; fallback: another channel is tried; cancelled: a deferred send dropped (calamity, goal, exit)."
+        description=(
+            "approved: goes out now; capped/suppressed: not sent (skip); deferred: retried at decision.retry_at; "
+            "fallback: another channel is tried; cancelled: a deferred send dropped (calamity, goal, exit)."
+        )
     )
     note: str = ""
 
@@ -122,7 +129,7 @@ class Trace(BaseModel):
     at: datetime
 
 
-Action = Union[Send, ArmTimer, CancelTimer, ConsentChange, Disposition, Trace]
+Action = Send | ArmTimer | CancelTimer | ConsentChange | Disposition | Trace
 
 
 class GateOutcome(BaseModel):

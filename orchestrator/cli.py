@@ -14,22 +14,33 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
-
     import os
 
+    from aiokafka.errors import KafkaError
+
+    from orchestrator.errors import DefinitionError
+    from orchestrator.journey.loader import load_journeys
+    from orchestrator.pressure.policy import load_policy
     from orchestrator.runtime.preflight import PreflightError, prepare_topics
     from orchestrator.settings import Settings, retired_settings
 
     for warning in retired_settings(os.environ):
         print(f"orchestrator worker: warning: {warning}", file=sys.stderr)
-    from aiokafka.errors import KafkaError
-
     settings = Settings()
+    try:  # the journeys and the policy first: a broken file is the designer's to fix, whatever Kafka says
+        load_journeys([settings.journeys_dir])
+        load_policy(settings.resolved_policy_file())
+    except DefinitionError as exc:
+        print(f"orchestrator worker: refusing to start: invalid {exc.what}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        print("fix them (`orchestrator validate` lists the same problems) and start again", file=sys.stderr)
+        return 2
     try:
         asyncio.run(prepare_topics(settings))
     except PreflightError as exc:
@@ -50,7 +61,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from orchestrator.schemas import write_schemas
+    from orchestrator.designer.schemas import write_schemas
 
     drift = write_schemas(check=args.check)
     for path in drift:
@@ -62,7 +73,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from orchestrator.demo import run_demo
+    from orchestrator.dev.demo import run_demo
 
     return run_demo(customers=args.customers, clock_speed=args.clock_speed, seconds=args.seconds)
 
@@ -75,10 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(func=_worker)
 
-    from orchestrator import designer_cli
+    from orchestrator.designer import cli as designer_cli
     from orchestrator.pressure import cli as basket_cli
-
-    from orchestrator import lag_cli
+    from orchestrator.runtime import lag_cli
 
     designer_cli.register(sub)
     basket_cli.register(sub)

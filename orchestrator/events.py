@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 Channel = Literal["email", "sms", "push", "call_center", "direct_mail", "web_message", "in_app"]
 CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
 
@@ -68,7 +68,7 @@ class CcmBounced(_CcmEvent):
     bounce_reason: str | None = None
 
 
-CcmEvent = Annotated[Union[CcmDelivered, CcmOpened, CcmClicked, CcmBounced], Field(discriminator="type")]
+CcmEvent = Annotated[CcmDelivered | CcmOpened | CcmClicked | CcmBounced, Field(discriminator="type")]
 
 
 # --- web: activity on the website / app ---
@@ -117,7 +117,7 @@ class Refund(_Inbound):
 
 
 WebEvent = Annotated[
-    Union[CartAbandoned, FormSubmitted, LoanApproved, FeatureUsed, PageView, Purchase, Refund],
+    CartAbandoned | FormSubmitted | LoanApproved | FeatureUsed | PageView | Purchase | Refund,
     Field(discriminator="type"),
 ]
 
@@ -133,7 +133,7 @@ class CallCompleted(_Inbound):
     agent_id: str | None = None
 
 
-CallcenterEvent = Annotated[Union[CallCompleted], Field(discriminator="type")]
+CallcenterEvent = Annotated[CallCompleted, Field(discriminator="type")]
 
 
 # --- geo ---
@@ -153,7 +153,7 @@ class GeofenceEntered(_Inbound):
     longitude: float = Field(ge=-180, le=180)
 
 
-GeoEvent = Annotated[Union[StoreEntered, GeofenceEntered], Field(discriminator="type")]
+GeoEvent = Annotated[StoreEntered | GeofenceEntered, Field(discriminator="type")]
 
 
 # --- consent ---
@@ -170,7 +170,7 @@ class Resubscribed(_Inbound):
     channel: Channel | Literal["all"]
 
 
-ConsentEvent = Annotated[Union[Unsubscribed, Resubscribed], Field(discriminator="type")]
+ConsentEvent = Annotated[Unsubscribed | Resubscribed, Field(discriminator="type")]
 
 
 # --- crm: customer master data and model scores ---
@@ -194,7 +194,7 @@ class ChurnRiskScored(_Inbound):
     model: str | None = None
 
 
-CrmEvent = Annotated[Union[CustomerRegistered, ProfileUpdated, ChurnRiskScored], Field(discriminator="type")]
+CrmEvent = Annotated[CustomerRegistered | ProfileUpdated | ChurnRiskScored, Field(discriminator="type")]
 
 
 # --- ops: incidents that affect a customer (one event per affected customer) ---
@@ -207,7 +207,7 @@ class ServiceIncident(_Inbound):
     severity: Literal["minor", "major", "critical"]
 
 
-OpsEvent = Annotated[Union[ServiceIncident], Field(discriminator="type")]
+OpsEvent = Annotated[ServiceIncident, Field(discriminator="type")]
 
 
 FAMILIES: dict[str, Any] = {
@@ -263,7 +263,7 @@ class TimerFired(BaseModel):
         return f"timer:{self.timer_id}"
 
 
-InternalMessage = Annotated[Union[CustomerEvent, TimerFired], Field(discriminator="kind")]
+InternalMessage = Annotated[CustomerEvent | TimerFired, Field(discriminator="kind")]
 _INTERNAL = TypeAdapter(InternalMessage)
 
 

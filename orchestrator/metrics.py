@@ -7,7 +7,7 @@ and the table in the README explains each.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -84,7 +84,10 @@ class Metrics:
         )
         self.timers_fired = Counter("orchestrator_timers_fired", "Timer events published.", registry=r)
         self.retries = Counter(
-            "orchestrator_dependency_retries", "Batch retries while a dependency (redis | kafka) was unavailable.", ["dependency"], registry=r
+            "orchestrator_dependency_retries",
+            "Batch retries while a dependency (redis | kafka) was unavailable.",
+            ["dependency"],
+            registry=r,
         )
         self.journey_reloads = Counter(
             "orchestrator_journey_reloads", "Journey directory reloads by outcome (ok | refused).", ["outcome"], registry=r

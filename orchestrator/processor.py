@@ -25,9 +25,9 @@ messages still run strictly one after the other, in arrival order.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generator, Sequence, Union
 
 from orchestrator.actions import (
     Action,
@@ -47,8 +47,8 @@ from orchestrator.state import DEFAULT_LIMITS, CustomerState, EngineLimits
 
 MAX_ACTIONS_PER_MESSAGE = 1000
 
-Message = Union[CustomerEvent, TimerFired]
-BasketCall = Union[GateRequest, ConsentChange]
+Message = CustomerEvent | TimerFired
+BasketCall = GateRequest | ConsentChange
 """What :func:`run_message` asks of the basket: a gate decision, or a consent change (answered with None)."""
 
 
@@ -157,7 +157,7 @@ async def process(
         try:
             call = gen.send(answer)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         answer = await _answer(basket, call)
 
 
@@ -259,7 +259,7 @@ async def process_batch(
         answers = await basket.gate_many([c for _, c in gates], return_exceptions=True) if gates else []
         for i, error in consent_errors.items():
             resume(i, error=error)
-        for (i, _), answer in zip(gates, answers):
+        for (i, _), answer in zip(gates, answers, strict=True):
             if isinstance(answer, BaseException):
                 resume(i, error=answer)
             else:

@@ -42,7 +42,7 @@ class SendRequest(BaseModel):
     basket_capacity: float
 
     @classmethod
-    def of(cls, disposition: Disposition, at: datetime) -> "SendRequest":
+    def of(cls, disposition: Disposition, at: datetime) -> SendRequest:
         send: Send = disposition.send
         return cls(
             send_id=send.send_id,
@@ -86,7 +86,7 @@ class DecisionRecord(BaseModel):
     decided_at: datetime
 
     @classmethod
-    def of(cls, d: Disposition, at: datetime) -> "DecisionRecord":
+    def of(cls, d: Disposition, at: datetime) -> DecisionRecord:
         return cls(
             send_id=d.send.send_id,
             customer_id=d.send.customer_id,
@@ -122,7 +122,7 @@ class JourneyLogRecord(BaseModel):
     at: datetime
 
     @classmethod
-    def of(cls, t: Trace) -> "JourneyLogRecord":
+    def of(cls, t: Trace) -> JourneyLogRecord:
         return cls(**t.model_dump(exclude={"kind"}))
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from orchestrator.durations import format_duration
 from orchestrator.journey import model as m
-from orchestrator.journey.durations import format_duration
 
 EdgeCounts = Mapping[tuple[str, str], int]
 
@@ -91,7 +92,8 @@ def render_mermaid(journey: m.Journey, counts: EdgeCounts | None = None) -> str:
     lines = ["flowchart TD"]
     entry = " or ".join(journey.entry.events)
     cond = _cond_text(journey.entry.when + journey.entry.profile)
-    start_text = _esc(f"{journey.name} (v{journey.version})<br/>on {entry}" + (f"<br/>if {cond}" if cond else "")).replace("#lt;br/#gt;", "<br/>")
+    start_label = f"{journey.name} (v{journey.version})<br/>on {entry}" + (f"<br/>if {cond}" if cond else "")
+    start_text = _esc(start_label).replace("#lt;br/#gt;", "<br/>")
     lines.append(f'  start(("{start_text}"))')
     for sid, step in journey.steps.items():
         lines.append(f"  {_shape(sid, step)}")

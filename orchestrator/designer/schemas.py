@@ -7,13 +7,15 @@ test) reports any committed file that has drifted from the models.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.events import FAMILIES, family_json_schema
 from orchestrator.records import OUTBOUND_MODELS
 
-ROOT = Path(__file__).resolve().parent.parent / "schemas"
+ROOT = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def _outbound(model: Any) -> Callable[[], dict[str, Any]]:
@@ -31,7 +33,7 @@ def all_schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     from orchestrator.pressure.policy import policy_json_schema
 
     out: dict[str, Callable[[], dict[str, Any]]] = {
-        f"events/{family}.json": (lambda f=family: family_json_schema(f)) for family in FAMILIES
+        f"events/{family}.json": partial(family_json_schema, family) for family in FAMILIES
     }
     out.update({f"outbound/{name}.json": _outbound(model) for name, model in OUTBOUND_MODELS.items()})
     out["journey.json"] = journey_json_schema

@@ -27,16 +27,17 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from orchestrator import kafka_io
-from orchestrator.local import WorkerProcess
+from orchestrator.dev import kafkatools
+from orchestrator.dev.processes import WorkerProcess, worker_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+HOUR = 3600.0
 
 
 @dataclass(order=True)
@@ -61,14 +62,23 @@ class Clock:
         return self.origin + (engine - self.origin) / self.speed
 
     def iso(self, engine: float) -> str:
-        return datetime.fromtimestamp(engine, timezone.utc).isoformat()
+        return datetime.fromtimestamp(engine, UTC).isoformat()
+
+
+class _AddEvent(Protocol):
+    def __call__(self, at: float, family: str, customer: str, type_: str, **fields: Any) -> None: ...
+
+
+PERSONAS = [
+    "cart", "cart", "cart", "cart_buyer", "call_negative", "call_positive", "store", "newbie", "refund", "churn", "outage", "unsub", "loan",
+]
+"""Assigned round-robin; "cart" thrice so the abandoned-cart journey has the most customers."""
 
 
 def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Planned], dict[str, str]]:
     """A seeded, realistic stream: each customer gets a persona and that persona's events."""
     rnd = random.Random(seed)
     t0 = clock.engine() + 60  # a minute of engine time after start
-    hour = 3600.0
     plan: list[Planned] = []
     personas: dict[str, str] = {}
     n = 0
@@ -79,48 +89,52 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
         doc = {"event_id": f"demo-{n}", "customer_id": customer, "occurred_at": clock.iso(at), "type": type_, **fields}
         plan.append(Planned(at, family, doc))
 
-    kinds = ["cart", "cart", "cart", "cart_buyer", "call_negative", "call_positive", "store", "newbie", "refund", "churn", "outage", "unsub", "loan"]
     for i in range(customers):
         c = f"cust-{i:04d}"
-        kind = kinds[i % len(kinds)]
+        kind = PERSONAS[i % len(PERSONAS)]
         personas[c] = kind
-        start = t0 + rnd.uniform(0, 6 * hour)
+        start = t0 + rnd.uniform(0, 6 * HOUR)
         tz = rnd.choice(["Europe/Berlin", "Europe/Amsterdam", "Europe/London", "UTC"])
         if kind == "newbie":
             add(start, "crm", c, "customer_registered", timezone=tz, segment="retail")
             if rnd.random() < 0.4:  # these try the export feature within ten days: no nudge
-                add(start + rnd.uniform(1, 10) * 24 * hour, "web", c, "feature_used", feature="export")
+                add(start + rnd.uniform(1, 10) * 24 * HOUR, "web", c, "feature_used", feature="export")
             continue
         add(start - 60, "crm", c, "profile_updated", timezone=tz, segment=rnd.choice(["retail", "premium"]))
         add(start, "web", c, "page_view", url="/home")
-        if kind in ("cart", "cart_buyer", "unsub"):
-            add(start + 60, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 5))
-            if kind == "cart_buyer":
-                add(start + rnd.uniform(2, 10) * hour, "web", c, "purchase", order_id=f"o{i}", value=round(rnd.uniform(25, 400), 2))
-            if kind == "unsub":
-                add(start + 3 * hour, "consent", c, "unsubscribed", channel="email")
-        elif kind in ("call_negative", "call_positive"):
-            neg = kind == "call_negative"
-            add(start, "callcenter", c, "call_completed", sentiment="negative" if neg else "positive",
-                sentiment_score=round(rnd.uniform(-0.9, -0.4) if neg else rnd.uniform(0.4, 0.9), 2), topic="billing")
-        elif kind == "store":
-            add(start, "geo", c, "store_entered", store_id=f"s{rnd.randint(1, 9)}", latitude=52.37, longitude=4.89)
-        elif kind == "refund":
-            add(start, "web", c, "refund", order_id=f"o{i}", amount=round(rnd.uniform(10, 90), 2))
-        elif kind == "churn":
-            add(start, "crm", c, "churn_risk_scored", score=round(rnd.uniform(0.75, 0.99), 2), model="churn-v3")
-        elif kind == "outage":
-            add(start, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2))
-            add(start + 30 * 60, "ops", c, "service_incident", incident_id="inc-42", service="payments", severity="major")
-        elif kind == "loan":
-            add(start, "web", c, "loan_approved", loan_id=f"l{i}", amount=round(rnd.uniform(5000, 50000), -2))
-            if rnd.random() < 0.3:
-                add(start + rnd.uniform(12, 30) * hour, "web", c, "form_submitted", form_id="loan_contract")
+        _persona_events(add, rnd, i, c, kind, start)
     # a few malformed events, as happens in real life
     plan.append(Planned(t0, "web", {"event_id": "bad-1", "customer_id": "cust-bad", "type": "cart_abandoned", "cart_value": "lots"}))
     plan.append(Planned(t0, "geo", {"event_id": "bad-2", "customer_id": "cust-bad", "occurred_at": clock.iso(t0), "type": "teleported"}))
     plan.sort()
     return plan, personas
+
+
+def _persona_events(add: _AddEvent, rnd: random.Random, i: int, c: str, kind: str, start: float) -> None:
+    """What a (non-newbie) customer of persona ``kind`` does after its profile update and first page view."""
+    if kind in ("cart", "cart_buyer", "unsub"):
+        add(start + 60, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 5))
+        if kind == "cart_buyer":
+            add(start + rnd.uniform(2, 10) * HOUR, "web", c, "purchase", order_id=f"o{i}", value=round(rnd.uniform(25, 400), 2))
+        if kind == "unsub":
+            add(start + 3 * HOUR, "consent", c, "unsubscribed", channel="email")
+    elif kind in ("call_negative", "call_positive"):
+        neg = kind == "call_negative"
+        add(start, "callcenter", c, "call_completed", sentiment="negative" if neg else "positive",
+            sentiment_score=round(rnd.uniform(-0.9, -0.4) if neg else rnd.uniform(0.4, 0.9), 2), topic="billing")
+    elif kind == "store":
+        add(start, "geo", c, "store_entered", store_id=f"s{rnd.randint(1, 9)}", latitude=52.37, longitude=4.89)
+    elif kind == "refund":
+        add(start, "web", c, "refund", order_id=f"o{i}", amount=round(rnd.uniform(10, 90), 2))
+    elif kind == "churn":
+        add(start, "crm", c, "churn_risk_scored", score=round(rnd.uniform(0.75, 0.99), 2), model="churn-v3")
+    elif kind == "outage":
+        add(start, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2))
+        add(start + 30 * 60, "ops", c, "service_incident", incident_id="inc-42", service="payments", severity="major")
+    elif kind == "loan":
+        add(start, "web", c, "loan_approved", loan_id=f"l{i}", amount=round(rnd.uniform(5000, 50000), -2))
+        if rnd.random() < 0.3:
+            add(start + rnd.uniform(12, 30) * HOUR, "web", c, "form_submitted", form_id="loan_contract")
 
 
 async def publish_plan(kafka: str, prefix: str, plan: list[Planned], clock: Clock, stop: asyncio.Event) -> int:
@@ -134,7 +148,7 @@ async def publish_plan(kafka: str, prefix: str, plan: list[Planned], clock: Cloc
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                     return sent
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             await producer.send(f"{prefix}.in.{p.family}", json.dumps(p.doc).encode(), key=p.doc["customer_id"].encode())
             sent += 1
@@ -181,14 +195,16 @@ async def play_ccm_platform(kafka: str, prefix: str, clock: Clock, personas: dic
     return stats
 
 
-def summarise(records: dict[str, list[kafka_io.Record]], published: int, ccm: Counter, speed: float, wall_s: float) -> str:
+def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: Counter, speed: float, wall_s: float) -> str:
     log = [r.json() for r in records["journey-log"]]
     decisions = [r.json() for r in records["decisions"]]
     sends = [r.json() for r in records["sends"]]
     lines = [
         "",
-        f"== demo: {published} upstream events published, {sum(ccm.values())} CCM feedback events, "
-        f"{wall_s:.0f} s wall = {wall_s * speed / 3600:.0f} h of journey time ==",
+        (
+            f"== demo: {published} upstream events published, {sum(ccm.values())} CCM feedback events, "
+            f"{wall_s:.0f} s wall = {wall_s * speed / 3600:.0f} h of journey time =="
+        ),
         "",
         "journeys:",
     ]
@@ -217,7 +233,8 @@ def summarise(records: dict[str, list[kafka_io.Record]], published: int, ccm: Co
         c = sends[0]["customer_id"]
         lines += ["", f"one customer's journey ({c}):"]
         for t in [t for t in log if t["customer_id"] == c][:12]:
-            lines.append(f"  {t['at'][:16]}  {t['journey_id']:<20} {t['what']:<9} {t.get('step_id') or '':<16} {('-> ' + t['edge']) if t.get('edge') else ''}")
+            edge = f"-> {t['edge']}" if t.get("edge") else ""
+            lines.append(f"  {t['at'][:16]}  {t['journey_id']:<20} {t['what']:<9} {t.get('step_id') or '':<16} {edge}")
     return "\n".join(lines)
 
 
@@ -230,18 +247,10 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
     print(f"demo: topics {prefix}.*, worker log {tmp / 'worker.log'}")
     clock = Clock(clock_speed)
     worker = WorkerProcess(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka,
-            "REDIS_URL": redis_url,
-            "ORCH_APP_ID": f"{prefix}-app",
-            "ORCH_TOPIC_PREFIX": prefix,
-            "ORCH_JOURNEYS_DIR": str(ROOT / "journeys"),
-            "ORCH_PARTITIONS": "4",
-            "ORCH_DATA_DIR": str(tmp / "data"),
-            "ORCH_CLOCK_SPEED": str(clock_speed),
-            "ORCH_CLOCK_ORIGIN": str(clock.origin),
-            "ORCH_TIMER_TICK": "0.1",
-        },
+        worker_env(
+            kafka, redis_url, prefix, ROOT / "journeys", tmp / "data", partitions=4,
+            ORCH_CLOCK_SPEED=str(clock_speed), ORCH_CLOCK_ORIGIN=str(clock.origin), ORCH_TIMER_TICK="0.1",
+        ),
         tmp / "worker.log",
     )
     worker.start()
@@ -263,11 +272,12 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
         published, ccm = asyncio.run(scenario())
         wall = time.time() - started
         records = {
-            name: asyncio.run(kafka_io.consume(kafka, [f"{prefix}.{name}"], until=lambda rs: False, timeout=3))
+            name: asyncio.run(kafkatools.consume(kafka, [f"{prefix}.{name}"], until=lambda rs: False, timeout=3))
             for name in ("journey-log", "decisions", "sends", "dead-letter")
         }
         print(summarise(records, published, ccm, clock_speed, wall))
-        lag = [line for line in worker.metrics().splitlines() if line.startswith(("orchestrator_timers_pending", "orchestrator_processed_total"))]
+        shown = ("orchestrator_timers_pending", "orchestrator_processed_total")
+        lag = [line for line in worker.metrics().splitlines() if line.startswith(shown)]
         print("\nworker metrics:\n  " + "\n  ".join(lag))
         ok = bool(records["sends"]) and bool(records["journey-log"])
         if not ok:

@@ -3,14 +3,14 @@
 :func:`drive` does what :func:`orchestrator.processor.process` does, without a basket
 object: every :class:`~orchestrator.actions.Send` is decided by a plain function and
 fed straight back as a :class:`~orchestrator.actions.GateOutcome`. Use it to test
-journey logic in microseconds; use ``orchestrator.simulate`` for the real in-memory
+journey logic in microseconds; use ``orchestrator.designer.simulate`` for the real in-memory
 basket.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from orchestrator.actions import Action, GateOutcome, Send
 from orchestrator.engine import step

@@ -1,17 +1,17 @@
-"""Small aiokafka helpers: topic creation (also the worker's preflight), and producing/reading for the demo, tests and benchmarks."""
+"""Small aiokafka helpers for the demo, the tests and the benchmarks: produce records, read a topic back.
+
+Topic creation is the worker's own (``orchestrator.runtime.preflight.ensure_topics``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 
 @dataclass(frozen=True)
@@ -25,39 +25,6 @@ class Record:
 
     def json(self) -> Any:
         return json.loads(self.value)
-
-
-async def ensure_topics(
-    bootstrap: str,
-    topics: Mapping[str, Mapping[str, str]] | Sequence[str],
-    partitions: int,
-    replication_factor: int = 1,
-    **client_kw: Any,
-) -> list[str]:
-    """Create the topics that do not exist yet (idempotent); returns the ones created.
-
-    ``topics`` is a list of names or a mapping name -> topic config (e.g. compaction).
-    Existence is checked with ``list_topics``, which names no topic and so never makes a
-    broker with ``auto.create.topics.enable`` create one with its default partition count
-    (a metadata request for a missing topic by name does).
-    """
-    configs: Mapping[str, Mapping[str, str]] = topics if isinstance(topics, Mapping) else {n: {} for n in topics}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kw)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in configs if n not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor,
-                              topic_configs=dict(configs[n])) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # a concurrent creator (another worker of the group) got there first
-        return missing
-    finally:
-        await admin.close()
 
 
 async def produce(bootstrap: str, records: Iterable[tuple[str, str, bytes]], **client_kw: Any) -> int:
@@ -123,12 +90,3 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str, deadline: float) -
             raise TimeoutError(f"topic {topic} does not exist")
         await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
         await asyncio.sleep(0.3)
-
-
-def read_event_file(path: Path) -> list[dict[str, Any]]:
-    """A JSON-lines event file: each line ``{"family": ..., ...inbound fields...}``."""
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line))
-    return out

@@ -1,4 +1,4 @@
-"""Run a worker as a child process (used by the demo and the integration tests).
+"""Run a worker as a child process (used by the demo, the integration tests and the benchmarks).
 
 The worker is started exactly as an SRE would start it — ``orchestrator worker`` with
 ``ORCH_*`` environment variables — and is stopped with SIGTERM (Faust's graceful
@@ -20,6 +20,33 @@ from pathlib import Path
 from types import TracebackType
 
 
+def worker_env(
+    kafka: str,
+    redis: str,
+    prefix: str,
+    journeys: Path,
+    data_dir: Path,
+    partitions: int,
+    **extra: str,
+) -> dict[str, str]:
+    """The ``ORCH_*`` environment of a worker of deployment ``prefix``: its topics are ``<prefix>.*``,
+    its consumer group ``<prefix>-app``. ``extra`` (``ORCH_TIMER_TICK="0.1"``, ...) is added last and wins.
+
+    The one place the demo, the tests and the benchmarks describe a worker, so a new
+    required setting is added here once.
+    """
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "REDIS_URL": redis,
+        "ORCH_APP_ID": f"{prefix}-app",
+        "ORCH_TOPIC_PREFIX": prefix,
+        "ORCH_JOURNEYS_DIR": str(journeys),
+        "ORCH_PARTITIONS": str(partitions),
+        "ORCH_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,7 +62,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
@@ -92,7 +119,7 @@ class WorkerProcess:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "WorkerProcess":
+    def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:

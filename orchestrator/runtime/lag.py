@@ -40,7 +40,7 @@ from aiokafka.errors import KafkaError
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
-__all__ = ["PartitionLag", "LagProbe", "LagUnavailable", "group_lag", "lag_topics", "DEFAULT_TIMEOUT"]
+__all__ = ["DEFAULT_TIMEOUT", "LagProbe", "LagUnavailable", "PartitionLag", "group_lag", "lag_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -281,5 +281,5 @@ async def _quietly(*closers: Any) -> None:
         try:
             async with asyncio.timeout(DEFAULT_TIMEOUT):
                 await closer
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("closing a lag client failed", exc_info=True)

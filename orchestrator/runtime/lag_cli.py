@@ -2,7 +2,7 @@
 
 ``orchestrator/cli.py`` calls :func:`register` on its subparsers::
 
-    from orchestrator import lag_cli
+    from orchestrator.runtime import lag_cli
     lag_cli.register(sub)                      # adds `lag [--json] [--group G] [--topics T ...] [--timeout S]`
 
 Configuration comes from the same environment as the worker (``Settings``): the group
@@ -19,15 +19,16 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from orchestrator.runtime.lag import DEFAULT_TIMEOUT, LagProbe, LagUnavailable, PartitionLag, lag_topics
 
-__all__ = ["register", "format_table", "lag_report"]
+__all__ = ["format_table", "lag_report", "register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``lag [--json] [--group GROUP] [--topics TOPIC ...] [--timeout SECONDS]`` to an argparse subparsers object."""
     lag = sub.add_parser(
         "lag",
@@ -86,7 +87,7 @@ def format_table(report: dict[str, Any]) -> str:
     right = {1, 2, 3, 4}  # numbers align right
 
     def line(c: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))).rstrip()
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))).rstrip()
 
     out = [f"group {report['group']} ({report['state']}) at {report['bootstrap']}", line(header)]
     out += [line(c) for c in cells]
@@ -122,7 +123,7 @@ def _lag_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"orchestrator lag: {exc}", file=sys.stderr)
         return 1
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
     if report["missing_topics"]:
         print(

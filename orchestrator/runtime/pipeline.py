@@ -45,14 +45,16 @@ signals, the web server, the Prometheus sensor). See the README, "Where we go ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
@@ -60,6 +62,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from mode import Service
+from prometheus_client import Counter
 
 from orchestrator.events import (
     InboundLimits,
@@ -69,9 +72,10 @@ from orchestrator.events import (
     encode_internal,
     parse_inbound,
 )
-from orchestrator.journey.loader import JourneyError, JourneySet, load_journeys
+from orchestrator.errors import DefinitionError
+from orchestrator.journey.loader import JourneySet, journey_files, load_journeys
 from orchestrator.metrics import Metrics
-from orchestrator.pressure.policy import PolicyError, PressurePolicy, load_policy
+from orchestrator.pressure.policy import PressurePolicy, load_policy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.processor import CustomerWork, Failure, Result, process_batch
 from orchestrator.records import DecisionRecord, JourneyLogRecord, SendRequest
@@ -107,6 +111,11 @@ def is_transient(exc: BaseException) -> bool:
 def is_suspect(exc: BaseException) -> bool:
     """An unknown error reply from a dependency: retried ``ORCH_RETRY_TRIES`` times, then dead-lettered."""
     return isinstance(exc, (rex.RedisError, KafkaError)) and not is_transient(exc)
+
+
+def _count(counter: Counter, *labels: str) -> Callable[[], None]:
+    """Count one in ``counter`` (with ``labels``) later: once the batch's outputs are published."""
+    return lambda: counter.labels(*labels).inc()
 
 
 class _Transient(Exception):
@@ -182,7 +191,7 @@ class Pipeline(Service):
         self._lock = asyncio.Lock()
         self._revoking = False
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops: list[asyncio.Task[None]] = []  # not `_tasks`: mode.Service uses that name
         self._fingerprint = self._scan()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -212,7 +221,7 @@ class Pipeline(Service):
         self.consumer.subscribe([*self.inbound, self.customer_topic], listener=_Rebalance(self))
         self.lag_probe = LagProbe(s.kafka_bootstrap_servers, s.app_id, [*self.inbound, self.customer_topic], **self._kw)
         loop = asyncio.get_running_loop()
-        self._tasks = [
+        self._loops = [
             loop.create_task(self._consume(), name="consume"),
             loop.create_task(self._fire_timers(), name="timers"),
             loop.create_task(self._watch_lag(), name="lag"),
@@ -223,12 +232,12 @@ class Pipeline(Service):
         """Finish (or abandon) the running batch, then close every client, each within a bound."""
         self._stopping = True
         budget = self.s.shutdown_timeout
-        consume, *others = self._tasks
+        consume, *others = self._loops
         for task in others:
             task.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(consume), timeout=budget / 2)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down whatever happened
+        except Exception:  # noqa: BLE001 - shutting down whatever happened (a timeout included)
             consume.cancel()
         for closing in (
             self.consumer.stop() if self.consumer else None,
@@ -240,13 +249,13 @@ class Pipeline(Service):
                 continue
             try:
                 await asyncio.wait_for(closing, timeout=budget / 8)
-            except (asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - closing must go on with the next client
                 log.warning("shutdown: a client did not close cleanly (%s); leaving it", type(exc).__name__)
 
     # ------------------------------------------------------------------ clock, readiness
 
     def now(self) -> datetime:
-        return self.s.engine_now(datetime.now(timezone.utc), self.started_at)
+        return self.s.engine_now(datetime.now(UTC), self.started_at)
 
     def kafka_ok(self) -> bool:
         return time.monotonic() - self.health.kafka_ok_at < 3 * self.s.lag_interval + 5
@@ -254,7 +263,7 @@ class Pipeline(Service):
     async def redis_ok(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), timeout=2))
-        except (rex.RedisError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, rex.RedisError, OSError):
             return False
 
     def overdue(self) -> tuple[int, float]:
@@ -324,17 +333,15 @@ class Pipeline(Service):
                     continue
                 try:
                     await self._handle(records)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - anything that gets here is a bug: exit without committing
                     await self._die(exc)
 
     async def _die(self, exc: BaseException) -> None:
         """A bug in the shell: exit at once without committing, so the restarted worker replays the batch."""
-        log.critical("worker bug: a batch failed with %r; exiting without committing it (exit 70)", exc, exc_info=True)
+        log.critical("worker bug: a batch failed with %r; exiting without committing it (exit 70)", exc, exc_info=exc)
         if self.producer is not None:
-            try:
+            with contextlib.suppress(Exception):  # exiting anyway
                 await asyncio.wait_for(self.producer.flush(), timeout=5)
-            except Exception:  # noqa: BLE001 - exiting anyway
-                pass
         os._exit(70)
 
     async def _handle(self, records: list[Any]) -> None:
@@ -358,7 +365,7 @@ class Pipeline(Service):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.s.retry_backoff_max)
-        for (partition, customer_id, raw, timers), meta in zip(out.states, acks):
+        for (partition, customer_id, raw, timers), meta in zip(out.states, acks, strict=True):
             self.store.put(partition, customer_id, raw, timers, meta.offset, out.parsed.get(customer_id))
             self.heap.set_customer(customer_id, partition, timers)
         for count in out.counts:
@@ -372,6 +379,43 @@ class Pipeline(Service):
         """Run one attempt of a batch in memory: nothing is published or remembered here."""
         out = _Out()
         now = self.now()
+        work, where, sources = self._group(records, out)
+        try:
+            outcomes = await process_batch(
+                list(work.values()), self.journeys, now, self.basket,
+                max_state_bytes=self.s.max_state_bytes, limits=self.engine_limits,
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise _Transient(exc, "redis") from exc
+            raise
+        processed: dict[str, int] = {}
+        parsed = out.parsed
+        for (cid, w), outcome in zip(work.items(), outcomes, strict=True):
+            for message, res in zip(w.messages, outcome.results, strict=True):
+                src = sources[id(message)]
+                if isinstance(res, Failure):
+                    self._failed(out, src, res, tries)
+                    continue
+                self._outputs(out, res, now)
+                processed[message.kind] = processed.get(message.kind, 0) + 1
+            if outcome.encoded is not None:
+                timers = [(t.timer_id, t.due_at.timestamp()) for t in outcome.state.pending_timers()]
+                out.states.append((where[cid], cid, outcome.encoded, timers))
+                parsed[cid] = outcome.state
+
+        def apply() -> None:
+            for kind, n in processed.items():
+                self.metrics.processed.labels(kind).inc(n)
+
+        return out, apply
+
+    def _group(self, records: list[Any], out: _Out) -> tuple[dict[str, CustomerWork], dict[str, int], dict[int, _Source]]:
+        """Sort a batch's records: inbound ones are validated into ``out`` (envelope or dead letter); the
+        customer-events ones are grouped by customer, in arrival order, each customer's state loaded once.
+
+        Returns the work by customer, each customer's partition, and each message's source (by ``id(message)``).
+        """
         work: dict[str, CustomerWork] = {}
         where: dict[str, int] = {}
         sources: dict[int, _Source] = {}
@@ -397,44 +441,16 @@ class Pipeline(Service):
                 where[cid] = r.partition
             work[cid].messages.append(message)
             sources[id(message)] = src
-        try:
-            outcomes = await process_batch(
-                list(work.values()), self.journeys, now, self.basket,
-                max_state_bytes=self.s.max_state_bytes, limits=self.engine_limits,
-            )
-        except Exception as exc:
-            if is_transient(exc):
-                raise _Transient(exc, "redis") from exc
-            raise
-        processed: dict[str, int] = {}
-        parsed = out.parsed
-        for (cid, w), outcome in zip(work.items(), outcomes):
-            for message, res in zip(w.messages, outcome.results):
-                src = sources[id(message)]
-                if isinstance(res, Failure):
-                    self._failed(out, src, res, tries)
-                    continue
-                self._outputs(out, res, now)
-                processed[message.kind] = processed.get(message.kind, 0) + 1
-            if outcome.encoded is not None:
-                timers = [(t.timer_id, t.due_at.timestamp()) for t in outcome.state.pending_timers()]
-                out.states.append((where[cid], cid, outcome.encoded, timers))
-                parsed[cid] = outcome.state
-
-        def apply() -> None:
-            for kind, n in processed.items():
-                self.metrics.processed.labels(kind).inc(n)
-
-        return out, apply
+        return work, where, sources
 
     def _ingest(self, src: _Source, family: str, out: _Out) -> None:
         try:
             event = parse_inbound(family, src.value or b"", key=src.key, limits=self.limits)
         except InvalidEvent as exc:
-            out.counts.append(lambda: self.metrics.events.labels(family, "dead_lettered").inc())
+            out.counts.append(_count(self.metrics.events, family, "dead_lettered"))
             self._dead(out, src, exc.code, exc.reason, "InvalidEvent", None, family=family)
             return
-        out.counts.append(lambda: self.metrics.events.labels(family, "accepted").inc())
+        out.counts.append(_count(self.metrics.events, family, "accepted"))
         out.records.append((self.customer_topic, None, event.customer_id.encode(), encode_internal(event), None))
 
     def _failed(self, out: _Out, src: _Source, failure: Failure, tries: dict[tuple[str, int, int], int]) -> None:
@@ -464,7 +480,7 @@ class Pipeline(Service):
             ("dlq.source.topic", src.topic.encode()),
             ("dlq.source.partition", str(src.partition).encode()),
             ("dlq.source.offset", str(src.offset).encode()),
-            ("dlq.at", datetime.now(timezone.utc).isoformat().encode()),
+            ("dlq.at", datetime.now(UTC).isoformat().encode()),
         ]
         if len(value) > self.s.dlq_max_bytes:
             headers.append(("dlq.truncated", str(len(value)).encode()))
@@ -482,16 +498,19 @@ class Pipeline(Service):
         out.counts.append(count)
 
     def _outputs(self, out: _Out, res: Result, at: datetime) -> None:
-        topic = self.s.topic
+        topic, m = self.s.topic, self.metrics
         for d in res.dispositions:
-            out.records.append((topic("decisions"), None, d.send.customer_id.encode(), DecisionRecord.of(d, at).model_dump_json().encode(), None))
-            out.counts.append(lambda d=d: self.metrics.decisions.labels(d.result, d.send.comm_type, d.send.channel).inc())
+            value = DecisionRecord.of(d, at).model_dump_json().encode()
+            out.records.append((topic("decisions"), None, d.send.customer_id.encode(), value, None))
+            out.counts.append(_count(m.decisions, d.result, d.send.comm_type, d.send.channel))
         for d in res.sends:
-            out.records.append((topic("sends"), None, d.send.customer_id.encode(), SendRequest.of(d, at).model_dump_json().encode(), None))
-            out.counts.append(lambda d=d: self.metrics.sends.labels(d.send.channel, d.send.comm_type).inc())
+            value = SendRequest.of(d, at).model_dump_json().encode()
+            out.records.append((topic("sends"), None, d.send.customer_id.encode(), value, None))
+            out.counts.append(_count(m.sends, d.send.channel, d.send.comm_type))
         for t in res.traces:
-            out.records.append((topic("journey-log"), None, t.customer_id.encode(), JourneyLogRecord.of(t).model_dump_json().encode(), None))
-            out.counts.append(lambda t=t: self.metrics.journey_steps.labels(t.journey_id or "(none)", t.what).inc())
+            value = JourneyLogRecord.of(t).model_dump_json().encode()
+            out.records.append((topic("journey-log"), None, t.customer_id.encode(), value, None))
+            out.counts.append(_count(m.journey_steps, t.journey_id or "(none)", t.what))
 
     async def _publish(self, out: _Out) -> list[Any]:
         """Hand the batch's records to the producer, then its states; returns the state records' metadata.
@@ -554,7 +573,7 @@ class Pipeline(Service):
             futures = []
             try:
                 for t in due:
-                    fired = TimerFired(customer_id=t.customer_id, timer_id=t.timer_id, due_at=datetime.fromtimestamp(t.due, timezone.utc))
+                    fired = TimerFired(customer_id=t.customer_id, timer_id=t.timer_id, due_at=datetime.fromtimestamp(t.due, UTC))
                     futures.append(await self.producer.send(
                         self.customer_topic, encode_internal(fired), key=t.customer_id.encode(), partition=t.partition
                     ))
@@ -563,7 +582,7 @@ class Pipeline(Service):
                 retry_log.warning("publishing %d due timers failed (%s); they fire again", len(due), exc)
                 self.heap.refire(due)
                 continue
-            failed = [t for t, r in zip(due, results) if isinstance(r, BaseException)]
+            failed = [t for t, r in zip(due, results, strict=True) if isinstance(r, BaseException)]
             self.heap.refire(failed)
             self.metrics.timers_fired.inc(len(due) - len(failed))
 
@@ -578,7 +597,7 @@ class Pipeline(Service):
             await asyncio.sleep(self.s.lag_interval)
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        files = sorted(Path(self.s.journeys_dir).glob("*.yaml"))
+        files = journey_files([self.s.journeys_dir])  # *.yaml and *.yml, as load_journeys reads them
         policy = self.s.resolved_policy_file()
         if policy.exists() and policy not in files:
             files.append(policy)
@@ -598,8 +617,8 @@ class Pipeline(Service):
         try:
             journeys = load_journeys([self.s.journeys_dir])
             policy = load_policy(self.s.resolved_policy_file())
-        except (JourneyError, PolicyError, OSError) as exc:  # each refusal is logged with its file:line
-            errors = getattr(exc, "errors", None) or [str(exc)]
+        except (DefinitionError, OSError) as exc:  # each refusal is logged with its file:line
+            errors = exc.problems if isinstance(exc, DefinitionError) else [str(exc)]
             self.metrics.journey_reloads.labels("refused").inc()
             for err in errors:
                 log.error("journey reload refused: %s", err, extra={"event": "journey_reload_refused", "error": err})
@@ -612,7 +631,7 @@ class Pipeline(Service):
         log.info("journeys reloaded: %d versions live", len(journeys))
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
@@ -623,4 +642,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.pipeline.on_assigned(assigned)
 
 
-__all__ = ["Pipeline", "is_transient", "is_suspect"]
+__all__ = ["Pipeline", "is_suspect", "is_transient"]

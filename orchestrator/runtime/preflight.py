@@ -9,17 +9,50 @@ and refuses to start, with a message that says what to do, when existing ones di
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
-
-from orchestrator.kafka_io import ensure_topics
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from orchestrator.settings import Settings
 
 
 class PreflightError(RuntimeError):
     """The worker must not start; the message says why and how to fix it."""
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, Mapping[str, str]] | Sequence[str],
+    partitions: int,
+    replication_factor: int = 1,
+    **client_kw: Any,
+) -> list[str]:
+    """Create the topics that do not exist yet (idempotent); returns the ones created.
+
+    ``topics`` is a list of names or a mapping name -> topic config (e.g. compaction).
+    Existence is checked with ``list_topics``, which names no topic and so never makes a
+    broker with ``auto.create.topics.enable`` create one with its default partition count
+    (a metadata request for a missing topic by name does).
+    """
+    configs: Mapping[str, Mapping[str, str]] = topics if isinstance(topics, Mapping) else {n: {} for n in topics}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kw)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in configs if n not in existing]
+        if missing:
+            # TopicAlreadyExists: a concurrent creator (another worker of the group) got there first
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor,
+                              topic_configs=dict(configs[n])) for n in missing]
+                )
+        return missing
+    finally:
+        await admin.close()
 
 
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:

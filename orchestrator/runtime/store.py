@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -131,40 +132,17 @@ class StateStore:
         try:
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             ends = await consumer.end_offsets(tps)
-            todo = []
-            for tp in tps:
-                mine = self.partitions.get(tp.partition)
-                if mine is not None and mine.end_offset == ends[tp]:
-                    continue  # still exactly what we wrote
-                self.partitions[tp.partition] = PartitionState(end_offset=ends[tp])
-                if ends[tp] > 0:
-                    todo.append(tp)
-                read[tp.partition] = 0
+            todo = self._reset_moved(tps, ends, read)
             if not todo:
                 return read
             started = time.monotonic()
             consumer.assign(todo)
             await consumer.seek_to_beginning(*todo)
-            remaining = {tp for tp in todo}
+            remaining = set(todo)
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
                 for tp, records in batch.items():
-                    part = self.partitions[tp.partition]
-                    for r in records:
-                        if r.offset >= ends[tp]:
-                            break
-                        read[tp.partition] += 1
-                        key = r.key.decode() if r.key is not None else ""
-                        if r.value is None:
-                            part.states.pop(key, None)
-                            part.timers.pop(key, None)
-                            continue
-                        part.states[key] = r.value
-                        timers = decode_timers(dict(r.headers or ()).get("timers"))
-                        if timers:
-                            part.timers[key] = timers
-                        else:
-                            part.timers.pop(key, None)
+                    read[tp.partition] += _apply_records(self.partitions[tp.partition], records, ends[tp])
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
@@ -175,3 +153,40 @@ class StateStore:
             return read
         finally:
             await consumer.stop()
+
+    def _reset_moved(self, tps: list[TopicPartition], ends: dict[TopicPartition, int], read: dict[int, int]) -> list[TopicPartition]:
+        """Empty every partition whose changelog is no longer at our last write; returns those with records to read.
+
+        ``read`` gets a 0 for each partition reset.
+        """
+        todo = []
+        for tp in tps:
+            mine = self.partitions.get(tp.partition)
+            if mine is not None and mine.end_offset == ends[tp]:
+                continue  # still exactly what we wrote
+            self.partitions[tp.partition] = PartitionState(end_offset=ends[tp])
+            if ends[tp] > 0:
+                todo.append(tp)
+            read[tp.partition] = 0
+        return todo
+
+
+def _apply_records(part: PartitionState, records: Iterable[Any], end: int) -> int:
+    """Fold changelog records (in offset order) below offset ``end`` into ``part``; returns how many were applied."""
+    applied = 0
+    for r in records:
+        if r.offset >= end:
+            break
+        applied += 1
+        key = r.key.decode() if r.key is not None else ""
+        if r.value is None:  # a tombstone
+            part.states.pop(key, None)
+            part.timers.pop(key, None)
+            continue
+        part.states[key] = r.value
+        timers = decode_timers(dict(r.headers or ()).get("timers"))
+        if timers:
+            part.timers[key] = timers
+        else:
+            part.timers.pop(key, None)
+    return applied

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 TimerRow = list[tuple[str, float]]
 """A customer's pending timers: (timer_id, due as epoch seconds)."""

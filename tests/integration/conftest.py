@@ -8,14 +8,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
 
-from orchestrator.local import free_port
+from orchestrator.dev.processes import free_port
 from tests.conftest import STACK
 from tests.integration.helpers import ROOT, Deployment
 

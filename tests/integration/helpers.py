@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from orchestrator import kafka_io
-from orchestrator.local import WorkerProcess
+from orchestrator.dev import kafkatools
+from orchestrator.dev.processes import WorkerProcess, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,19 +35,10 @@ class Deployment:
         return f"{self.prefix}.{name}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
-            "REDIS_URL": self.redis,
-            "ORCH_APP_ID": f"{self.prefix}-app",
-            "ORCH_TOPIC_PREFIX": self.prefix,
-            "ORCH_JOURNEYS_DIR": str(self.journeys_dir),
-            "ORCH_PARTITIONS": "2",
-            "ORCH_DATA_DIR": str(self.tmp / "data"),
-            "ORCH_TIMER_TICK": "0.1",
-            "ORCH_RELOAD_INTERVAL": "0.5",
-        }
-        env.update(extra)
-        return env
+        return worker_env(
+            self.kafka, self.redis, self.prefix, self.journeys_dir, self.tmp / "data", partitions=2,
+            ORCH_TIMER_TICK="0.1", ORCH_RELOAD_INTERVAL="0.5", **extra,
+        )
 
     def start_worker(self, wait: bool = True, **extra_env: str) -> WorkerProcess:
         """Start a worker process; like any worker it creates its topics before joining the group."""
@@ -62,10 +54,10 @@ class Deployment:
         records = [(self.topic(f"in.{family}"), ev["customer_id"], json.dumps(ev).encode()) for ev in events]
         if raw is not None:
             records.append((self.topic(f"in.{family}"), key or "?", raw))
-        asyncio.run(kafka_io.produce(self.kafka, records))
+        asyncio.run(kafkatools.produce(self.kafka, records))
 
-    def read(self, name: str, until: Callable[[list[kafka_io.Record]], bool], timeout: float) -> list[kafka_io.Record]:
-        return asyncio.run(kafka_io.consume(self.kafka, [self.topic(name)], until=until, timeout=timeout))
+    def read(self, name: str, until: Callable[[list[kafkatools.Record]], bool], timeout: float) -> list[kafkatools.Record]:
+        return asyncio.run(kafkatools.consume(self.kafka, [self.topic(name)], until=until, timeout=timeout))
 
 
 def event(customer: str, type_: str, event_id: str, at: datetime | None = None, **fields: Any) -> dict[str, Any]:
@@ -73,7 +65,7 @@ def event(customer: str, type_: str, event_id: str, at: datetime | None = None, 
     return {
         "event_id": event_id,
         "customer_id": customer,
-        "occurred_at": (at or datetime.now(timezone.utc)).isoformat(),
+        "occurred_at": (at or datetime.now(UTC)).isoformat(),
         "type": type_,
         **fields,
     }

@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 async def _balances(url: str, customers: list[str]) -> dict[str, float]:
     basket = RedisBasket.from_url(url, load_policy(ROOT / "journeys" / "pressure.yaml"))
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return {c: (await basket.show(c, now)).balance for c in customers}
     finally:
         await basket.aclose()
@@ -75,7 +75,7 @@ def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deploym
     sends = _send_ids_by_customer(dep, until=10_000, timeout=2)
     assert sorted(sends) == sorted(customers)
     assert all(len(ids) == 1 for ids in sends.values()), {c: ids for c, ids in sends.items() if len(ids) != 1}
-    assert asyncio.run(_balances(url, customers)) == {c: 10.0 for c in customers}
+    assert asyncio.run(_balances(url, customers)) == dict.fromkeys(customers, 10.0)
     assert dep.read("dead-letter", until=lambda rs: False, timeout=1.5) == []
     assert worker.proc is not None and worker.proc.poll() is None
 
@@ -134,9 +134,9 @@ def test_poison_messages_are_dead_lettered_and_everyone_else_is_served(deploymen
 
 
 async def _produce_raw(dep: Deployment, topic: str, key: str, value: bytes) -> None:
-    from orchestrator import kafka_io
+    from orchestrator.dev import kafkatools
 
-    await kafka_io.produce(dep.kafka, [(topic, key, value)])
+    await kafkatools.produce(dep.kafka, [(topic, key, value)])
 
 
 def test_kill_9_of_one_of_two_workers_loses_no_send_and_charges_nobody_twice(deployment: Deployment) -> None:
@@ -244,4 +244,4 @@ def test_a_redelivery_after_many_other_events_is_still_a_duplicate(deployment: D
     _send_ids_by_customer(dep, until=2, timeout=60)
     time.sleep(1)
     records = dep.read("sends", until=lambda rs: False, timeout=2)
-    assert sorted(r.key for r in records) == sorted([c, marker]), "the redelivered cart was sent again"
+    assert sorted(r.key or "" for r in records) == sorted([c, marker]), "the redelivered cart was sent again"

@@ -24,9 +24,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from orchestrator import lag_cli
-from orchestrator.kafka_io import ensure_topics
+from orchestrator.runtime import lag_cli
 from orchestrator.runtime.lag import LagProbe, PartitionLag, group_lag
+from orchestrator.runtime.preflight import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +221,8 @@ async def test_partitions_of_a_killed_member_keep_their_lag(kafka_bootstrap: str
     await ensure_topics(kafka_bootstrap, [topic], partitions=3)
     await _produce(kafka_bootstrap, topic, {0: 3, 1: 4, 2: 2})
 
-    member = subprocess.Popen(
+    # Popen returns at once (no wait on the child); the test only needs its pid to SIGKILL it
+    member = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-c", _KILLED_MEMBER, kafka_bootstrap, topic, group, client_id],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from orchestrator.actions import ArmTimer, CancelTimer, ConsentChange, Disposition, GateOutcome, Send, Trace
+from orchestrator.dev.drive import approve_all, decision, drive
 from orchestrator.engine import step
 from orchestrator.events import CustomerEvent, TimerFired
 from orchestrator.journey.loader import load_text
-from orchestrator.journey.testing import approve_all, decision, drive
 from orchestrator.state import CustomerState
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)  # a Monday
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 
 CART = """
 id: cart
@@ -84,9 +84,10 @@ def test_open_of_the_exact_send_ends_without_reminder(js):
     state, _ = drive(CustomerState.new("c1"), ev("e1", "web.cart_abandoned", cart_value=50.0), js, T0)
     other, acts = drive(state, ev("o0", "ccm.opened", T0 + timedelta(hours=1), send_id="someone-else", channel="email"), js, T0)
     assert acts == [] and other.instances[0].status == "waiting"
-    state, acts = drive(other, ev("o1", "ccm.opened", T0 + timedelta(hours=2), send_id="c1:cart:v1:e1:first", channel="email"), js, T0 + timedelta(hours=2))
+    opened = ev("o1", "ccm.opened", T0 + timedelta(hours=2), send_id="c1:cart:v1:e1:first", channel="email")
+    state, acts = drive(other, opened, js, T0 + timedelta(hours=2))
     assert kinds(acts) == ["cancel_timer", "trace:matched", "trace:step", "trace:exited"]
-    assert acts[0].timer_id == "c1:cart@e1:wait:timeout"
+    assert isinstance(acts[0], CancelTimer) and acts[0].timer_id == "c1:cart@e1:wait:timeout"
     assert [t.edge for t in acts if isinstance(t, Trace) and t.what == "matched"] == ["done"]
     assert state.instances == [] and state.history["cart"].last_outcome == "completed"
     assert sends(acts) == []
@@ -115,7 +116,7 @@ def test_goal_ends_instance_and_cancels_its_timer(js):
     arm = timers(acts)[0]
     state, acts = drive(state, ev("p1", "web.purchase", T0 + timedelta(hours=3), order_id="o", value=50.0), js, T0 + timedelta(hours=3))
     assert kinds(acts) == ["cancel_timer", "trace:goal"]
-    assert acts[0].timer_id == arm.timer_id
+    assert isinstance(acts[0], CancelTimer) and acts[0].timer_id == arm.timer_id
     assert state.instances == [] and state.history["cart"].conversions == 1
     assert state.history["cart"].last_outcome == "goal"
 
@@ -203,7 +204,8 @@ name: Fallback
 entry: {event: web.form_submitted}
 start: s
 steps:
-  s: {type: send, channel: sms, template: t, comm_type: service, on_capped: {action: fallback, channels: [email, direct_mail]}, next: done, on_skip: missed}
+  s: {type: send, channel: sms, template: t, comm_type: service, on_capped: {action: fallback, channels: [email, direct_mail]},
+      next: done, on_skip: missed}
   done: {type: end, outcome: sent}
   missed: {type: end, outcome: missed}
 """
@@ -294,7 +296,7 @@ def test_defer_gives_up_after_max_attempts():
         ids += [s.send_id for s in sends(acts)]
     assert ids == ["c1:d:v1:f1:s", "c1:d:v1:f1:s:a1", "c1:d:v1:f1:s:a2"]
     assert [d.result for d in acts if isinstance(d, Disposition)] == ["capped"]
-    assert "gave up after 2 deferrals" in [d for d in acts if isinstance(d, Disposition)][0].note
+    assert "gave up after 2 deferrals" in next(d for d in acts if isinstance(d, Disposition)).note
     assert state.instances == []
 
 
@@ -351,7 +353,7 @@ def test_goal_cancels_a_deferred_send():
     state, acts = drive(CustomerState.new("c1"), ev("f1", "web.form_submitted", form_id="x"), js, T0, capped)
     state, acts = drive(state, ev("p1", "web.purchase", order_id="o", value=1.0), js, T0)
     assert kinds(acts) == ["cancel_timer", "disposition", "trace:goal"]
-    assert acts[1].result == "cancelled"
+    assert isinstance(acts[1], Disposition) and acts[1].result == "cancelled"
 
 
 def test_gate_outcome_for_unknown_send_is_ignored(js):

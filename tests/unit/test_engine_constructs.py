@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from orchestrator.actions import ArmTimer, Send, Trace
+from orchestrator.dev.drive import drive
 from orchestrator.engine import choose_variant, fold_profile
 from orchestrator.events import CustomerEvent, TimerFired
 from orchestrator.journey.loader import load_text
-from orchestrator.journey.testing import drive
 from orchestrator.state import CustomerState
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)  # Monday 10:00 UTC
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # Monday 10:00 UTC
 
 
 def ev(eid, etype, at=T0, cid="c1", **data):
@@ -116,7 +116,9 @@ def test_split_is_sticky_when_weights_change():
 
 def test_zero_weight_variant_never_chosen():
     js = load_text(SPLIT.format(a=0, b=1, c=0))
-    sd = js.newest("ab").steps["pick"]
+    ab = js.newest("ab")
+    assert ab is not None
+    sd = ab.steps["pick"]
     assert {choose_variant(f"x{i}", "ab", sd, "pick").name for i in range(200)} == {"B"}
 
 
@@ -195,7 +197,7 @@ def test_send_window_in_customer_timezone_delays_to_next_opening():
     state, acts = drive(state, ev("s1", "geo.store_entered", store_id="s", latitude=1, longitude=1), js, T0)
     assert sends(acts) == []
     (arm,) = arms(acts)
-    assert arm.purpose == "window" and arm.due_at == datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
+    assert arm.purpose == "window" and arm.due_at == datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
     assert traces(acts, "delayed")[0].detail["reason"] == "send window"
     state, acts = fire(state, arm, js)
     assert [s.template for s in sends(acts)] == ["in_store_offer"]
@@ -208,9 +210,9 @@ def test_send_window_open_sends_at_once_and_sunday_waits_for_monday():
     js = load_text(WINDOW)
     _, acts = drive(CustomerState.new("c1"), ev("s1", "geo.store_entered", T0, store_id="s", latitude=1, longitude=1), js, T0)
     assert [s.template for s in sends(acts)] == ["in_store_offer"]  # Monday 10:00 UTC
-    sunday = datetime(2026, 3, 8, 12, 0, tzinfo=timezone.utc)
+    sunday = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
     _, acts = drive(CustomerState.new("c1"), ev("s1", "geo.store_entered", sunday, store_id="s", latitude=1, longitude=1), js, sunday)
-    assert arms(acts)[0].due_at == datetime(2026, 3, 9, 9, 0, tzinfo=timezone.utc)
+    assert arms(acts)[0].due_at == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
 
 
 def test_quiet_hours_window_wrapping_midnight():
@@ -218,12 +220,12 @@ def test_quiet_hours_window_wrapping_midnight():
     from orchestrator.journey.windows import in_window, next_opening
 
     night = Window.model_validate({"from": "22:00", "to": "06:00", "days": ["fri"]})
-    fri_23 = datetime(2026, 3, 6, 23, 0, tzinfo=timezone.utc)
-    sat_03 = datetime(2026, 3, 7, 3, 0, tzinfo=timezone.utc)
-    sat_23 = datetime(2026, 3, 7, 23, 0, tzinfo=timezone.utc)
+    fri_23 = datetime(2026, 3, 6, 23, 0, tzinfo=UTC)
+    sat_03 = datetime(2026, 3, 7, 3, 0, tzinfo=UTC)
+    sat_23 = datetime(2026, 3, 7, 23, 0, tzinfo=UTC)
     assert in_window(night, "UTC", fri_23) and in_window(night, "UTC", sat_03)
     assert not in_window(night, "UTC", sat_23)
-    assert next_opening(night, "UTC", sat_23) == datetime(2026, 3, 13, 22, 0, tzinfo=timezone.utc)
+    assert next_opening(night, "UTC", sat_23) == datetime(2026, 3, 13, 22, 0, tzinfo=UTC)
     assert next_opening(night, "Not/AZone", sat_23) is not None  # unknown zone falls back to UTC
 
 
@@ -241,10 +243,10 @@ steps:
 
 def test_window_step():
     js = load_text(WINDOW_STEP)
-    late = datetime(2026, 3, 2, 19, 0, tzinfo=timezone.utc)  # 20:00 Berlin
+    late = datetime(2026, 3, 2, 19, 0, tzinfo=UTC)  # 20:00 Berlin
     state, acts = drive(CustomerState.new("c1"), ev("f1", "web.form_submitted", late, form_id="x"), js, late)
     (arm,) = arms(acts)
-    assert arm.due_at == datetime(2026, 3, 3, 7, 0, tzinfo=timezone.utc)
+    assert arm.due_at == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
     state, acts = fire(state, arm, js)
     assert [s.template for s in sends(acts)] == ["callback"]
     assert [t.edge for t in traces(acts, "resumed")] == ["call"]

@@ -3,7 +3,7 @@ expired ids are forgotten; the state is capped; older stored forms still load an
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,7 +24,7 @@ from orchestrator.state import (
     remember,
 )
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 NOTHING = """
 id: nothing
@@ -159,7 +159,7 @@ def test_the_window_is_configurable():
         EngineLimits(dedupe_window=timedelta(0))
     with pytest.raises(ValueError):
         EngineLimits(dedupe_max_ids=0)
-    assert DEFAULT_LIMITS == EngineLimits() and DEFAULT_LIMITS.dedupe_window >= timedelta(days=7)
+    assert EngineLimits() == DEFAULT_LIMITS and DEFAULT_LIMITS.dedupe_window >= timedelta(days=7)
 
 
 def test_the_cap_bounds_the_state_and_drops_the_oldest():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from orchestrator.actions import Trace
+from orchestrator.dev.drive import drive
 from orchestrator.engine import fold_profile, step
 from orchestrator.events import CustomerEvent
 from orchestrator.journey.loader import load_text
-from orchestrator.journey.testing import drive
 from orchestrator.state import CustomerState
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 CART = """
 id: cart

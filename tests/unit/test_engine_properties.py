@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.actions import ArmTimer, CancelTimer, Send, Trace
+from orchestrator.dev.drive import decision, drive
 from orchestrator.events import CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet, load_journeys
-from orchestrator.journey.testing import decision, drive
 from orchestrator.state import CustomerState
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS: JourneySet = load_journeys([ROOT / "journeys"])
-T0 = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 
 # event type -> payload choices (each a dict); ccm events get their send id at run time
 PAYLOADS: dict[str, list[dict[str, Any]]] = {
@@ -120,13 +120,7 @@ def play(script: list[Op], seed: int, through_json: bool = False, cid: str = "c1
         new, acts = drive(state, message, JOURNEYS, at, decide)
         assert state.model_dump_json() == before, "step mutated its input state"
         state = new
-        for a in acts:
-            if isinstance(a, ArmTimer):
-                timers[a.timer_id] = a.due_at
-            elif isinstance(a, CancelTimer):
-                timers.pop(a.timer_id, None)
-            elif isinstance(a, Send):
-                sent.append(a.send_id)
+        track(acts, timers, sent)
         run.actions.append(acts)
         run.states.append(state)
 
@@ -149,18 +143,33 @@ def play(script: list[Op], seed: int, through_json: bool = False, cid: str = "c1
                 apply(last, now)
             continue
         n += 1
-        if op.kind == "ccm":
-            send_id = sent[-1 - (op.choice % len(sent))] if sent and op.choice < 5 else "unknown-send"
-            ev = CustomerEvent(event_id=f"e{n}", customer_id=cid, type=op.etype, occurred_at=now,
-                               data={"send_id": send_id, "channel": "email"})
-        else:
-            choices = PAYLOADS[op.etype]
-            ev = CustomerEvent(event_id=f"e{n}", customer_id=cid, type=op.etype, occurred_at=now,
-                               data=dict(choices[op.choice % len(choices)]))
+        ev = script_event(op, f"e{n}", cid, now, sent)
         last, last_at = ev, now
         apply(ev, now)
     fire_until(now + timedelta(days=120))
     return run
+
+
+def track(acts: list[Any], timers: dict[str, datetime], sent: list[str]) -> None:
+    """Follow the customer's pending timers (armed, cancelled) and the ids of its sends."""
+    for a in acts:
+        if isinstance(a, ArmTimer):
+            timers[a.timer_id] = a.due_at
+        elif isinstance(a, CancelTimer):
+            timers.pop(a.timer_id, None)
+        elif isinstance(a, Send):
+            sent.append(a.send_id)
+
+
+def script_event(op: Op, event_id: str, cid: str, now: datetime, sent: list[str]) -> CustomerEvent:
+    """The event an op stands for: a CCM event about one of the sends so far (or an unknown send), or a payload of its type."""
+    if op.kind == "ccm":
+        send_id = sent[-1 - (op.choice % len(sent))] if sent and op.choice < 5 else "unknown-send"
+        data: dict[str, Any] = {"send_id": send_id, "channel": "email"}
+    else:
+        choices = PAYLOADS[op.etype]
+        data = dict(choices[op.choice % len(choices)])
+    return CustomerEvent(event_id=event_id, customer_id=cid, type=op.etype, occurred_at=now, data=data)
 
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -207,7 +216,7 @@ def test_an_instance_never_rests_without_a_timer(script, seed):
         assert run.states[-1].instances == []  # 120 days after the last event every journey has ended
 
 
-GOAL_EVENTS = {
+GOAL_EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "abandoned_cart": ("web.purchase", {"order_id": "o", "value": 1.0}),
     "loan_documents": ("web.form_submitted", {"form_id": "loan_contract"}),
     "store_offer": ("web.purchase", {"order_id": "o", "value": 1.0}),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.designer.simulate import SimulationResult, simulate_files
 from orchestrator.engine import choose_variant
 from orchestrator.journey.loader import load_journeys
-from orchestrator.simulate import SimulationResult, simulate_files
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = ROOT / "journeys"
@@ -140,7 +140,9 @@ def test_refund_feedback():
 
 def test_churn_apology_split_and_fallback():
     r = run("churn_apology")
-    split = load_journeys([JOURNEYS]).newest("churn_apology").steps["offer_test"]
+    journey = load_journeys([JOURNEYS]).newest("churn_apology")
+    assert journey is not None
+    split = journey.steps["offer_test"]
     expected = {"h1": "twenty_percent", "h2": "ten_percent", "h3": "ten_percent", "h4": "ten_percent", "h6": "ten_percent"}
     for cid, variant in expected.items():
         assert choose_variant(cid, "churn_apology", split, "offer_test").name == variant
@@ -176,7 +178,7 @@ def test_service_outage_calamity():
         ("03-03 11:00", "email", "cart_reminder_2", "suppressed"),
         ("03-04 08:30", "email", "loan_documents_reminder", "capped"),
     ]
-    notice = [d for d in r.sends("x1") if d.send.template == "outage_notice"][0]
+    notice = next(d for d in r.sends("x1") if d.send.template == "outage_notice")
     assert notice.send.comm_type == "calamity" and notice.send.priority == 10
     assert notice.send.variables == {"service": "payments", "incident": "INC-7"}
     assert r.path("x1", "service_outage") == ["notice", "done"]

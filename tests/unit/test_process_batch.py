@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Sequence
 
 from orchestrator.events import CustomerEvent
 from orchestrator.journey.loader import load_journeys
@@ -19,7 +19,7 @@ from orchestrator.state import CustomerState
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = load_journeys([ROOT / "journeys"])
 POLICY = load_policy(ROOT / "journeys" / "pressure.yaml")
-NOW = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def cart(cid: str, n: int, value: float = 80.0, **attributes: object) -> CustomerEvent:
@@ -63,7 +63,8 @@ def _summary(results: list[Result | Failure]) -> list[object]:
         if isinstance(r, Failure):
             out.append(("failed", r.reason))
         else:
-            out.append(([d.model_dump() for d in r.dispositions], [t.model_dump() for t in r.traces], [t.model_dump() for t in r.timer_ops]))
+            dumps = [d.model_dump() for d in r.dispositions], [t.model_dump() for t in r.traces], [t.model_dump() for t in r.timer_ops]
+            out.append(dumps)
     return out
 
 
@@ -89,8 +90,8 @@ def test_a_batch_gives_what_one_message_at_a_time_gives() -> None:
         work.setdefault(m.customer_id, CustomerWork(CustomerState.new(m.customer_id), [])).messages.append(m)
     outcomes = asyncio.run(process_batch(list(work.values()), JOURNEYS, NOW, batched))
 
-    assert {c: _summary(o.results) for c, o in zip(work, outcomes)} == want
-    assert {c: o.state for c, o in zip(work, outcomes)} == {c: states[c] for c in work}
+    assert {c: _summary(o.results) for c, o in zip(work, outcomes, strict=True)} == want
+    assert {c: o.state for c, o in zip(work, outcomes, strict=True)} == {c: states[c] for c in work}
     # every customer's first send is decided in the first round trip, together
     first_senders = {m.customer_id for m in messages if m.type == "web.cart_abandoned" and m.data["cart_value"] >= 20}
     assert batched.round_trips[0] == len(first_senders)

@@ -6,9 +6,9 @@ import argparse
 import io
 from pathlib import Path
 
-from orchestrator import designer_cli
+from orchestrator.designer import cli as designer_cli
+from orchestrator.designer.render import counts_from_json_lines, render_mermaid
 from orchestrator.journey.loader import load_journeys
-from orchestrator.render import counts_from_json_lines, render_mermaid
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = ROOT / "journeys"
@@ -86,5 +86,7 @@ start: e
 steps:
   e: {type: end}
 """)
-    text = render_mermaid(js.newest("q").journey)
+    q = js.newest("q")
+    assert q is not None
+    text = render_mermaid(q.journey)
     assert 'Say #quot;hi#quot; #lt;now#gt;' in text

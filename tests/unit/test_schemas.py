@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.schemas import ROOT, all_schemas, write_schemas
+from orchestrator.designer.schemas import ROOT, all_schemas, write_schemas
 
 
 def test_committed_schemas_match_the_models(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,7 +20,7 @@ def test_standard_env_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_sped_up_clock_for_the_demo() -> None:
     s = Settings(clock_speed=3600, clock_origin=1_000_000.0)
-    wall = datetime.fromtimestamp(1_000_010.0, tz=timezone.utc)  # 10 wall seconds after origin
+    wall = datetime.fromtimestamp(1_000_010.0, tz=UTC)  # 10 wall seconds after origin
     assert s.engine_now(wall, origin=0).timestamp() == 1_000_000.0 + 36_000.0
     assert Settings().engine_now(wall, origin=0) == wall
 
