@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test unit integration bench bench-scale stack-up stack-down schemas validate clean
+.PHONY: demo test lint unit integration bench bench-scale stack-up stack-down schemas validate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	stack/with-stack $(PY) -m orchestrator.cli demo
 
-test: $(VENV)/.installed
+# lint first (seconds; mypy keeps its cache in .mypy_cache), then every test; stops at the first that fails
+test: lint
 	$(PY) -m pytest -q -ra
+
+# ruff and mypy, configured in pyproject.toml
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not integration"
@@ -47,4 +53,4 @@ stack-down:
 
 clean:
 	stack/stack down || true
-	rm -rf $(VENV) .stack .orchestrator-data .pytest_cache
+	rm -rf $(VENV) .stack .orchestrator-data .pytest_cache .mypy_cache .ruff_cache
