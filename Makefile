@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint unit integration bench bench-scale stack-up stack-down schemas validate clean
+.PHONY: demo test lint format unit integration bench bench-scale stack-up stack-down schemas validate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,16 @@ demo: $(VENV)/.installed
 test: lint
 	$(PY) -m pytest -q -ra
 
-# ruff and mypy, configured in pyproject.toml
+# ruff (lint + format check) and mypy, configured in pyproject.toml
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# rewrite the code in the house style (ruff format); `make lint` fails until this is done
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not integration"

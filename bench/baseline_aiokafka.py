@@ -25,8 +25,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 async def run(bootstrap: str, in_topic: str, out_topic: str, group: str, total: int, mode: str) -> float:
     consumer = AIOKafkaConsumer(
-        in_topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest", max_poll_records=2000, fetch_max_wait_ms=20,
+        in_topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+        fetch_max_wait_ms=20,
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=256 * 1024)
     await consumer.start()

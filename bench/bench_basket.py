@@ -180,7 +180,14 @@ def _process_main(args: tuple[str, str, str, int, int, int, int, int, Any, str])
 
 
 def measure_gates(
-    url: str, policy: PressurePolicy, prefix: str, decisions: int, customers: int, batch: int, concurrency: int, processes: int,
+    url: str,
+    policy: PressurePolicy,
+    prefix: str,
+    decisions: int,
+    customers: int,
+    batch: int,
+    concurrency: int,
+    processes: int,
     mode: str = "gate",
 ) -> dict[str, Any]:
     """Aggregate gate decisions/s of ``processes`` worker processes sharing ``decisions``.
@@ -202,8 +209,13 @@ def measure_gates(
         for k, v in r[3].items():
             outcomes[k] = outcomes.get(k, 0) + v
     return {
-        "processes": processes, "batch": batch, "concurrency": concurrency, "decisions": total,
-        "seconds": round(wall, 3), "per_second": round(total / wall, 1), "outcomes": outcomes,
+        "processes": processes,
+        "batch": batch,
+        "concurrency": concurrency,
+        "decisions": total,
+        "seconds": round(wall, 3),
+        "per_second": round(total / wall, 1),
+        "outcomes": outcomes,
     }
 
 
@@ -219,7 +231,10 @@ async def measure_single(url: str, policy: PressurePolicy, prefix: str, n: int) 
     elapsed = time.perf_counter() - started
     await client.aclose()
     return {
-        "decisions": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1), "mean_latency_us": round(elapsed / n * 1e6, 1)
+        "decisions": n,
+        "seconds": round(elapsed, 3),
+        "per_second": round(n / elapsed, 1),
+        "mean_latency_us": round(elapsed / n * 1e6, 1),
     }
 
 
@@ -229,7 +244,11 @@ def lua_only_command(policy: PressurePolicy, sha: str, prefix: str) -> list[str]
     KEYS and ARGV come from :class:`RedisBasket` itself, so this row follows the script's layout.
     redis-benchmark replaces every ``__rand_int__`` on its own: fine on a single server."""
     request = GateRequest(
-        send_id="s__rand_int__", customer_id="lua-__rand_int__", comm_type="commercial", channel="email", priority=7,
+        send_id="s__rand_int__",
+        customer_id="lua-__rand_int__",
+        comm_type="commercial",
+        channel="email",
+        priority=7,
         now=datetime(2026, 11, 3, tzinfo=UTC),
     )
     plan = plan_gate(policy, request)

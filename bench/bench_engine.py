@@ -53,8 +53,17 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def approve(send: Send) -> Decision:
     """The stub basket: always yes (built without validation, like the engine's own objects)."""
     return fast_new(
-        Decision, send_id=send.send_id, customer_id=send.customer_id, outcome="approved", reason="fits", cost=10.0,
-        balance=10.0, capacity=25.0, period="2026-03", retry_at=None, replayed=False,
+        Decision,
+        send_id=send.send_id,
+        customer_id=send.customer_id,
+        outcome="approved",
+        reason="fits",
+        cost=10.0,
+        balance=10.0,
+        capacity=25.0,
+        period="2026-03",
+        retry_at=None,
+        replayed=False,
     )
 
 
@@ -120,8 +129,18 @@ def setup(engine: Engine, customers: int, rng: random.Random) -> Counter[str]:
     for i in range(customers):
         cid = f"cust-{i:06d}"
         at = T0 - timedelta(minutes=rng.randrange(0, 600))
-        engine.handle(ev(f"{cid}-reg", cid, "crm.profile_updated", at, segment=rng.choice(["gold", "silver", None]),
-                         timezone=rng.choice(["Europe/Berlin", "UTC", "America/New_York"]), attributes={}), at)
+        engine.handle(
+            ev(
+                f"{cid}-reg",
+                cid,
+                "crm.profile_updated",
+                at,
+                segment=rng.choice(["gold", "silver", None]),
+                timezone=rng.choice(["Europe/Berlin", "UTC", "America/New_York"]),
+                attributes={},
+            ),
+            at,
+        )
         for j in range(rng.randrange(1, 4)):
             engine.handle(ev(f"{cid}-pv{j}", cid, "web.page_view", at, url="/", attributes={}), at)
         r = rng.random()
@@ -296,10 +315,21 @@ def main(argv: list[str] | None = None) -> int:
         engine.to_json(False)
         leaked = gc.collect() if mode == "engine (gc off)" else None
         rate = events / elapsed
-        rounds.append({"mode": mode, "events": events, "timers_fired": fired, "sends": engine.sends - sends_before,
-                       "seconds": round(elapsed, 3), "events_per_s": round(rate), "cyclic_garbage_after": leaked})
-        print(f"round {i + 1} ({mode}): {events} events ({fired} timers) in {elapsed:.2f}s = {rate:,.0f} events/s; "
-              f"{engine.sends - sends_before} sends" + (f"; gc.collect() afterwards: {leaked}" if leaked is not None else ""))
+        rounds.append(
+            {
+                "mode": mode,
+                "events": events,
+                "timers_fired": fired,
+                "sends": engine.sends - sends_before,
+                "seconds": round(elapsed, 3),
+                "events_per_s": round(rate),
+                "cyclic_garbage_after": leaked,
+            }
+        )
+        print(
+            f"round {i + 1} ({mode}): {events} events ({fired} timers) in {elapsed:.2f}s = {rate:,.0f} events/s; "
+            f"{engine.sends - sends_before} sends" + (f"; gc.collect() afterwards: {leaked}" if leaked is not None else "")
+        )
         T0 = T0 + timedelta(hours=30)  # keep the clock moving: the next round starts 30 h later
 
     per_type: dict[str, list[float]] = {}

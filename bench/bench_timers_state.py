@@ -130,8 +130,17 @@ def ev(eid: str, cid: str, etype: str, at: datetime, **data: Any) -> CustomerEve
 async def _template(kind: str, cid: str, pageviews: int, at: datetime, rng: random.Random) -> Template:
     journeys = load_journeys([JOURNEYS])
     basket = MemoryBasket(load_policy(JOURNEYS / "pressure.yaml"))
-    events = [ev(f"{cid}-reg", cid, "crm.profile_updated", at, segment=rng.choice(["gold", "silver", None]),
-                 timezone=rng.choice(["Europe/Berlin", "UTC", "America/New_York"]), attributes={})]
+    events = [
+        ev(
+            f"{cid}-reg",
+            cid,
+            "crm.profile_updated",
+            at,
+            segment=rng.choice(["gold", "silver", None]),
+            timezone=rng.choice(["Europe/Berlin", "UTC", "America/New_York"]),
+            attributes={},
+        )
+    ]
     events += [ev(f"{cid}-pv{j}", cid, "web.page_view", at, url=f"/p/{rng.randrange(500)}", attributes={}) for j in range(pageviews)]
     if kind == "cart":
         events.append(
@@ -266,8 +275,9 @@ def settle_rss(w: WorkerProcess, seconds: float = 2.0) -> dict[str, float]:
 
 
 async def _read_all(kafka: str, topic: str, each: Callable[[Any], None]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024
+    )
     await consumer.start()
     n = 0
     try:
@@ -320,8 +330,13 @@ def dist(values: list[float]) -> dict[str, float]:
     v = sorted(values)
     if not v:
         return {"n": 0}
-    return {"n": len(v), "p50": round(pct(v, 50), 4), "p99": round(pct(v, 99), 4), "max": round(v[-1], 4),
-            "mean": round(sum(v) / len(v), 4)}
+    return {
+        "n": len(v),
+        "p50": round(pct(v, 50), 4),
+        "p99": round(pct(v, 99), 4),
+        "max": round(v[-1], 4),
+        "mean": round(sum(v) / len(v), 4),
+    }
 
 
 # ---------------------------------------------------------------- clean-up (only what this run created)
@@ -466,8 +481,13 @@ def run_baseline(c: Ctx) -> dict[str, Any]:
     w2.stop()
     if not c.keep:
         cleanup(c.kafka, c.redis, settings, tag)
-    res = {"ready_s": round(ready, 2), "restart_ready_s": round(ready2, 2), "rss_mib": round(rss["VmRSS"], 1),
-           "peak_rss_mib": round(rss["VmHWM"], 1), "restart_rss_mib": round(rss2["VmRSS"], 1)}
+    res = {
+        "ready_s": round(ready, 2),
+        "restart_ready_s": round(ready2, 2),
+        "rss_mib": round(rss["VmRSS"], 1),
+        "peak_rss_mib": round(rss["VmHWM"], 1),
+        "restart_rss_mib": round(rss2["VmRSS"], 1),
+    }
     print(f"  {res}", flush=True)
     return res
 
@@ -508,23 +528,32 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
             yield cid, value, header
 
     st, _sizes = seed(c.kafka, f"{settings.app_id}-customer-state-changelog", records())
-    print(f"  seeded {st.records} states in {st.seconds:.1f}s ({st.records / st.seconds:.0f}/s), "
-          f"{st.value_bytes / n:.0f} value bytes per customer", flush=True)
+    print(
+        f"  seeded {st.records} states in {st.seconds:.1f}s ({st.records / st.seconds:.0f}/s), "
+        f"{st.value_bytes / n:.0f} value bytes per customer",
+        flush=True,
+    )
     w, ready = start_ready(c.env(prefix, "t-data"), c.tmp / f"t{n}-worker.log", c.ready_timeout)
     ready_at = time.time()
     rss = settle_rss(w, 1.0)
     pending = metric_values(w).get("orchestrator_timers_pending", -1)
     early = sum(1 for i in range(n) if due(i) < ready_at)
-    print(f"  ready in {ready:.1f}s, RSS {rss['VmRSS']:.0f} MiB, timers pending {pending:.0f}; "
-          f"first due in {t0 - ready_at:+.1f}s; due before ready: {early}", flush=True)
+    print(
+        f"  ready in {ready:.1f}s, RSS {rss['VmRSS']:.0f} MiB, timers pending {pending:.0f}; "
+        f"first due in {t0 - ready_at:+.1f}s; due before ready: {early}",
+        flush=True,
+    )
     if early:
         print(f"  WARNING: {early} timers came due before the worker was ready; raise --lead", flush=True)
     fired, handled = wait_all_handled(w, n, deadline=t0 + window + max(300.0, 3 * window))
     done_at = time.time()
     assert w.proc is not None
     peak = settle_rss(w, 1.0)
-    print(f"  fired {fired:.0f}, handled {handled:.0f}, {done_at - (t0 + window):+.1f}s after the last due time; "
-          f"RSS {peak['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB", flush=True)
+    print(
+        f"  fired {fired:.0f}, handled {handled:.0f}, {done_at - (t0 + window):+.1f}s after the last due time; "
+        f"RSS {peak['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB",
+        flush=True,
+    )
     w.stop()
 
     # exact lateness, from Kafka timestamps
@@ -547,8 +576,11 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
         "window_s": round(window, 1),
         "due_per_s": round(n / window),
         "lead_s": round(lead, 1),
-        "seed": {"seconds": round(st.seconds, 1), "records_per_s": round(st.records / st.seconds),
-                 "value_bytes_per_customer": round(st.value_bytes / n, 1)},
+        "seed": {
+            "seconds": round(st.seconds, 1),
+            "records_per_s": round(st.records / st.seconds),
+            "value_bytes_per_customer": round(st.value_bytes / n, 1),
+        },
         "ready_s": round(ready, 2),
         "ready_vs_baseline": round(ready / baseline["ready_s"], 2) if baseline else None,
         "timers_pending_at_ready": pending,
@@ -566,8 +598,9 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
         "finished_after_last_due_s": round(done_at - (t0 + window), 1),
         "complete": len(firing) >= n and len(handling) >= n,
     }
-    print(f"  firing lateness {res['firing_lateness_s']}\n  handling lateness {res['handling_lateness_s']}\n  heap probe {heap}",
-          flush=True)
+    print(
+        f"  firing lateness {res['firing_lateness_s']}\n  handling lateness {res['handling_lateness_s']}\n  heap probe {heap}", flush=True
+    )
     return res
 
 
@@ -634,14 +667,19 @@ def run_state(c: Ctx, k: int, n: int, baseline: dict[str, Any]) -> dict[str, Any
 
     st, sizes = seed(c.kafka, f"{settings.app_id}-customer-state-changelog", records())
     ssorted = sorted(sizes)
-    print(f"  seeded {st.records} states in {st.seconds:.1f}s ({st.records / st.seconds:.0f}/s): "
-          f"{st.value_bytes / n:.0f} value bytes per customer (p50 {pct(ssorted, 50):.0f}, p99 {pct(ssorted, 99):.0f}, "
-          f"max {ssorted[-1]}), mix {counts}", flush=True)
+    print(
+        f"  seeded {st.records} states in {st.seconds:.1f}s ({st.records / st.seconds:.0f}/s): "
+        f"{st.value_bytes / n:.0f} value bytes per customer (p50 {pct(ssorted, 50):.0f}, p99 {pct(ssorted, 99):.0f}, "
+        f"max {ssorted[-1]}), mix {counts}",
+        flush=True,
+    )
     w, ready = start_ready(c.env(prefix, "s-data0"), c.tmp / f"s{n}-worker0.log", c.ready_timeout)
     rss = settle_rss(w)
     pending = metric_values(w).get("orchestrator_timers_pending", -1)
-    print(f"  cold start: ready in {ready:.1f}s, RSS {rss['VmRSS']:.0f} MiB (peak {rss['VmHWM']:.0f}), timers pending {pending:.0f}",
-          flush=True)
+    print(
+        f"  cold start: ready in {ready:.1f}s, RSS {rss['VmRSS']:.0f} MiB (peak {rss['VmHWM']:.0f}), timers pending {pending:.0f}",
+        flush=True,
+    )
     w.kill()
     w2, ready2 = start_ready(c.env(prefix, "s-data1"), c.tmp / f"s{n}-worker1.log", c.ready_timeout)
     rss2 = settle_rss(w2)

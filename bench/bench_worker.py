@@ -104,17 +104,29 @@ def backlog(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> dict
     asyncio.run(kafkatools.produce(kafka, [(btopic, k, v) for k, v in payloads]))
     bport = free_port()
     benv = {
-        **os.environ, "BASELINE_TOPIC": btopic, "BASELINE_APP_ID": f"{tag}-faust", "BASELINE_PORT": str(bport),
-        "BASELINE_DATA_DIR": str(tmp / "faust"), "BASELINE_PARTITIONS": str(args.partitions),
+        **os.environ,
+        "BASELINE_TOPIC": btopic,
+        "BASELINE_APP_ID": f"{tag}-faust",
+        "BASELINE_PORT": str(bport),
+        "BASELINE_DATA_DIR": str(tmp / "faust"),
+        "BASELINE_PARTITIONS": str(args.partitions),
     }
     with open(tmp / "faust.log", "wb") as blog:
         bproc = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "baseline_app", "worker", "-l", "warn"],
-            cwd=ROOT / "bench", env=benv, stdout=blog, stderr=subprocess.STDOUT,
+            cwd=ROOT / "bench",
+            env=benv,
+            stdout=blog,
+            stderr=subprocess.STDOUT,
         )
     try:
-        faust_rate = poll_rate(lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{bport}/count", timeout=2).read())["processed"],
-                               lambda: 0, n, bproc, args.timeout)
+        faust_rate = poll_rate(
+            lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{bport}/count", timeout=2).read())["processed"],
+            lambda: 0,
+            n,
+            bproc,
+            args.timeout,
+        )
         faust_rss = rss_mib(bproc.pid)
     finally:
         bproc.terminate()
@@ -126,10 +138,17 @@ def backlog(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> dict
         atopic, aout = f"{tag}.plain-{mode}", f"{tag}.plain-{mode}-out"
         asyncio.run(ensure_topics(kafka, [atopic, aout], partitions=args.partitions))
         asyncio.run(kafkatools.produce(kafka, [(atopic, k, v) for k, v in payloads]))
-        plain[mode] = json.loads(subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "baseline_aiokafka.py"), kafka, atopic, aout, f"{tag}-{mode}", str(n), mode],
-            capture_output=True, text=True, check=True, timeout=args.timeout,
-        ).stdout.strip().splitlines()[-1])
+        plain[mode] = json.loads(
+            subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "baseline_aiokafka.py"), kafka, atopic, aout, f"{tag}-{mode}", str(n), mode],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=args.timeout,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
 
     # (c) the orchestrator worker
     prefix = f"{tag}o"
@@ -143,13 +162,17 @@ def backlog(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> dict
         orch_rate = poll_rate(
             lambda: metric(port, r'^orchestrator_processed_total\{kind="event"\} ([0-9.e+]+)$'),
             lambda: metric(port, r'^orchestrator_events_total\{family="web",outcome="accepted"\} ([0-9.e+]+)$'),
-            n, worker.proc, args.timeout,
+            n,
+            worker.proc,
+            args.timeout,
         )
         orch_rss = rss_mib(worker.proc.pid)  # type: ignore[union-attr]
     finally:
         worker.stop()
     return {
-        "events": n, "customers": args.customers, "partitions": args.partitions,
+        "events": n,
+        "customers": args.customers,
+        "partitions": args.partitions,
         "faust_agent_with_table": {"events_per_s": round(faust_rate), "peak_rss_mib": round(faust_rss, 1)},
         "plain_aiokafka_loop": plain["per-message"],
         "plain_aiokafka_loop_per_customer": plain["per-customer"],
@@ -229,8 +252,14 @@ async def run_rate(kafka: str, prefix: str, rate: int, seconds: float, drain: fl
         if delay > 0:
             await asyncio.sleep(delay)
         c = f"{prefix}-r{rate}-{i}"
-        doc = {"event_id": f"{c}-cart", "customer_id": c, "occurred_at": datetime.now(UTC).isoformat(),
-               "type": "cart_abandoned", "cart_id": "k", "cart_value": 80.0}
+        doc = {
+            "event_id": f"{c}-cart",
+            "customer_id": c,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "type": "cart_abandoned",
+            "cart_id": "k",
+            "cart_value": 80.0,
+        }
         published[c] = time.monotonic()
         futures.append(await producer.send(f"{prefix}.in.web", json.dumps(doc).encode(), key=c.encode()))
     await asyncio.gather(*futures)
@@ -247,9 +276,15 @@ async def run_rate(kafka: str, prefix: str, rate: int, seconds: float, drain: fl
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     ok = len(first) == total and len(reminders) == total and q[98] < 1000
     return {
-        "rate": rate, "journeys": total, "publish_seconds": round(published_in, 2),
-        "first_sends": len(first), "reminders": len(reminders), "drained_after_s": round(drained_after, 2),
-        "latency_ms_p50": round(q[49], 1), "latency_ms_p99": round(q[98], 1), "latency_ms_max": round(lat[-1], 1) if lat else None,
+        "rate": rate,
+        "journeys": total,
+        "publish_seconds": round(published_in, 2),
+        "first_sends": len(first),
+        "reminders": len(reminders),
+        "drained_after_s": round(drained_after, 2),
+        "latency_ms_p50": round(q[49], 1),
+        "latency_ms_p99": round(q[98], 1),
+        "latency_ms_max": round(lat[-1], 1) if lat else None,
         "sustained": ok,
     }
 
@@ -278,8 +313,13 @@ def sustained(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> di
     finally:
         worker.stop()
     best = max((s["rate"] for s in steps if s["sustained"]), default=0)
-    return {"clock_speed": 3600, "seconds_per_rate": args.seconds, "drain_window_s": args.drain,
-            "steps": steps, "highest_sustained_rate": best}
+    return {
+        "clock_speed": 3600,
+        "seconds_per_rate": args.seconds,
+        "drain_window_s": args.drain,
+        "steps": steps,
+        "highest_sustained_rate": best,
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -298,8 +338,10 @@ def report(result: dict[str, Any]) -> str:
     if "backlog" in result:
         b = result["backlog"]
         lines += [
-            f"## Backlog: {b['events']} mixed web events, {b['customers']} customers, {b['partitions']} partitions", "",
-            "| consumer | events/s | peak RSS MiB |", "|---|---:|---:|",
+            f"## Backlog: {b['events']} mixed web events, {b['customers']} customers, {b['partitions']} partitions",
+            "",
+            "| consumer | events/s | peak RSS MiB |",
+            "|---|---:|---:|",
         ]
         for name, key in (
             ("(a) plain Faust agent with a table", "faust_agent_with_table"),
@@ -319,7 +361,8 @@ def report(result: dict[str, Any]) -> str:
     if "sustained" in result:
         s = result["sustained"]
         lines += [
-            "## Sustained load: the abandoned-cart journey, one worker", "",
+            "## Sustained load: the abandoned-cart journey, one worker",
+            "",
             (
                 f"Each rate for {s['seconds_per_rate']} s; sustained = every first send and reminder back within "
                 f"{s['drain_window_s']} s after publishing stops and first-send p99 < 1 s."

@@ -121,8 +121,20 @@ class Trace(BaseModel):
     instance_id: str
     step_id: str | None = None
     what: Literal[
-        "entered", "step", "branch", "split", "waiting", "matched", "timeout", "delayed", "resumed",
-        "send", "exited", "goal", "duplicate", "ignored",
+        "entered",
+        "step",
+        "branch",
+        "split",
+        "waiting",
+        "matched",
+        "timeout",
+        "delayed",
+        "resumed",
+        "send",
+        "exited",
+        "goal",
+        "duplicate",
+        "ignored",
     ]
     edge: str | None = Field(default=None, description="The step taken next (render counts customers per edge).")
     detail: dict[str, Any] = Field(default_factory=dict)

@@ -1,13 +1,13 @@
 """The ``orchestrator`` command.
 
-    orchestrator worker               run a worker (Faust), configured from ORCH_* / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL
-    orchestrator validate PATH...     check journey files and the pressure policy (file:line:col errors)
-    orchestrator simulate ...         replay an event file offline through the real engine
-    orchestrator render FILE          draw a journey as a Mermaid flowchart
-    orchestrator basket show C        a customer's contact-pressure basket in Redis
-    orchestrator lag [--json]         consumer lag per topic/partition: committed, end, lag, owner
-    orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
-    orchestrator demo                 the README's main job: real journeys on the real local stack
+orchestrator worker               run a worker (Faust), configured from ORCH_* / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL
+orchestrator validate PATH...     check journey files and the pressure policy (file:line:col errors)
+orchestrator simulate ...         replay an event file offline through the real engine
+orchestrator render FILE          draw a journey as a Mermaid flowchart
+orchestrator basket show C        a customer's contact-pressure basket in Redis
+orchestrator lag [--json]         consumer lag per topic/partition: committed, end, lag, owner
+orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
+orchestrator demo                 the README's main job: real journeys on the real local stack
 """
 
 from __future__ import annotations

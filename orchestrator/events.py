@@ -299,8 +299,8 @@ def _number_guard(limit: int, convert: Any) -> Any:
     def parse(literal: str) -> Any:
         if len(literal) > limit:
             raise InvalidEvent(
-                f"a number has {len(literal)} characters, more than the {limit} accepted; send it as a string "
-                "or round it", "number_too_large",
+                f"a number has {len(literal)} characters, more than the {limit} accepted; send it as a string or round it",
+                "number_too_large",
             )
         value = convert(literal)
         if value in (float("inf"), float("-inf")):
@@ -335,8 +335,8 @@ def decode_json(raw: bytes | str, limits: InboundLimits = DEFAULT_INBOUND_LIMITS
     """Bytes -> JSON document within ``limits``; :class:`InvalidEvent` with a precise reason otherwise."""
     if len(raw) > limits.max_bytes:
         raise InvalidEvent(
-            f"message is {len(raw)} bytes, over the limit of {limits.max_bytes} (ORCH_MAX_EVENT_BYTES); "
-            "send large payloads by reference", "too_large",
+            f"message is {len(raw)} bytes, over the limit of {limits.max_bytes} (ORCH_MAX_EVENT_BYTES); send large payloads by reference",
+            "too_large",
         )
     try:
         doc = json.loads(

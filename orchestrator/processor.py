@@ -112,7 +112,10 @@ def run_message(
             decision = yield action.gate_request(now)
             assert decision is not None, "a gate request must be answered with a Decision"
             result.state, follow_up = step(
-                result.state, GateOutcome(customer_id=action.customer_id, send=action, decision=decision), journeys, now,
+                result.state,
+                GateOutcome(customer_id=action.customer_id, send=action, decision=decision),
+                journeys,
+                now,
                 limits,
             )
             queue[0:0] = follow_up

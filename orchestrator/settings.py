@@ -83,11 +83,19 @@ class Settings(BaseSettings):
     # --- batches and consumer group ---
     batch_max_records: int = Field(default=2000, ge=1, description="Most records one batch takes from Kafka.")
     fetch_max_wait_ms: int = Field(default=20, ge=0, description="How long a fetch waits for data to fill (latency vs. batch size).")
-    session_timeout: float = Field(default=10.0, gt=0, description="Seconds without heartbeat before the group drops a worker (failover time).")
+    session_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds without heartbeat before the group drops a worker (failover time)."
+    )
     heartbeat_interval: float = Field(default=3.0, gt=0, description="Seconds between heartbeats (a third of the session timeout).")
-    max_poll_interval: float = Field(default=300.0, gt=0, description="Seconds one batch may take (retries included) before the worker leaves the group.")
-    shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds SIGTERM waits for the running batch and the clients before it gives up on them.")
-    state_cache_customers: int = Field(default=50_000, ge=0, description="Recently written customer states kept parsed in memory (speed; 0 = off).")
+    max_poll_interval: float = Field(
+        default=300.0, gt=0, description="Seconds one batch may take (retries included) before the worker leaves the group."
+    )
+    shutdown_timeout: float = Field(
+        default=20.0, gt=0, description="Seconds SIGTERM waits for the running batch and the clients before it gives up on them."
+    )
+    state_cache_customers: int = Field(
+        default=50_000, ge=0, description="Recently written customer states kept parsed in memory (speed; 0 = off)."
+    )
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between reads of the group's lag (also the Kafka readiness probe).")
 
     # --- bounds ---
@@ -95,10 +103,16 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=16, ge=2, description="Deepest accepted JSON nesting of an inbound message.")
     max_number_digits: int = Field(default=32, ge=8, description="Longest accepted JSON number literal.")
     max_state_bytes: int = Field(
-        default=256 * 1024, ge=4096,
-        description="Largest customer state; an event that would grow it beyond is dead-lettered and the old state kept. Keep below the broker's message.max.bytes.",
+        default=256 * 1024,
+        ge=4096,
+        description=(
+            "Largest customer state; an event that would grow it beyond is dead-lettered and the old state kept. "
+            "Keep below the broker's message.max.bytes."
+        ),
     )
-    dlq_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Original bytes kept on a dead-letter record (the rest is cut; header dlq.truncated).")
+    dlq_max_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Original bytes kept on a dead-letter record (the rest is cut; header dlq.truncated)."
+    )
     dedupe_window_days: float = Field(default=7.0, gt=0, description="An event id seen again within this many days is ignored.")
     dedupe_max_ids: int = Field(
         default=8192, ge=64, description="Most event ids one customer remembers (17 bytes each); beyond, the oldest are forgotten first."

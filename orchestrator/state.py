@@ -156,8 +156,7 @@ def _clock_for(now: datetime, limits: EngineLimits) -> tuple[datetime, datetime,
     window = -(-limits.dedupe_window // _ONE_MINUTE)  # whole minutes, rounded up
     cutoff = max(minute - window, 0)
     start = DEDUPE_EPOCH + minute * _ONE_MINUTE
-    _clock = (start, start + _ONE_MINUTE, limits, _time_key(minute), _time_key(cutoff),
-              limits.dedupe_max_ids * DEDUPE_ENTRY_CHARS)
+    _clock = (start, start + _ONE_MINUTE, limits, _time_key(minute), _time_key(cutoff), limits.dedupe_max_ids * DEDUPE_ENTRY_CHARS)
     return _clock
 
 

@@ -159,7 +159,7 @@ def register(subparsers: Any) -> None:
     s = subparsers.add_parser(
         "simulate",
         help="replay an event file offline through the real engine (virtual clock, in-memory basket)",
-        description="Replay a JSON-lines event file ({\"family\": \"web\", ...} per line) through the journeys with a "
+        description='Replay a JSON-lines event file ({"family": "web", ...} per line) through the journeys with a '
         "virtual clock and the in-memory basket; print, per customer, each step, send (with outcome and why) and timer.",
     )
     s.add_argument("events", metavar="EVENTS.jsonl")

@@ -32,9 +32,7 @@ def all_schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     from orchestrator.journey.model import journey_json_schema
     from orchestrator.pressure.policy import policy_json_schema
 
-    out: dict[str, Callable[[], dict[str, Any]]] = {
-        f"events/{family}.json": partial(family_json_schema, family) for family in FAMILIES
-    }
+    out: dict[str, Callable[[], dict[str, Any]]] = {f"events/{family}.json": partial(family_json_schema, family) for family in FAMILIES}
     out.update({f"outbound/{name}.json": _outbound(model) for name, model in OUTBOUND_MODELS.items()})
     out["journey.json"] = journey_json_schema
     out["pressure.json"] = policy_json_schema

@@ -59,8 +59,13 @@ class SimRecord:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of ``simulate --json``)."""
         out: dict[str, Any] = {"at": iso_utc(self.at), "customer": self.customer_id, "kind": self.kind}
-        for key, name in (("journey_id", "journey"), ("journey_version", "version"), ("instance_id", "instance_id"),
-                          ("step_id", "step_id"), ("edge", "edge")):
+        for key, name in (
+            ("journey_id", "journey"),
+            ("journey_version", "version"),
+            ("instance_id", "instance_id"),
+            ("step_id", "step_id"),
+            ("edge", "edge"),
+        ):
             value = getattr(self, key)
             if value is not None:
                 out[name] = value
@@ -106,8 +111,14 @@ class SimulationResult:
 
         return count_edges(
             (
-                {"customer": t.customer_id, "journey": t.journey_id, "what": t.what, "step_id": t.step_id,
-                 "edge": t.edge, "outcome": t.detail.get("outcome")}
+                {
+                    "customer": t.customer_id,
+                    "journey": t.journey_id,
+                    "what": t.what,
+                    "step_id": t.step_id,
+                    "edge": t.edge,
+                    "outcome": t.detail.get("outcome"),
+                }
                 for t in self.traces
             ),
             journey_id,
@@ -142,11 +153,11 @@ def read_events(path: str | os.PathLike[str]) -> tuple[list[InputEvent], list[st
                 errors.append(f"{name}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})")
                 continue
             if not isinstance(doc, dict):
-                errors.append(f"{name}:{lineno}: expected a JSON object with a \"family\" key")
+                errors.append(f'{name}:{lineno}: expected a JSON object with a "family" key')
                 continue
             family = doc.pop("family", None)
             if not isinstance(family, str):
-                errors.append(f"{name}:{lineno}: missing \"family\" (one of ccm, web, callcenter, geo, consent, crm, ops)")
+                errors.append(f'{name}:{lineno}: missing "family" (one of ccm, web, callcenter, geo, consent, crm, ops)')
                 continue
             try:
                 events.append(InputEvent(lineno, parse_inbound(family, doc)))
@@ -266,13 +277,24 @@ def _record(result: SimulationResult, message: CustomerEvent | TimerFired, now: 
     cid = message.customer_id
     add = result.records.append
     if isinstance(message, CustomerEvent):
-        add(SimRecord(now, cid, "event", f"event {message.type} ({message.event_id})", data={"event_id": message.event_id, "type": message.type}))
+        add(
+            SimRecord(
+                now, cid, "event", f"event {message.type} ({message.event_id})", data={"event_id": message.event_id, "type": message.type}
+            )
+        )
     else:
         add(SimRecord(now, cid, "timer", f"timer fired {message.timer_id}", data={"timer_id": message.timer_id}))
     for c in res.consent_changes:
         verb = "resubscribed to" if c.subscribed else "unsubscribed from"
-        add(SimRecord(now, cid, "consent", f"consent: {verb} {c.channel}" + (f" ({c.brand})" if c.brand else ""),
-                      data={"channel": c.channel, "brand": c.brand, "subscribed": c.subscribed}))
+        add(
+            SimRecord(
+                now,
+                cid,
+                "consent",
+                f"consent: {verb} {c.channel}" + (f" ({c.brand})" if c.brand else ""),
+                data={"channel": c.channel, "brand": c.brand, "subscribed": c.subscribed},
+            )
+        )
     by_send = {d.send.send_id: d for d in res.dispositions}
     used: set[str] = set()
     for t in res.traces:
@@ -282,18 +304,49 @@ def _record(result: SimulationResult, message: CustomerEvent | TimerFired, now: 
             used.add(disp.send.send_id)
             add(_send_record(now, t, disp))
         else:
-            add(SimRecord(now, cid, "trace", _trace_text(t), t.journey_id or None, t.journey_version or None,
-                          t.instance_id or None, t.step_id, t.edge, data={"what": t.what, **t.detail}))
+            add(
+                SimRecord(
+                    now,
+                    cid,
+                    "trace",
+                    _trace_text(t),
+                    t.journey_id or None,
+                    t.journey_version or None,
+                    t.instance_id or None,
+                    t.step_id,
+                    t.edge,
+                    data={"what": t.what, **t.detail},
+                )
+            )
     for d in res.dispositions:
         result.dispositions.append(d)
         if d.send.send_id not in used:  # e.g. cancelled by a goal or a calamity
             used.add(d.send.send_id)
-            add(SimRecord(now, cid, "send", _send_text(d), d.send.journey_id, d.send.journey_version, d.send.instance_id,
-                          d.send.step_id, None, data={"what": "disposition", **_send_data(d)}))
+            add(
+                SimRecord(
+                    now,
+                    cid,
+                    "send",
+                    _send_text(d),
+                    d.send.journey_id,
+                    d.send.journey_version,
+                    d.send.instance_id,
+                    d.send.step_id,
+                    None,
+                    data={"what": "disposition", **_send_data(d)},
+                )
+            )
     for op in res.timer_ops:
         if isinstance(op, ArmTimer):
-            add(SimRecord(now, cid, "timer_armed", f"timer armed {op.purpose} {op.timer_id} due {iso_utc(op.due_at)}",
-                          data={"timer_id": op.timer_id, "purpose": op.purpose, "due_at": iso_utc(op.due_at)}))
+            add(
+                SimRecord(
+                    now,
+                    cid,
+                    "timer_armed",
+                    f"timer armed {op.purpose} {op.timer_id} due {iso_utc(op.due_at)}",
+                    data={"timer_id": op.timer_id, "purpose": op.purpose, "due_at": iso_utc(op.due_at)},
+                )
+            )
         else:
             add(SimRecord(now, cid, "timer_cancelled", f"timer cancelled {op.timer_id}", data={"timer_id": op.timer_id}))
 
@@ -301,22 +354,44 @@ def _record(result: SimulationResult, message: CustomerEvent | TimerFired, now: 
 def _send_data(d: Disposition) -> dict[str, Any]:
     s, dec = d.send, d.decision
     return {
-        "result": d.result, "send_id": s.send_id, "channel": s.channel, "template": s.template, "comm_type": s.comm_type,
-        "priority": s.priority, "brand": s.brand, "variables": s.variables, "reason": d.note or dec.reason,
-        "cost": dec.cost, "balance": dec.balance, "capacity": dec.capacity, "period": dec.period,
+        "result": d.result,
+        "send_id": s.send_id,
+        "channel": s.channel,
+        "template": s.template,
+        "comm_type": s.comm_type,
+        "priority": s.priority,
+        "brand": s.brand,
+        "variables": s.variables,
+        "reason": d.note or dec.reason,
+        "cost": dec.cost,
+        "balance": dec.balance,
+        "capacity": dec.capacity,
+        "period": dec.period,
         "retry_at": iso_utc(dec.retry_at) if dec.retry_at else None,
     }
 
 
 def _send_text(d: Disposition) -> str:
     s, dec = d.send, d.decision
-    return (f"send {s.channel} {s.template} ({s.comm_type}, p{s.priority}) -> {d.result}: {d.note or dec.reason} "
-            f"[basket {dec.balance:g}/{dec.capacity:g}] {s.send_id}")
+    return (
+        f"send {s.channel} {s.template} ({s.comm_type}, p{s.priority}) -> {d.result}: {d.note or dec.reason} "
+        f"[basket {dec.balance:g}/{dec.capacity:g}] {s.send_id}"
+    )
 
 
 def _send_record(now: datetime, t: Trace, d: Disposition) -> SimRecord:
-    return SimRecord(now, t.customer_id, "send", _send_text(d) + (f" -> {t.edge}" if t.edge and t.edge != t.step_id else ""),
-                     t.journey_id, t.journey_version, t.instance_id, t.step_id, t.edge, data={"what": t.what, **_send_data(d)})
+    return SimRecord(
+        now,
+        t.customer_id,
+        "send",
+        _send_text(d) + (f" -> {t.edge}" if t.edge and t.edge != t.step_id else ""),
+        t.journey_id,
+        t.journey_version,
+        t.instance_id,
+        t.step_id,
+        t.edge,
+        data={"what": t.what, **_send_data(d)},
+    )
 
 
 _TRACE_TEXT: dict[str, Callable[[str, Trace, dict[str, Any]], str]] = {
@@ -334,9 +409,7 @@ _TRACE_TEXT: dict[str, Callable[[str, Trace, dict[str, Any]], str]] = {
     "delayed": lambda head, t, d: f"{head} {t.step_id}: {d.get('reason')} until {d.get('until')}",
     "resumed": lambda head, t, d: f"{head} {t.step_id}: resumed ({d.get('reason', 'delay over')}) -> {t.edge or 'end'}",
     "goal": lambda head, t, d: f"{head} GOAL {d.get('goal')} at {t.step_id}",
-    "exited": lambda head, t, d: (
-        f"{head} ended at {t.step_id}: {d.get('outcome')}" + (f" ({d['reason']})" if "reason" in d else "")
-    ),
+    "exited": lambda head, t, d: f"{head} ended at {t.step_id}: {d.get('outcome')}" + (f" ({d['reason']})" if "reason" in d else ""),
     "send": lambda head, t, d: f"{head} {t.step_id}: send {d.get('result')} -> {t.edge or 'end'}",
     "duplicate": lambda head, t, d: f"duplicate event {d.get('event_id')} ignored",
 }

@@ -70,7 +70,19 @@ class _AddEvent(Protocol):
 
 
 PERSONAS = [
-    "cart", "cart", "cart", "cart_buyer", "call_negative", "call_positive", "store", "newbie", "refund", "churn", "outage", "unsub", "loan",
+    "cart",
+    "cart",
+    "cart",
+    "cart_buyer",
+    "call_negative",
+    "call_positive",
+    "store",
+    "newbie",
+    "refund",
+    "churn",
+    "outage",
+    "unsub",
+    "loan",
 ]
 """Assigned round-robin; "cart" thrice so the abandoned-cart journey has the most customers."""
 
@@ -120,8 +132,15 @@ def _persona_events(add: _AddEvent, rnd: random.Random, i: int, c: str, kind: st
             add(start + 3 * HOUR, "consent", c, "unsubscribed", channel="email")
     elif kind in ("call_negative", "call_positive"):
         neg = kind == "call_negative"
-        add(start, "callcenter", c, "call_completed", sentiment="negative" if neg else "positive",
-            sentiment_score=round(rnd.uniform(-0.9, -0.4) if neg else rnd.uniform(0.4, 0.9), 2), topic="billing")
+        add(
+            start,
+            "callcenter",
+            c,
+            "call_completed",
+            sentiment="negative" if neg else "positive",
+            sentiment_score=round(rnd.uniform(-0.9, -0.4) if neg else rnd.uniform(0.4, 0.9), 2),
+            topic="billing",
+        )
     elif kind == "store":
         add(start, "geo", c, "store_entered", store_id=f"s{rnd.randint(1, 9)}", latitude=52.37, longitude=4.89)
     elif kind == "refund":
@@ -248,16 +267,25 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
     clock = Clock(clock_speed)
     worker = WorkerProcess(
         worker_env(
-            kafka, redis_url, prefix, ROOT / "journeys", tmp / "data", partitions=4,
-            ORCH_CLOCK_SPEED=str(clock_speed), ORCH_CLOCK_ORIGIN=str(clock.origin), ORCH_TIMER_TICK="0.1",
+            kafka,
+            redis_url,
+            prefix,
+            ROOT / "journeys",
+            tmp / "data",
+            partitions=4,
+            ORCH_CLOCK_SPEED=str(clock_speed),
+            ORCH_CLOCK_ORIGIN=str(clock.origin),
+            ORCH_TIMER_TICK="0.1",
         ),
         tmp / "worker.log",
     )
     worker.start()
     try:
         worker.wait_ready(timeout=120)
-        print(f"demo: worker ready (metrics on http://127.0.0.1:{worker.web_port}/metrics); "
-              f"running {seconds:.0f} s at 1 s = {clock_speed / 3600:g} h ...")
+        print(
+            f"demo: worker ready (metrics on http://127.0.0.1:{worker.web_port}/metrics); "
+            f"running {seconds:.0f} s at 1 s = {clock_speed / 3600:g} h ..."
+        )
         plan, personas = plan_events(customers, clock)
 
         async def scenario() -> tuple[int, Counter]:

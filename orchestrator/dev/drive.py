@@ -62,8 +62,6 @@ def drive(
         action = queue.pop(0)
         out.append(action)
         if isinstance(action, Send):
-            state, more = step(
-                state, GateOutcome(customer_id=action.customer_id, send=action, decision=decide(action, now)), journeys, now
-            )
+            state, more = step(state, GateOutcome(customer_id=action.customer_id, send=action, decision=decide(action, now)), journeys, now)
             queue[0:0] = more
     return state, out

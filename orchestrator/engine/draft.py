@@ -32,7 +32,11 @@ from orchestrator.timeutil import iso_utc
 TimerPurpose = Literal["timeout", "delay", "window", "deferred_send"]
 
 _NEW_HISTORY: dict[str, Any] = {
-    "entries": 0, "last_entered_at": None, "last_exited_at": None, "last_outcome": None, "conversions": 0,
+    "entries": 0,
+    "last_entered_at": None,
+    "last_exited_at": None,
+    "last_outcome": None,
+    "conversions": 0,
 }
 
 
@@ -90,10 +94,21 @@ class Draft:
 
     def trace(self, inst: Instance, what: str, step_id: str | None = None, edge: str | None = None, **detail: Any) -> None:
         """Record what happened to ``inst`` on the journey log."""
-        self.actions.append(fast_new(Trace,
-            kind="trace", customer_id=self.customer_id, journey_id=inst.journey_id, journey_version=inst.version,
-            instance_id=inst.instance_id, step_id=step_id, what=what, edge=edge, detail=detail, at=self.now,
-        ))
+        self.actions.append(
+            fast_new(
+                Trace,
+                kind="trace",
+                customer_id=self.customer_id,
+                journey_id=inst.journey_id,
+                journey_version=inst.version,
+                instance_id=inst.instance_id,
+                step_id=step_id,
+                what=what,
+                edge=edge,
+                detail=detail,
+                at=self.now,
+            )
+        )
 
     def dispose(self, send: Send, decision: Decision, result: str, note: str) -> None:
         """Say what the journey made of the basket's decision on ``send`` (exactly once per decision)."""
@@ -127,12 +142,29 @@ class Draft:
 
     def start_instance(self, journey: CompiledJourney, ev: CustomerEvent) -> Instance:
         """A new instance of ``journey`` entered by ``ev``, at the journey's first step (not run yet)."""
-        inst = fast_new(Instance,
-            instance_id=f"{journey.id}@{ev.event_id}", journey_id=journey.id, version=journey.version,
-            entry_event_id=ev.event_id, entered_at=self.now, step=journey.journey.start, status="running",
-            awaiting=[], timers=[], gating=None, attempt=0, window_ok=False, deferred=None, deferred_decision=None,
-            sent={}, visits={}, entry_data=ev.data,
-            ctx_type=ev.type, ctx_event_id=ev.event_id, ctx_at=ev.occurred_at, ctx_data=ev.data,
+        inst = fast_new(
+            Instance,
+            instance_id=f"{journey.id}@{ev.event_id}",
+            journey_id=journey.id,
+            version=journey.version,
+            entry_event_id=ev.event_id,
+            entered_at=self.now,
+            step=journey.journey.start,
+            status="running",
+            awaiting=[],
+            timers=[],
+            gating=None,
+            attempt=0,
+            window_ok=False,
+            deferred=None,
+            deferred_decision=None,
+            sent={},
+            visits={},
+            entry_data=ev.data,
+            ctx_type=ev.type,
+            ctx_event_id=ev.event_id,
+            ctx_at=ev.occurred_at,
+            ctx_data=ev.data,
         )
         self._owned.add(id(inst))
         self.instances[inst.instance_id] = inst
@@ -164,8 +196,7 @@ class Draft:
 
     def end_unloaded(self, inst: Instance, reason: str | None = None) -> None:
         """End ``inst`` because its journey version is no longer loaded."""
-        self.end(inst, None, "version_removed", "exited",
-                 reason=reason or f"journey {inst.journey_id} v{inst.version} is no longer loaded")
+        self.end(inst, None, "version_removed", "exited", reason=reason or f"journey {inst.journey_id} v{inst.version} is no longer loaded")
 
     # ------------------------------------------------------------ parking: every park arms a timer or awaits the gate
 
@@ -183,8 +214,14 @@ class Draft:
         d["awaiting"] = awaiting
         d["status"] = "waiting"
         self._arm(inst, timer_id(self.customer_id, inst, step_id, "timeout"), "timeout", due)
-        self.trace(inst, "waiting", step_id, None, until=iso_utc(due),
-                   awaiting=[a.event_type + (f"[{a.send_id}]" if a.send_id else "") for a in awaiting])
+        self.trace(
+            inst,
+            "waiting",
+            step_id,
+            None,
+            until=iso_utc(due),
+            awaiting=[a.event_type + (f"[{a.send_id}]" if a.send_id else "") for a in awaiting],
+        )
 
     def delay(self, inst: Instance, step_id: str, purpose: Literal["delay", "window"], due: datetime, reason: str) -> None:
         """``inst`` sleeps until ``due`` (a delay step, a window step, or a send step outside its send window)."""

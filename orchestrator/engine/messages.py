@@ -49,10 +49,17 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
 
     draft = Draft(state, journeys, now, profile)
     if subscribed is not None:
-        draft.emit(fast_new(ConsentChange,
-            kind="consent", customer_id=state.customer_id, channel=ev.data.get("channel", "all"),
-            brand=ev.data.get("brand"), subscribed=subscribed, at=ev.occurred_at,
-        ))
+        draft.emit(
+            fast_new(
+                ConsentChange,
+                kind="consent",
+                customer_id=state.customer_id,
+                channel=ev.data.get("channel", "all"),
+                brand=ev.data.get("brand"),
+                subscribed=subscribed,
+                at=ev.occurred_at,
+            )
+        )
     for inst in draft.live():
         _event_for_instance(draft, inst, ev)
     if entries:
@@ -65,9 +72,18 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
 
 
 def _duplicate_trace(state: CustomerState, ev: CustomerEvent, now: datetime) -> Action:
-    return fast_new(Trace,
-        kind="trace", customer_id=state.customer_id, journey_id="", journey_version=0, instance_id="",
-        step_id=None, what="duplicate", edge=None, detail={"event_id": ev.event_id, "type": ev.type}, at=now,
+    return fast_new(
+        Trace,
+        kind="trace",
+        customer_id=state.customer_id,
+        journey_id="",
+        journey_version=0,
+        instance_id="",
+        step_id=None,
+        what="duplicate",
+        edge=None,
+        detail={"event_id": ev.event_id, "type": ev.type},
+        at=now,
     )
 
 
@@ -248,8 +264,17 @@ def on_gate(state: CustomerState, outcome: GateOutcome, journeys: JourneySet, no
 def _approved(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.SendStep, send: Send, decision: Decision) -> None:
     draft.dispose(send, decision, "approved", decision.reason)
     draft.sent(inst, send)
-    draft.trace(inst, "send", inst.step, step_def.next, result="approved", send_id=send.send_id, channel=send.channel,
-                template=send.template, reason=decision.reason)
+    draft.trace(
+        inst,
+        "send",
+        inst.step,
+        step_def.next,
+        result="approved",
+        send_id=send.send_id,
+        channel=send.channel,
+        template=send.template,
+        reason=decision.reason,
+    )
     if send.comm_type == "calamity":
         _cancel_marketing(draft, reason=f"calamity send {send.send_id} approved")
     advance(draft, inst, journey, step_def.next)
@@ -260,11 +285,24 @@ def _fell_back(draft: Draft, inst: Instance, step_def: m.SendStep, send: Send, d
     if step_def.on_capped.action != "fallback" or not send.fallback_channels:
         return False
     channel = send.fallback_channels[0]
-    retry = fast_copy(send, send_id=send_id(draft.customer_id, inst, inst.step, channel, step_def, 0),
-                      channel=channel, fallback_channels=list(send.fallback_channels[1:]))
+    retry = fast_copy(
+        send,
+        send_id=send_id(draft.customer_id, inst, inst.step, channel, step_def, 0),
+        channel=channel,
+        fallback_channels=list(send.fallback_channels[1:]),
+    )
     draft.dispose(send, decision, "fallback", f"{decision.reason}; falling back to {channel}")
-    draft.trace(inst, "send", inst.step, inst.step, result="fallback", send_id=send.send_id, channel=send.channel,
-                fallback_to=channel, reason=decision.reason)
+    draft.trace(
+        inst,
+        "send",
+        inst.step,
+        inst.step,
+        result="fallback",
+        send_id=send.send_id,
+        channel=send.channel,
+        fallback_to=channel,
+        reason=decision.reason,
+    )
     draft.fall_back(inst, retry)
     return True
 
@@ -309,4 +347,3 @@ def _cancel_marketing(draft: Draft, reason: str) -> None:
         target = step_def.on_skip if step_def.on_skip is not None else step_def.next
         draft.trace(owned, "send", owned.step, target, result="cancelled", send_id=send.send_id, reason=reason)
         advance(draft, owned, journey, target)
-

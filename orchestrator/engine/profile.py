@@ -46,10 +46,15 @@ def _seen_once_more(old: TypeSeen | None, data: dict[str, Any], at: Any, tracked
     values = _track(data, at, stats["values"], tracked) if tracked else stats["values"]
     first, last = stats["first_at"], stats["last_at"]
     # min() / max() semantics: the old value wins a tie
-    return fast_build(TypeSeen, {
-        "count": stats["count"] + 1, "first_at": at if at < first else first, "last_at": at if at > last else last,
-        "values": values,
-    })
+    return fast_build(
+        TypeSeen,
+        {
+            "count": stats["count"] + 1,
+            "first_at": at if at < first else first,
+            "last_at": at if at > last else last,
+            "values": values,
+        },
+    )
 
 
 def _track(data: dict[str, Any], at: Any, values: dict[str, Any], tracked: Sequence[str]) -> dict[str, Any]:

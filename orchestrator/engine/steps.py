@@ -159,7 +159,8 @@ def build_send(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: 
             if value is not MISSING:
                 variables[name] = value
     fallback = list(step_def.on_capped.channels) if step_def.on_capped.action == "fallback" else []
-    return fast_new(Send,
+    return fast_new(
+        Send,
         kind="send",
         send_id=send_id(draft.customer_id, inst, step_id, step_def.channel, step_def, 0),
         customer_id=draft.customer_id,

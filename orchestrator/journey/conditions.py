@@ -70,9 +70,7 @@ def check_field_path(path: str) -> str:
             "entry. (payload of the entry event), event. (type, id, occurred_at) or profile.",
         )
     if root == "event" and (len(parts) != 2 or parts[1] not in EVENT_FIELDS):
-        raise PydanticCustomError(
-            "bad_field", f"unknown event field {path!r}: use event.type, event.id or event.occurred_at"
-        )
+        raise PydanticCustomError("bad_field", f"unknown event field {path!r}: use event.type, event.id or event.occurred_at")
     if root == "profile":
         if parts[1] not in PROFILE_FIELDS:
             raise PydanticCustomError(
@@ -82,9 +80,7 @@ def check_field_path(path: str) -> str:
                 + " (profile.attributes.X)",
             )
         if (parts[1] == "attributes") != (len(parts) == 3) or len(parts) > 3:
-            raise PydanticCustomError(
-                "bad_field", f"bad profile field {path!r}: only profile.attributes.NAME has a third part"
-            )
+            raise PydanticCustomError("bad_field", f"bad profile field {path!r}: only profile.attributes.NAME has a third part")
     return path
 
 
@@ -195,7 +191,13 @@ class Seen(_Cond):
 
 
 _TAG_OF_KEY = (
-    ("all", "all"), ("any", "any"), ("not", "not"), ("since", "since"), ("seen", "seen"), ("not_seen", "seen"), ("field", "compare"),
+    ("all", "all"),
+    ("any", "any"),
+    ("not", "not"),
+    ("since", "since"),
+    ("seen", "seen"),
+    ("not_seen", "seen"),
+    ("field", "compare"),
 )
 
 
@@ -396,9 +398,7 @@ def _test_exists(value: Any) -> Test:
 
 
 def _test_contains(b: Any) -> Test:
-    return lambda v: (isinstance(v, str) and isinstance(b, str) and b in v) or (
-        isinstance(v, (list, tuple)) and any(_eq(x, b) for x in v)
-    )
+    return lambda v: (isinstance(v, str) and isinstance(b, str) and b in v) or (isinstance(v, (list, tuple)) and any(_eq(x, b) for x in v))
 
 
 _TESTS: dict[str, Callable[[Any], Test]] = {

@@ -114,7 +114,6 @@ class CompiledJourney:
         return f"CompiledJourney({self.journey.id!r}, v{self.journey.version}, {self.source!r})"
 
 
-
 def _rules(rules: list[m.EventRule], kind: str) -> dict[str, list[CompiledRule]]:
     out: dict[str, list[CompiledRule]] = {}
     for r in rules:
@@ -200,9 +199,7 @@ def journey_files(paths: Sequence[Path | str]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(
-                sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.name != POLICY_FILE and f.is_file())
-            )
+            out.extend(sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.name != POLICY_FILE and f.is_file()))
         else:
             out.append(path)
     return out
@@ -295,9 +292,25 @@ def _load(paths: Sequence[Path | str]) -> tuple[list[CompiledJourney], list[str]
 
 _KNOWN_KEYS: set[str] = set()
 _CUSTOM_ERRORS = {
-    "bad_field", "no_operator", "no_bound", "seen_type", "seen_where", "seen_count", "bad_condition",
-    "unknown_event_type", "unknown_channel", "unknown_comm_type", "unknown_timezone", "bad_time", "empty_window",
-    "fallback_channels", "bad_matcher", "split_weights", "split_names", "bad_step_type", "bad_duration",
+    "bad_field",
+    "no_operator",
+    "no_bound",
+    "seen_type",
+    "seen_where",
+    "seen_count",
+    "bad_condition",
+    "unknown_event_type",
+    "unknown_channel",
+    "unknown_comm_type",
+    "unknown_timezone",
+    "bad_time",
+    "empty_window",
+    "fallback_channels",
+    "bad_matcher",
+    "split_weights",
+    "split_names",
+    "bad_step_type",
+    "bad_duration",
 }
 
 

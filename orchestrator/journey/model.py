@@ -61,9 +61,7 @@ def _event_type(value: str) -> str:
 
 def _channel(value: Any) -> Any:
     if isinstance(value, str) and value not in CHANNELS:
-        raise PydanticCustomError(
-            "unknown_channel", f"unknown channel {value!r}: use one of " + ", ".join(CHANNELS)
-        )
+        raise PydanticCustomError("unknown_channel", f"unknown channel {value!r}: use one of " + ", ".join(CHANNELS))
     return value
 
 
@@ -78,9 +76,7 @@ def _comm_type(value: Any) -> Any:
 
 def _timezone(value: str) -> str:
     if find_tz(value) is None:
-        raise PydanticCustomError(
-            "unknown_timezone", f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin or UTC"
-        )
+        raise PydanticCustomError("unknown_timezone", f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin or UTC")
     return value
 
 
@@ -92,7 +88,7 @@ def _clock(value: Any) -> Any:
         # YAML 1.1 reads an unquoted 09:00 as a sexagesimal integer (540): accept it
         return f"{value // 60:02d}:{value % 60:02d}"
     if not isinstance(value, str) or not _HHMM.match(value):
-        raise PydanticCustomError("bad_time", f"bad time of day {value!r}: write HH:MM in 24 h, e.g. \"09:00\"")
+        raise PydanticCustomError("bad_time", f'bad time of day {value!r}: write HH:MM in 24 h, e.g. "09:00"')
     return value
 
 
@@ -117,9 +113,7 @@ class Reentry(_Model):
     """May a customer enter again? ``never``, ``after_exit`` (default: one live instance at a time) or ``always`` (concurrent instances)."""
 
     policy: Literal["never", "after_exit", "always"] = "after_exit"
-    cooldown: Duration | None = Field(
-        default=None, description="after_exit: time since the last exit; always: time since the last entry."
-    )
+    cooldown: Duration | None = Field(default=None, description="after_exit: time since the last exit; always: time since the last entry.")
 
 
 def _single_or_list_event(schema: dict[str, Any]) -> None:
@@ -144,9 +138,7 @@ class Entry(_Model):
         min_length=1, description="Qualified inbound event type, e.g. web.cart_abandoned, or a list of types (any of them)."
     )
     when: list[Condition] = Field(default_factory=list, description="Conditions on the trigger event (all must hold).")
-    profile: list[Condition] = Field(
-        default_factory=list, description="Conditions on the customer's profile and history (all must hold)."
-    )
+    profile: list[Condition] = Field(default_factory=list, description="Conditions on the customer's profile and history (all must hold).")
     reentry: Reentry = Field(default_factory=Reentry)
 
     @property
@@ -282,8 +274,11 @@ def _single_or_list_for(schema: dict[str, Any]) -> None:
     """In the JSON Schema, ``for:`` takes one matcher or a list of them."""
     prop = schema["properties"]["for"]
     one = prop["items"]
-    schema["properties"]["for"] = {"anyOf": [one, {k: v for k, v in prop.items() if k not in ("description", "title")}],
-                                   "description": prop.get("description", ""), "title": "For"}
+    schema["properties"]["for"] = {
+        "anyOf": [one, {k: v for k, v in prop.items() if k not in ("description", "title")}],
+        "description": prop.get("description", ""),
+        "title": "For",
+    }
 
 
 class WaitStep(_Model):
@@ -536,7 +531,7 @@ def _cycles_without_wait(graph: dict[str, list[str]], steps: dict[str, Any]) -> 
             if color.get(t, 0) == 0:
                 visit(t)
             elif color.get(t) == 1:
-                out.append(stack[stack.index(t):])
+                out.append(stack[stack.index(t) :])
         stack.pop()
         color[n] = 2
 

@@ -44,7 +44,9 @@ class Decision(BaseModel):
     send_id: str
     customer_id: str
     outcome: Outcome
-    reason: str = Field(description="Why, in words: e.g. 'fits', 'capacity 25 exceeded: 20 spent + 10', 'unsubscribed from sms', 'calamity lock until ...'")
+    reason: str = Field(
+        description="Why, in words: e.g. 'fits', 'capacity 25 exceeded: 20 spent + 10', 'unsubscribed from sms', 'calamity lock until ...'"
+    )
     cost: float = Field(description="Points this send costs (or would have cost).")
     balance: float = Field(description="Points spent in the current period after this decision.")
     capacity: float
@@ -82,9 +84,7 @@ class Basket(Protocol):
         """Decide one send atomically (suppression, calamity lock, capacity, idempotent spend)."""
         ...
 
-    async def gate_many(
-        self, requests: Sequence[GateRequest], *, return_exceptions: bool = False
-    ) -> list[Decision | BaseException]:
+    async def gate_many(self, requests: Sequence[GateRequest], *, return_exceptions: bool = False) -> list[Decision | BaseException]:
         """Decide several sends in order, in one round trip where the implementation can.
 
         With ``return_exceptions`` an error reply for one request is returned in its place
@@ -93,9 +93,7 @@ class Basket(Protocol):
         """
         ...
 
-    async def set_consent(
-        self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime
-    ) -> None:
+    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> None:
         """Unsubscribe (subscribed=False) or resubscribe a customer for a channel ('all' = every channel) and brand (None = every brand)."""
         ...
 

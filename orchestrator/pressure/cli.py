@@ -31,7 +31,9 @@ DEFAULT_POLICY = f"journeys/{POLICY_FILE}"
 
 def register(subparsers: Any) -> None:
     """Add ``basket show CUSTOMER [--tz TZ] [--json] [--redis-url URL] [--policy FILE]`` to an argparse subparsers object."""
-    basket = subparsers.add_parser("basket", help="inspect the contact-pressure basket", description="Inspect the contact-pressure basket in Redis.")
+    basket = subparsers.add_parser(
+        "basket", help="inspect the contact-pressure basket", description="Inspect the contact-pressure basket in Redis."
+    )
     commands = basket.add_subparsers(dest="basket_command", required=True, metavar="COMMAND")
     show = commands.add_parser(
         "show",

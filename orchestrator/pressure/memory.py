@@ -62,9 +62,7 @@ class MemoryBasket:
         replayed, record = self._decide(plan)
         return decision_from_record(request, record, replayed)
 
-    async def gate_many(
-        self, requests: Sequence[GateRequest], *, return_exceptions: bool = False
-    ) -> list[Decision | BaseException]:
+    async def gate_many(self, requests: Sequence[GateRequest], *, return_exceptions: bool = False) -> list[Decision | BaseException]:
         """Decide several sends in order (the twin has no error replies: ``return_exceptions`` changes nothing)."""
         return [await self.gate(r) for r in requests]
 
@@ -201,4 +199,3 @@ def _retry_when_fits(plan: GatePlan, balance: int, window: list[tuple[int, str, 
         if freed >= need:
             return at + plan.period.window_ms
     return 0
-

@@ -150,7 +150,9 @@ class Points(_Strict):
     service: float = Field(default=2, ge=0, le=1_000_000, description="Service messages (confirmations, account notices).")
     editorial: float = Field(default=5, ge=0, le=1_000_000, description="Editorial content (newsletters, tips).")
     commercial: float = Field(default=10, ge=0, le=1_000_000, description="Commercial offers and reminders.")
-    calamity: float = Field(default=20, ge=0, le=1_000_000, description="Calamity messages (outage, incident); always approved unless unsubscribed.")
+    calamity: float = Field(
+        default=20, ge=0, le=1_000_000, description="Calamity messages (outage, incident); always approved unless unsubscribed."
+    )
 
 
 class ChannelWeights(_Strict):
@@ -168,7 +170,9 @@ class ChannelWeights(_Strict):
 class ReserveRule(_Strict):
     """Sends of priority ``<= max_priority`` may fill the basket only up to ``fill_up_to`` points."""
 
-    max_priority: int = Field(ge=1, le=10, description="The rule applies to sends with priority 1..max_priority (10 is the highest priority).")
+    max_priority: int = Field(
+        ge=1, le=10, description="The rule applies to sends with priority 1..max_priority (10 is the highest priority)."
+    )
     fill_up_to: float = Field(ge=0, description="Those sends fit only while the balance after them stays at or below this many points.")
 
 
@@ -182,7 +186,9 @@ def _default_blocks() -> list[BlockableType]:
 class CalamityRule(_Strict):
     """What an approved calamity message does to the customer's other messages."""
 
-    lock: DurationOrZero = Field(default="72h", validate_default=True, description="How long the customer stays locked after a calamity message ('0s' = no lock).")
+    lock: DurationOrZero = Field(
+        default="72h", validate_default=True, description="How long the customer stays locked after a calamity message ('0s' = no lock)."
+    )
     blocks: list[BlockableType] = Field(
         default_factory=_default_blocks,
         description="Communication types answered 'locked' while the lock lasts.",
@@ -212,20 +218,36 @@ class PressurePolicy(_Strict):
         extra="forbid",
         frozen=True,
         title="Contact-pressure policy",
-        json_schema_extra={"description": "journeys/pressure.yaml: how much contact a customer gets per period. See orchestrator/pressure/policy.py for the exact semantics."},
+        json_schema_extra={
+            "description": (
+                "journeys/pressure.yaml: how much contact a customer gets per period. "
+                "See orchestrator/pressure/policy.py for the exact semantics."
+            )
+        },
     )
 
-    period: PeriodSpec = Field(default_factory=lambda: CalendarMonth(kind="calendar_month"), description="What one basket covers: {kind: calendar_month} or {kind: rolling, days: N}.")
+    period: PeriodSpec = Field(
+        default_factory=lambda: CalendarMonth(kind="calendar_month"),
+        description="What one basket covers: {kind: calendar_month} or {kind: rolling, days: N}.",
+    )
     capacity: float = Field(default=25, ge=0, le=1_000_000, description="Points a customer's basket holds per period.")
     points: Points = Field(default_factory=Points, description="Points per communication type; omitted types keep their default.")
-    channel_weights: ChannelWeights = Field(default_factory=ChannelWeights, description="Multiplier per channel; a send costs points[type] * weight[channel], rounded to 0.01.")
+    channel_weights: ChannelWeights = Field(
+        default_factory=ChannelWeights, description="Multiplier per channel; a send costs points[type] * weight[channel], rounded to 0.01."
+    )
     priority_reserve: list[ReserveRule] = Field(
         default_factory=_default_reserve,
-        description="Low priorities may fill the basket only up to a threshold, keeping room for higher ones. The smallest matching fill_up_to applies.",
+        description=(
+            "Low priorities may fill the basket only up to a threshold, keeping room for higher ones. "
+            "The smallest matching fill_up_to applies."
+        ),
     )
     arbitration_window: Annotated[Duration | None, BeforeValidator(_zero_is_not_off)] = Field(
         default=None,
-        description="Optional. Within this time after an approved send of priority P, sends of lower priority than P for the same customer are capped ('arbitration'). Longer than 0s; null = off.",
+        description=(
+            "Optional. Within this time after an approved send of priority P, sends of lower priority than P "
+            "for the same customer are capped ('arbitration'). Longer than 0s; null = off."
+        ),
     )
     calamity: CalamityRule = Field(default_factory=CalamityRule, description="The calamity lock: its duration and the types it blocks.")
     exempt_types: list[CommType] = Field(
@@ -256,9 +278,19 @@ class PressurePolicy(_Strict):
         seen: dict[int, int] = {}
         for i, rule in enumerate(self.priority_reserve):
             if rule.fill_up_to > self.capacity:
-                out.append((("priority_reserve", i, "fill_up_to"), f"fill_up_to {_num(rule.fill_up_to)} exceeds the capacity {_num(self.capacity)}"))
+                out.append(
+                    (
+                        ("priority_reserve", i, "fill_up_to"),
+                        f"fill_up_to {_num(rule.fill_up_to)} exceeds the capacity {_num(self.capacity)}",
+                    )
+                )
             if rule.max_priority in seen:
-                out.append((("priority_reserve", i, "max_priority"), f"max_priority {rule.max_priority} is already used by priority_reserve[{seen[rule.max_priority]}]"))
+                out.append(
+                    (
+                        ("priority_reserve", i, "max_priority"),
+                        f"max_priority {rule.max_priority} is already used by priority_reserve[{seen[rule.max_priority]}]",
+                    )
+                )
             seen.setdefault(rule.max_priority, i)
         if len(set(self.calamity.blocks)) != len(self.calamity.blocks):
             out.append((("calamity", "blocks"), "lists a type twice"))
@@ -274,7 +306,6 @@ class PressurePolicy(_Strict):
 
 def _num(x: float) -> str:
     return f"{x:g}"
-
 
 
 # ---------------------------------------------------------------- loading and the schema

@@ -124,9 +124,7 @@ class RedisBasket:
             reply = await self.redis.evalsha(sha, len(keys), *keys, argv)
         return self._decision(request, reply)
 
-    async def gate_many(
-        self, requests: Sequence[GateRequest], *, return_exceptions: bool = False
-    ) -> list[Decision | BaseException]:
+    async def gate_many(self, requests: Sequence[GateRequest], *, return_exceptions: bool = False) -> list[Decision | BaseException]:
         """Decide several sends in order, pipelined in one round trip.
 
         Each ``EVALSHA`` is atomic on its own; the batch is not a transaction. If the

@@ -135,9 +135,7 @@ class LagProbe:
 
     async def _start(self) -> None:
         request_timeout_ms = max(1000, int(self.timeout * 1000))
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap, request_timeout_ms=request_timeout_ms, **self._client_kw
-        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=request_timeout_ms, **self._client_kw)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,
@@ -217,9 +215,7 @@ class LagProbe:
             rows.append(PartitionLag(tp.topic, tp.partition, commit, end[tp], lag, owners.get(tp)))
         return rows
 
-    async def _owners_and_state(
-        self, admin: AIOKafkaAdminClient, coordinator: int | None, owners: dict[TopicPartition, str]
-    ) -> str:
+    async def _owners_and_state(self, admin: AIOKafkaAdminClient, coordinator: int | None, owners: dict[TopicPartition, str]) -> str:
         """Fill ``owners`` from the members' assignments when the group is Stable; return the group state."""
         responses = await admin.describe_consumer_groups([self.group], group_coordinator_id=coordinator)
         groups = [g for r in responses for g in r.to_object()["groups"] if g["group"] == self.group]

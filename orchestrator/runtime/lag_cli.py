@@ -80,8 +80,7 @@ def format_table(report: dict[str, Any]) -> str:
     rows = [PartitionLag(**r) for r in report["partitions"]]
     header = ("topic", "partition", "committed", "end", "lag", "owner")
     cells = [
-        (r.topic, str(r.partition), "-" if r.committed is None else str(r.committed), str(r.end), str(r.lag), r.owner or "-")
-        for r in rows
+        (r.topic, str(r.partition), "-" if r.committed is None else str(r.committed), str(r.end), str(r.lag), r.owner or "-") for r in rows
     ]
     widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
     right = {1, 2, 3, 4}  # numbers align right
@@ -116,9 +115,7 @@ def _lag_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        report = asyncio.run(
-            lag_report(settings.kafka_bootstrap_servers, group, topics, timeout=args.timeout, **aiokafka_kwargs(settings))
-        )
+        report = asyncio.run(lag_report(settings.kafka_bootstrap_servers, group, topics, timeout=args.timeout, **aiokafka_kwargs(settings)))
     except LagUnavailable as exc:
         print(f"orchestrator lag: {exc}", file=sys.stderr)
         return 1

@@ -53,7 +53,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -64,6 +63,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError,
 from mode import Service
 from prometheus_client import Counter
 
+from orchestrator.errors import DefinitionError
 from orchestrator.events import (
     InboundLimits,
     InvalidEvent,
@@ -72,7 +72,6 @@ from orchestrator.events import (
     encode_internal,
     parse_inbound,
 )
-from orchestrator.errors import DefinitionError
 from orchestrator.journey.loader import JourneySet, journey_files, load_journeys
 from orchestrator.metrics import Metrics
 from orchestrator.pressure.policy import PressurePolicy, load_policy
@@ -179,12 +178,8 @@ class Pipeline(Service):
         self.dlq_topic = settings.topic("dead-letter")
         self.store = StateStore(f"{settings.app_id}-customer-state-changelog", settings.state_cache_customers)
         self.limits = InboundLimits(settings.max_event_bytes, settings.max_json_depth, settings.max_number_digits)
-        self.engine_limits = EngineLimits(
-            dedupe_window=timedelta(days=settings.dedupe_window_days), dedupe_max_ids=settings.dedupe_max_ids
-        )
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15
-        )
+        self.engine_limits = EngineLimits(dedupe_window=timedelta(days=settings.dedupe_window_days), dedupe_max_ids=settings.dedupe_max_ids)
+        self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15)
         self.basket = RedisBasket(self.redis, policy)
         self._kw = aiokafka_kwargs(settings)
         self._pseudo_key = settings.app_id.encode()
@@ -205,16 +200,28 @@ class Pipeline(Service):
         # objects, and the default threshold (700) ran a collection every few messages.
         gc.set_threshold(50_000, 20, 100)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=2,
-            max_batch_size=256 * 1024, request_timeout_ms=30_000, **self._kw,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=30_000,
+            **self._kw,
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap_servers, group_id=s.app_id, client_id=f"{s.app_id}-worker",
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.batch_max_records,
-            fetch_max_wait_ms=s.fetch_max_wait_ms, session_timeout_ms=int(s.session_timeout * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval * 1000), max_poll_interval_ms=int(s.max_poll_interval * 1000),
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=s.app_id,
+            client_id=f"{s.app_id}-worker",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.batch_max_records,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            session_timeout_ms=int(s.session_timeout * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
+            max_poll_interval_ms=int(s.max_poll_interval * 1000),
             partition_assignment_strategy=(RangePartitionAssignor,),
-            rebalance_timeout_ms=int(max(s.session_timeout, s.shutdown_timeout) * 1000), **self._kw,
+            rebalance_timeout_ms=int(max(s.session_timeout, s.shutdown_timeout) * 1000),
+            **self._kw,
         )
         await self.producer.start()
         await self.consumer.start()
@@ -306,7 +313,9 @@ class Pipeline(Service):
             self.health.assigned = True
         log.info(
             "assigned customer partitions %s: %d customers, %d pending timers",
-            sorted(owned), self.store.customers(), len(self.heap),
+            sorted(owned),
+            self.store.customers(),
+            len(self.heap),
         )
 
     # ------------------------------------------------------------------ the batch loop
@@ -360,7 +369,11 @@ class Pipeline(Service):
                 self.metrics.retries.labels(exc.dependency).inc()
                 retry_log.warning(
                     "%s unavailable (%s: %s); retrying the batch of %d records in %.1fs",
-                    exc.dependency, type(exc.cause).__name__, exc.cause, len(records), delay,
+                    exc.dependency,
+                    type(exc.cause).__name__,
+                    exc.cause,
+                    len(records),
+                    delay,
                     extra={"event": "dependency_retry", "dependency": exc.dependency},
                 )
                 await asyncio.sleep(delay)
@@ -382,8 +395,12 @@ class Pipeline(Service):
         work, where, sources = self._group(records, out)
         try:
             outcomes = await process_batch(
-                list(work.values()), self.journeys, now, self.basket,
-                max_state_bytes=self.s.max_state_bytes, limits=self.engine_limits,
+                list(work.values()),
+                self.journeys,
+                now,
+                self.basket,
+                max_state_bytes=self.s.max_state_bytes,
+                limits=self.engine_limits,
             )
         except Exception as exc:
             if is_transient(exc):
@@ -466,9 +483,7 @@ class Pipeline(Service):
             reason = failure.reason
         self._dead(out, src, "processing_failed", reason, type(exc).__name__, failure.message.customer_id)
 
-    def _dead(
-        self, out: _Out, src: _Source, code: str, reason: str, exc_type: str, customer_id: str | None, family: str = ""
-    ) -> None:
+    def _dead(self, out: _Out, src: _Source, code: str, reason: str, exc_type: str, customer_id: str | None, family: str = "") -> None:
         """A dead-letter record: the original bytes (cut to ORCH_DLQ_MAX_BYTES) and why, in headers."""
         value = src.value or b""
         headers = [
@@ -490,9 +505,20 @@ class Pipeline(Service):
         def count() -> None:
             self.metrics.dead_letters.labels(code).inc()
             log.warning(
-                "dead-lettered %s[%d]@%d (%s): %s", src.topic, src.partition, src.offset, code, reason[:500],
-                extra={"event": "dead_letter", "code": code, "topic": src.topic, "partition": src.partition,
-                       "offset": src.offset, "customer": pseudonym(customer_id, self._pseudo_key) if customer_id else None},
+                "dead-lettered %s[%d]@%d (%s): %s",
+                src.topic,
+                src.partition,
+                src.offset,
+                code,
+                reason[:500],
+                extra={
+                    "event": "dead_letter",
+                    "code": code,
+                    "topic": src.topic,
+                    "partition": src.partition,
+                    "offset": src.offset,
+                    "customer": pseudonym(customer_id, self._pseudo_key) if customer_id else None,
+                },
             )
 
         out.counts.append(count)
@@ -574,9 +600,11 @@ class Pipeline(Service):
             try:
                 for t in due:
                     fired = TimerFired(customer_id=t.customer_id, timer_id=t.timer_id, due_at=datetime.fromtimestamp(t.due, UTC))
-                    futures.append(await self.producer.send(
-                        self.customer_topic, encode_internal(fired), key=t.customer_id.encode(), partition=t.partition
-                    ))
+                    futures.append(
+                        await self.producer.send(
+                            self.customer_topic, encode_internal(fired), key=t.customer_id.encode(), partition=t.partition
+                        )
+                    )
                 results = await asyncio.gather(*futures, return_exceptions=True)
             except KafkaError as exc:
                 retry_log.warning("publishing %d due timers failed (%s); they fire again", len(due), exc)

@@ -47,8 +47,10 @@ async def ensure_topics(
             # TopicAlreadyExists: a concurrent creator (another worker of the group) got there first
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor,
-                              topic_configs=dict(configs[n])) for n in missing]
+                    [
+                        NewTopic(n, num_partitions=partitions, replication_factor=replication_factor, topic_configs=dict(configs[n]))
+                        for n in missing
+                    ]
                 )
         return missing
     finally:
@@ -63,9 +65,7 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.kafka_security_protocol.startswith("SASL"):
         kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
         kw["sasl_plain_username"] = settings.kafka_sasl_username
-        kw["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-        )
+        kw["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
     return kw
 
 
@@ -93,9 +93,7 @@ async def prepare_topics(settings: Settings) -> list[str]:
     wanted = owned_topics(settings)
     copartitioned = {settings.topic("customer-events")} | {n for n in wanted if n.endswith("-changelog")}
     kw = aiokafka_kwargs(settings)
-    created = await ensure_topics(
-        settings.kafka_bootstrap_servers, wanted, settings.partitions, settings.replication_factor, **kw
-    )
+    created = await ensure_topics(settings.kafka_bootstrap_servers, wanted, settings.partitions, settings.replication_factor, **kw)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kw)
     await admin.start()
     try:
@@ -108,8 +106,7 @@ async def prepare_topics(settings: Settings) -> list[str]:
         problems = [f"topic {name} has {count} partitions" for name, count in sorted(counts.items()) if count != settings.partitions]
         if problems:
             raise PreflightError(
-                "; ".join(problems)
-                + f", but ORCH_PARTITIONS={settings.partitions}. The customer topic and the state tables must be "
+                "; ".join(problems) + f", but ORCH_PARTITIONS={settings.partitions}. The customer topic and the state tables must be "
                 "co-partitioned: set ORCH_PARTITIONS to the existing count, or use a new ORCH_TOPIC_PREFIX/ORCH_APP_ID "
                 "(Kafka cannot shrink a topic, and growing it would move customers between partitions)."
             )

@@ -73,7 +73,12 @@ class StateStore:
         return CustomerState.model_validate_json(raw) if raw else CustomerState.new(customer_id)
 
     def put(
-        self, partition: int, customer_id: str, raw: bytes, timers: list[tuple[str, float]], offset: int,
+        self,
+        partition: int,
+        customer_id: str,
+        raw: bytes,
+        timers: list[tuple[str, float]],
+        offset: int,
         state: CustomerState | None = None,
     ) -> None:
         """Remember a state whose changelog write (at ``offset``) Kafka has acknowledged.
@@ -124,8 +129,12 @@ class StateStore:
             return {}
         self._parsed.clear()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024, **client_kw,
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            **client_kw,
         )
         await consumer.start()
         read: dict[int, int] = {}
@@ -148,7 +157,9 @@ class StateStore:
                         remaining.discard(tp)
             log.info(
                 "restored %d state records of partitions %s in %.1fs",
-                sum(read.values()), sorted(tp.partition for tp in todo), time.monotonic() - started,
+                sum(read.values()),
+                sorted(tp.partition for tp in todo),
+                time.monotonic() - started,
             )
             return read
         finally:

@@ -36,8 +36,15 @@ class Deployment:
 
     def env(self, **extra: str) -> dict[str, str]:
         return worker_env(
-            self.kafka, self.redis, self.prefix, self.journeys_dir, self.tmp / "data", partitions=2,
-            ORCH_TIMER_TICK="0.1", ORCH_RELOAD_INTERVAL="0.5", **extra,
+            self.kafka,
+            self.redis,
+            self.prefix,
+            self.journeys_dir,
+            self.tmp / "data",
+            partitions=2,
+            ORCH_TIMER_TICK="0.1",
+            ORCH_RELOAD_INTERVAL="0.5",
+            **extra,
         )
 
     def start_worker(self, wait: bool = True, **extra_env: str) -> WorkerProcess:

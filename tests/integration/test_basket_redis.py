@@ -72,19 +72,25 @@ async def test_rule_on_redis(rule: Callable[[MakeBasket, str], Awaitable[None]],
 POLICIES: list[dict[str, Any]] = [
     {},
     {
-        "arbitration_window": "20m", "calamity": {"lock": "6h"},
-        "channel_weights": {"sms": 1.333, "push": 0.7}, "exempt_types": ["service"],
+        "arbitration_window": "20m",
+        "calamity": {"lock": "6h"},
+        "channel_weights": {"sms": 1.333, "push": 0.7},
+        "exempt_types": ["service"],
     },
     {
-        "period": {"kind": "rolling", "days": 3}, "arbitration_window": "1h",
+        "period": {"kind": "rolling", "days": 3},
+        "arbitration_window": "1h",
         "calamity": {"lock": "2h", "blocks": ["commercial", "editorial", "service"]},
     },
     {
-        "period": {"kind": "rolling", "days": 1}, "capacity": 12.5,
-        "priority_reserve": [{"max_priority": 5, "fill_up_to": 7.5}], "points": {"editorial": 2.5},
+        "period": {"kind": "rolling", "days": 1},
+        "capacity": 12.5,
+        "priority_reserve": [{"max_priority": 5, "fill_up_to": 7.5}],
+        "points": {"editorial": 2.5},
     },
     {
-        "capacity": 40, "priority_reserve": [{"max_priority": 9, "fill_up_to": 30}, {"max_priority": 2, "fill_up_to": 10}],
+        "capacity": 40,
+        "priority_reserve": [{"max_priority": 9, "fill_up_to": 30}, {"max_priority": 2, "fill_up_to": 10}],
         "calamity": {"lock": "0s"},
     },
 ]
@@ -93,7 +99,13 @@ TYPES: list[CommType] = ["service", "editorial", "commercial", "calamity"]
 CHANNELS: list[Channel] = ["email", "sms", "push", "call_center", "direct_mail", "web_message", "in_app"]
 BRANDS = [None, "brand-a", "brand-b"]
 STEPS = [
-    timedelta(0), timedelta(seconds=1), timedelta(minutes=7), timedelta(hours=1), timedelta(hours=9), timedelta(days=1), timedelta(days=4),
+    timedelta(0),
+    timedelta(seconds=1),
+    timedelta(minutes=7),
+    timedelta(hours=1),
+    timedelta(hours=9),
+    timedelta(days=1),
+    timedelta(days=4),
     -timedelta(minutes=30),
 ]
 
@@ -189,7 +201,10 @@ async def test_fifty_concurrent_gates_never_overspend(redis_url: str, prefix: st
         rng = random.Random(7)
         requests = [
             req(
-                cid, f"send-{i}", rng.choice(["service", "editorial", "commercial"]), rng.choice(["email", "sms", "call_center"]),
+                cid,
+                f"send-{i}",
+                rng.choice(["service", "editorial", "commercial"]),
+                rng.choice(["email", "sms", "call_center"]),
                 priority=9,
             )
             for i in range(50)

@@ -75,7 +75,5 @@ def test_reminder_on_inaction_and_no_reminder_after_open(deployment: Deployment)
 
     # Every send went through the basket: one approved decision per send request, none other.
     decisions = dep.read("decisions", until=lambda rs: len(rs) >= 3, timeout=10)
-    assert sorted((d.key, d.json()["result"]) for d in decisions) == sorted(
-        [(idle, "approved"), (idle, "approved"), (opener, "approved")]
-    )
+    assert sorted((d.key, d.json()["result"]) for d in decisions) == sorted([(idle, "approved"), (idle, "approved"), (opener, "approved")])
     assert {d.json()["send_id"] for d in decisions} == {s["send_id"] for s in idle_sends + opener_sends}

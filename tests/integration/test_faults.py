@@ -145,8 +145,10 @@ def test_kill_9_of_one_of_two_workers_loses_no_send_and_charges_nobody_twice(dep
     first = dep.start_worker(ORCH_PARTITIONS="4")
     second = dep.start_worker(ORCH_PARTITIONS="4")
     assert wait_until(
-        lambda: len(set((first.ready() or {}).get("partitions", ())) | set((second.ready() or {}).get("partitions", ()))) == 4
-        and all((w.ready() or {}).get("partitions") for w in (first, second)),
+        lambda: (
+            len(set((first.ready() or {}).get("partitions", ())) | set((second.ready() or {}).get("partitions", ()))) == 4
+            and all((w.ready() or {}).get("partitions") for w in (first, second))
+        ),
         60,
     )
     victim = first if 0 in first.ready()["partitions"] else second  # type: ignore[index]

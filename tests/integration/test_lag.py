@@ -136,9 +136,7 @@ def _main(argv: list[str]) -> int:
 # --- the probe -----------------------------------------------------------------------------
 
 
-async def test_lag_per_partition_owned_uncommitted_rebalanced_and_left(
-    kafka_bootstrap: str, unique: str, cleanup: list[str]
-) -> None:
+async def test_lag_per_partition_owned_uncommitted_rebalanced_and_left(kafka_bootstrap: str, unique: str, cleanup: list[str]) -> None:
     topic, group = f"{unique}.in.web", f"{unique}-app"
     cleanup.append(topic)
     await ensure_topics(kafka_bootstrap, [topic], partitions=3)
@@ -224,7 +222,9 @@ async def test_partitions_of_a_killed_member_keep_their_lag(kafka_bootstrap: str
     # Popen returns at once (no wait on the child); the test only needs its pid to SIGKILL it
     member = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-c", _KILLED_MEMBER, kafka_bootstrap, topic, group, client_id],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(member.stdout.readline), 20)  # type: ignore[union-attr]
@@ -331,13 +331,14 @@ def test_lag_command_json_and_table(
         (customer, 1, None, 2, 2),
     ]
     assert (report["group"], report["state"], report["total_lag"], report["missing_topics"]) == (
-        f"{unique}-other", "Dead", 5, [f"{unique}.nope"]
+        f"{unique}-other",
+        "Dead",
+        5,
+        [f"{unique}.nope"],
     )
 
 
-def test_lag_command_fails_fast_when_kafka_does_not_answer(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_lag_command_fails_fast_when_kafka_does_not_answer(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # A port that accepts connections and never answers: a hung broker, not a refused connection.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -352,7 +353,6 @@ def test_lag_command_fails_fast_when_kafka_does_not_answer(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        f"orchestrator lag: cannot read the lag of consumer group 'journey-orchestrator' "
-        f"from Kafka at {address}: no answer within 1.5 s\n"
+        f"orchestrator lag: cannot read the lag of consumer group 'journey-orchestrator' from Kafka at {address}: no answer within 1.5 s\n"
     )
     assert 1.4 < elapsed < 3.5

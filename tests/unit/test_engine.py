@@ -62,7 +62,14 @@ def js():
 def test_entry_sends_and_waits_for_the_open(js):
     state, actions = drive(CustomerState.new("c1"), ev("e1", "web.cart_abandoned", cart_id="k", cart_value=50.0), js, T0)
     assert kinds(actions) == [
-        "trace:entered", "trace:step", "send", "disposition", "trace:send", "trace:step", "arm_timer", "trace:waiting",
+        "trace:entered",
+        "trace:step",
+        "send",
+        "disposition",
+        "trace:send",
+        "trace:step",
+        "arm_timer",
+        "trace:waiting",
     ]
     (send,) = sends(actions)
     assert send.send_id == "c1:cart:v1:e1:first"

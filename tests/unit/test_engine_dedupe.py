@@ -58,8 +58,13 @@ def ev(eid: str, etype: str = "web.page_view", at: datetime = T0) -> CustomerEve
     return CustomerEvent(event_id=eid, customer_id="c1", type=etype, occurred_at=at, data={"url": "/"})
 
 
-def feed(state: CustomerState, ids: list[str], start: datetime = T0, every: timedelta = timedelta(seconds=1),
-         limits: EngineLimits = DEFAULT_LIMITS) -> CustomerState:
+def feed(
+    state: CustomerState,
+    ids: list[str],
+    start: datetime = T0,
+    every: timedelta = timedelta(seconds=1),
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> CustomerState:
     """Each id as a page view, the engine clock advancing by ``every`` per event."""
     for i, eid in enumerate(ids):
         now = start + every * i
@@ -194,9 +199,31 @@ def test_the_default_cap_bounds_the_encoded_field():
 
 
 def test_ids_with_odd_characters_and_long_ids():
-    odd = ["a\x1fb", "a", "b", "\x1e", "\x1e0", "\x1e1", "\x1f", "x\x1e1y", "é-ü-😀", ".", "..", "\x00", "a.b",
-           '"quoted"', "back\\slash", "new\nline", "\ud800lone-surrogate", " ", "+/=", "x" * 128, "x" * 127 + "y",
-           "y" + "x" * 127, "é" * 128]
+    odd = [
+        "a\x1fb",
+        "a",
+        "b",
+        "\x1e",
+        "\x1e0",
+        "\x1e1",
+        "\x1f",
+        "x\x1e1y",
+        "é-ü-😀",
+        ".",
+        "..",
+        "\x00",
+        "a.b",
+        '"quoted"',
+        "back\\slash",
+        "new\nline",
+        "\ud800lone-surrogate",
+        " ",
+        "+/=",
+        "x" * 128,
+        "x" * 127 + "y",
+        "y" + "x" * 127,
+        "é" * 128,
+    ]
     state = feed(CustomerState.new("c1"), odd)
     assert len(state.recent_event_ids) == len(odd) * DEDUPE_ENTRY_CHARS  # every id costs the same
     assert len({k for k, _ in state.remembered()}) == len(odd)
@@ -223,10 +250,14 @@ def test_json_round_trip():
 LEGACY_IDS = [f"e{i}" for i in range(64)] + ["with\x1fsep", "with\x1eesc", "x" * 128]
 
 
-@pytest.mark.parametrize("stored", [
-    LEGACY_IDS,  # the oldest form: a JSON list of raw ids
-    recent_from_list(LEGACY_IDS),  # the previous form: raw ids joined by \x1f
-], ids=["json-list", "x1f-string"])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        LEGACY_IDS,  # the oldest form: a JSON list of raw ids
+        recent_from_list(LEGACY_IDS),  # the previous form: raw ids joined by \x1f
+    ],
+    ids=["json-list", "x1f-string"],
+)
 def test_old_formats_load_and_still_dedupe(stored):
     raw = CustomerState(customer_id="c1", events_seen=67).model_dump(mode="json")
     raw["recent_event_ids"] = stored
@@ -285,6 +316,6 @@ def test_random_streams_match_a_reference_model(seed):
         assert is_duplicate(state, eid, now, limits) is expect_dup
         if not expect_dup:
             state, _ = step(state, ev(eid, at=now), JS, now, limits)
-            model = [*kept, (eid, max(minute, kept[-1][1]) if kept else minute)][-limits.dedupe_max_ids:]
+            model = [*kept, (eid, max(minute, kept[-1][1]) if kept else minute)][-limits.dedupe_max_ids :]
             assert [k for k, _ in state.remembered()] == [dedupe_key(i) for i, _ in model]
             assert len(state.recent_event_ids) <= limits.dedupe_max_ids * DEDUPE_ENTRY_CHARS

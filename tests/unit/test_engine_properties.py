@@ -65,11 +65,17 @@ class Op:
     gap_minutes: int = 0
 
 
-ccm_ops = st.builds(Op, kind=st.just("ccm"), etype=st.sampled_from(CCM), choice=st.integers(0, 5),
-                   gap_minutes=st.sampled_from([0, 5, 60, 60 * 30]))
+ccm_ops = st.builds(
+    Op, kind=st.just("ccm"), etype=st.sampled_from(CCM), choice=st.integers(0, 5), gap_minutes=st.sampled_from([0, 5, 60, 60 * 30])
+)
 ops = st.one_of(
-    st.builds(Op, kind=st.just("event"), etype=st.sampled_from(sorted(PAYLOADS)), choice=st.integers(0, 3),
-              gap_minutes=st.sampled_from([0, 1, 30, 60 * 5, 60 * 30, 60 * 50])),
+    st.builds(
+        Op,
+        kind=st.just("event"),
+        etype=st.sampled_from(sorted(PAYLOADS)),
+        choice=st.integers(0, 3),
+        gap_minutes=st.sampled_from([0, 1, 30, 60 * 5, 60 * 30, 60 * 50]),
+    ),
     ccm_ops,
     ccm_ops,
     st.builds(Op, kind=st.just("dup"), gap_minutes=st.just(0)),

@@ -39,15 +39,23 @@ def outcomes(result: SimulationResult, cid: str) -> list[tuple[str, str]]:
 def test_every_example_validates():
     js = load_journeys([JOURNEYS])
     assert set(js.ids()) >= {
-        "abandoned_cart", "loan_documents", "call_sentiment", "store_offer", "onboarding_nudge",
-        "refund_feedback", "churn_apology", "service_outage",
+        "abandoned_cart",
+        "loan_documents",
+        "call_sentiment",
+        "store_offer",
+        "onboarding_nudge",
+        "refund_feedback",
+        "churn_apology",
+        "service_outage",
     }
 
 
 def test_abandoned_cart():
     r = run("abandoned_cart")
-    assert r.errors and r.errors[0].endswith("abandoned_cart.jsonl:11: invalid web event: cart_abandoned.cart_id: Field required; "
-                                             "cart_abandoned.cart_value: Input should be greater than or equal to 0")
+    assert r.errors and r.errors[0].endswith(
+        "abandoned_cart.jsonl:11: invalid web event: cart_abandoned.cart_id: Field required; "
+        "cart_abandoned.cart_value: Input should be greater than or equal to 0"
+    )
     # c1: no open -> reminder exactly 24 h later
     assert r.path("c1") == ["send_first", "wait_open", "send_reminder", "done"]
     assert at_sends(r, "c1") == [
@@ -191,8 +199,19 @@ def test_service_outage_calamity():
     ]
 
 
-@pytest.mark.parametrize("name", ["abandoned_cart", "loan_documents", "call_sentiment", "store_offer",
-                                  "onboarding_nudge", "refund_feedback", "churn_apology", "service_outage"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "abandoned_cart",
+        "loan_documents",
+        "call_sentiment",
+        "store_offer",
+        "onboarding_nudge",
+        "refund_feedback",
+        "churn_apology",
+        "service_outage",
+    ],
+)
 def test_no_instance_left_waiting_after_the_horizon(name):
     r = run(name)
     for cid, state in r.states.items():

@@ -109,7 +109,7 @@ def test_time_zones_resolve_to_utc_when_unknown():
 
 
 def test_a_directory_name_is_an_unknown_time_zone_not_a_crash():
-    text = V1.format(v=1, status="live").replace("name: J\n", "name: J\nsend_window: {timezone: Europe, from: \"09:00\", to: \"20:00\"}\n")
+    text = V1.format(v=1, status="live").replace("name: J\n", 'name: J\nsend_window: {timezone: Europe, from: "09:00", to: "20:00"}\n')
     with pytest.raises(JourneyError) as err:
         load_text(text)
     assert "unknown time zone 'Europe': use an IANA name" in err.value.problems[0]

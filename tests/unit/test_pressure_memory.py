@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from orchestrator.durations import parse_duration
-from orchestrator.pressure.basket import Basket, Decision, GateRequest
+from orchestrator.events import Channel
+from orchestrator.pressure.basket import Basket, CommType, Decision, GateRequest
 from orchestrator.pressure.cli import validate_policy_file
 from orchestrator.pressure.consent import apply_consent
 from orchestrator.pressure.costs import send_cost
@@ -40,10 +41,27 @@ def policy(**overrides: Any) -> PressurePolicy:
     return PressurePolicy.model_validate(overrides)
 
 
-def req(cid: str, send_id: str, comm_type: str = "commercial", channel: str = "email", *, at: datetime = T0,
-        priority: int = 8, brand: str | None = None, tz: str = "UTC") -> GateRequest:
-    return GateRequest(send_id=send_id, customer_id=cid, comm_type=comm_type, channel=channel,  # type: ignore[arg-type]
-                       brand=brand, priority=priority, timezone=tz, now=at)
+def req(
+    cid: str,
+    send_id: str,
+    comm_type: CommType = "commercial",
+    channel: Channel = "email",
+    *,
+    at: datetime = T0,
+    priority: int = 8,
+    brand: str | None = None,
+    tz: str = "UTC",
+) -> GateRequest:
+    return GateRequest(
+        send_id=send_id,
+        customer_id=cid,
+        comm_type=comm_type,
+        channel=channel,
+        brand=brand,
+        priority=priority,
+        timezone=tz,
+        now=at,
+    )
 
 
 # ---------------------------------------------------------------- the rules, for any basket
@@ -255,9 +273,7 @@ async def rule_show_lists_the_period(make: MakeBasket, cid: str) -> None:
     assert view.suppressions == ["push"]
 
 
-RULES: list[Callable[[MakeBasket, str], Awaitable[None]]] = [
-    obj for name, obj in sorted(globals().items()) if name.startswith("rule_")
-]
+RULES: list[Callable[[MakeBasket, str], Awaitable[None]]] = [obj for name, obj in sorted(globals().items()) if name.startswith("rule_")]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.__name__ for r in RULES])
@@ -341,7 +357,9 @@ def test_empty_policy_file_means_defaults(tmp_path: Path) -> None:
 
 
 def test_policy_errors_point_at_file_line_col(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         period: {kind: rolling}
         capacity: lots
         points:
@@ -354,7 +372,8 @@ def test_policy_errors_point_at_file_line_col(tmp_path: Path) -> None:
         calamity:
           lock: 3 days
         exempt_types: [servce]
-        """)
+        """,
+    )
     with pytest.raises(PolicyError) as info:
         load_policy(path)
     problems = info.value.problems
@@ -373,13 +392,16 @@ def test_policy_errors_point_at_file_line_col(tmp_path: Path) -> None:
 
 
 def test_cross_field_problems_are_located(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         capacity: 25
         priority_reserve:
           - {max_priority: 3, fill_up_to: 15}
           - max_priority: 3
             fill_up_to: 30
-        """)
+        """,
+    )
     problems = validate_policy_file(path)
     fill = line_of(path, "fill_up_to: 30")
     dup = line_of(path, "- max_priority: 3")

@@ -20,11 +20,16 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_months_and_journey_spellings_are_accepted(tmp_path: Path) -> None:
-    policy = load_policy(write(tmp_path, """
+    policy = load_policy(
+        write(
+            tmp_path,
+            """
         arbitration_window: 1h 30m
         calamity: {lock: 1mo}
         key_margin: 2M
-        """))
+        """,
+        )
+    )
     assert policy.calamity.lock == timedelta(days=30)
     assert policy.key_margin == timedelta(days=60)
     assert policy.arbitration_window == timedelta(minutes=90)

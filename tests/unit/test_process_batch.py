@@ -24,7 +24,10 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 def cart(cid: str, n: int, value: float = 80.0, **attributes: object) -> CustomerEvent:
     return CustomerEvent(
-        event_id=f"{cid}-cart-{n}", customer_id=cid, type="web.cart_abandoned", occurred_at=NOW,
+        event_id=f"{cid}-cart-{n}",
+        customer_id=cid,
+        type="web.cart_abandoned",
+        occurred_at=NOW,
         data={"cart_id": f"k{n}", "cart_value": value, "currency": "EUR", "items": 1, "attributes": attributes},
     )
 

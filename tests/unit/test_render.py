@@ -89,4 +89,4 @@ steps:
     q = js.newest("q")
     assert q is not None
     text = render_mermaid(q.journey)
-    assert 'Say #quot;hi#quot; #lt;now#gt;' in text
+    assert "Say #quot;hi#quot; #lt;now#gt;" in text

@@ -88,14 +88,14 @@ def test_read_events_reports_each_bad_line(tmp_path):
         '{"family": "web", "type": "page_view", "event_id": "1", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z", "url": "/"}\n'
         "not json\n"
         '{"type": "page_view"}\n'
-        '[1, 2]\n'
+        "[1, 2]\n"
         '{"family": "nope", "type": "x"}\n'
         "\n# a comment\n"
     )
     events, errors = read_events(f)
     assert [e.line for e in events] == [1]
     assert [e.split(": ", 1)[0] for e in errors] == [f"{f}:2", f"{f}:3", f"{f}:4", f"{f}:5"]
-    assert "missing \"family\"" in errors[1] and "unknown event family 'nope'" in errors[3]
+    assert 'missing "family"' in errors[1] and "unknown event family 'nope'" in errors[3]
 
 
 WAIT = """
@@ -126,8 +126,19 @@ class Approve:
     async def gate(self, request):
         from orchestrator.actions import Send
 
-        return decision(Send(send_id=request.send_id, customer_id=request.customer_id, journey_id="", journey_version=1,
-                             instance_id="", step_id="", channel=request.channel, template="t", comm_type=request.comm_type))
+        return decision(
+            Send(
+                send_id=request.send_id,
+                customer_id=request.customer_id,
+                journey_id="",
+                journey_version=1,
+                instance_id="",
+                step_id="",
+                channel=request.channel,
+                template="t",
+                comm_type=request.comm_type,
+            )
+        )
 
     async def gate_many(self, requests, *, return_exceptions=False):
         return [await self.gate(r) for r in requests]
@@ -192,9 +203,7 @@ def test_simulate_prints_policy_problems_as_file_line_col(tmp_path):
     code, out, err = cli("simulate", "--journeys", str(tmp_path), str(events))
     assert (code, out) == (1, "")
     [line] = err.splitlines()
-    assert line.startswith(
-        f"{tmp_path / 'pressure.yaml'}:3:3: calamity.lock: bad duration '3 days': use a whole number followed by a unit"
-    )
+    assert line.startswith(f"{tmp_path / 'pressure.yaml'}:3:3: calamity.lock: bad duration '3 days': use a whole number followed by a unit")
 
 
 def test_simulate_prints_journey_problems_as_file_line_col(tmp_path):

@@ -135,8 +135,18 @@ def test_every_problem_of_a_directory_is_listed_and_exit_code_is_1():
     lines = err.getvalue().splitlines()
     assert lines[-1] == "16 problems found"
     files = {line.split(":", 1)[0] for line in lines[:-1]}
-    assert files == {str(BAD / n) for n in ("unknown_step.yaml", "unreachable.yaml", "loop.yaml", "bad_duration.yaml",
-                                             "unknown_channel.yaml", "schema.yaml", "not_yaml.yaml")}
+    assert files == {
+        str(BAD / n)
+        for n in (
+            "unknown_step.yaml",
+            "unreachable.yaml",
+            "loop.yaml",
+            "bad_duration.yaml",
+            "unknown_channel.yaml",
+            "schema.yaml",
+            "not_yaml.yaml",
+        )
+    }
 
 
 def test_missing_path():
