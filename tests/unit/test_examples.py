@@ -32,22 +32,26 @@ def at_sends(result: SimulationResult, cid: str) -> list[tuple[str, str, str, st
     ]
 
 
+EXAMPLES = [
+    "abandoned_cart",
+    "loan_documents",
+    "call_sentiment",
+    "store_offer",
+    "onboarding_nudge",
+    "refund_feedback",
+    "churn_apology",
+    "service_outage",
+]
+"""The example journeys in journeys/ (each has a scenario below)."""
+
+
 def outcomes(result: SimulationResult, cid: str) -> list[tuple[str, str]]:
     return [(t.journey_id, t.detail["outcome"]) for t in result.traces if t.customer_id == cid and t.what in ("exited", "goal")]
 
 
 def test_every_example_validates():
     js = load_journeys([JOURNEYS])
-    assert set(js.ids()) >= {
-        "abandoned_cart",
-        "loan_documents",
-        "call_sentiment",
-        "store_offer",
-        "onboarding_nudge",
-        "refund_feedback",
-        "churn_apology",
-        "service_outage",
-    }
+    assert set(js.ids()) >= set(EXAMPLES)
 
 
 def test_abandoned_cart():
@@ -201,16 +205,7 @@ def test_service_outage_calamity():
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "abandoned_cart",
-        "loan_documents",
-        "call_sentiment",
-        "store_offer",
-        "onboarding_nudge",
-        "refund_feedback",
-        "churn_apology",
-        "service_outage",
-    ],
+    EXAMPLES,
 )
 def test_no_instance_left_waiting_after_the_horizon(name):
     r = run(name)
