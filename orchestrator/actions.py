@@ -122,6 +122,7 @@ class Trace(BaseModel):
     step_id: str | None = None
     what: Literal[
         "entered",
+        "not_entered",
         "step",
         "branch",
         "split",

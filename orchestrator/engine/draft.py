@@ -173,6 +173,24 @@ class Draft:
         self.trace(inst, "entered", None, journey.journey.start, event_id=ev.event_id, event_type=ev.type)
         return inst
 
+    def not_entered(self, journey: CompiledJourney, ev: CustomerEvent, reason: str) -> None:
+        """``ev`` triggers ``journey`` but does not enter the customer: say why on the journey log."""
+        self.actions.append(
+            fast_new(
+                Trace,
+                kind="trace",
+                customer_id=self.customer_id,
+                journey_id=journey.id,
+                journey_version=journey.version,
+                instance_id="",
+                step_id=None,
+                what="not_entered",
+                edge=None,
+                detail={"reason": reason, "event_id": ev.event_id, "event_type": ev.type},
+                at=self.now,
+            )
+        )
+
     def enter_step(self, inst: Instance, step_id: str, step_type: str) -> None:
         """``inst`` moves to ``step_id`` (one more visit of it)."""
         d = inst.__dict__
@@ -229,15 +247,26 @@ class Draft:
         self._arm(inst, timer_id(self.customer_id, inst, step_id, purpose), purpose, due)
         self.trace(inst, "delayed", step_id, None, reason=reason, until=iso_utc(due))
 
-    def defer_send(self, inst: Instance, send: Send, decision: Decision, due: datetime) -> None:
-        """The basket capped ``send``; keep it and retry at ``due``."""
+    def defer_send(self, inst: Instance, send: Send, decision: Decision, due: datetime, in_window: bool = False) -> None:
+        """The basket capped ``send``; keep it and retry at ``due`` (``in_window``: moved to the send window's opening)."""
         d = inst.__dict__
         d["deferred"] = send
         d["deferred_decision"] = decision
         d["status"] = "deferred"
-        self.dispose(send, decision, "deferred", f"{decision.reason}; retry at {iso_utc(due)}")
+        when = f"retry at {iso_utc(due)}" + (", when the send window opens" if in_window else "")
+        self.dispose(send, decision, "deferred", f"{decision.reason}; {when}")
         self._arm(inst, timer_id(self.customer_id, inst, inst.step, "deferred", inst.attempt + 1), "deferred_send", due)
         self.trace(inst, "delayed", inst.step, None, reason="send deferred", send_id=send.send_id, until=iso_utc(due))
+
+    def hold_deferred(self, inst: Instance, opening: datetime) -> None:
+        """The deferred send came due outside the send window: keep it until the window opens.
+
+        The new timer has its own id (a redelivered TimerFired of the old one must not fire it).
+        """
+        inst.__dict__["status"] = "deferred"
+        purpose = f"deferred-window-{opening.strftime('%Y%m%dT%H%M')}"
+        self._arm(inst, timer_id(self.customer_id, inst, inst.step, purpose, inst.attempt + 1), "deferred_send", opening)
+        self.trace(inst, "delayed", inst.step, None, reason="deferred send waits for the send window", until=iso_utc(opening))
 
     # ------------------------------------------------------------ resuming
 

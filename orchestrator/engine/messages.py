@@ -8,6 +8,7 @@ from typing import Final
 
 from orchestrator.actions import Action, ConsentChange, GateOutcome, Send, Trace
 from orchestrator.engine.draft import Draft
+from orchestrator.engine.entry import refusal
 from orchestrator.engine.ids import send_id
 from orchestrator.engine.profile import fold_profile
 from orchestrator.engine.steps import advance
@@ -16,6 +17,7 @@ from orchestrator.fastmodel import fast_build, fast_copy, fast_new
 from orchestrator.journey import model as m
 from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet
+from orchestrator.journey.windows import next_opening
 from orchestrator.pressure.basket import Decision
 from orchestrator.state import CustomerState, EngineLimits, Instance, TimerRef, remember
 
@@ -65,9 +67,12 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
     if entries:
         ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now)
         for journey in entries:
-            if may_enter(draft, journey) and journey.entry_when(ctx) and journey.entry_profile(ctx):
-                inst = draft.start_instance(journey, ev)
-                advance(draft, inst, journey, journey.journey.start)
+            why_not = refusal(draft, journey, ctx)
+            if why_not is not None:
+                draft.not_entered(journey, ev, why_not)
+                continue
+            inst = draft.start_instance(journey, ev)
+            advance(draft, inst, journey, journey.journey.start)
     return draft.finish(recent_event_ids=recent, events_seen=state.events_seen + 1), draft.actions
 
 
@@ -137,24 +142,6 @@ def _match_awaited(draft: Draft, inst: Instance, journey: CompiledJourney, ev: C
             return
 
 
-def may_enter(draft: Draft, journey: CompiledJourney) -> bool:
-    """The journey's re-entry rule: ``never`` again, ``after_exit`` (and its cooldown), or ``always`` (cooldown since entry)."""
-    rule = journey.journey.entry.reentry
-    hist = draft.history(journey.id)
-    if rule.policy == "never":
-        return hist is None or hist.entries == 0
-    if rule.policy == "after_exit":
-        if any(i.journey_id == journey.id for i in draft.instances.values()):
-            return False
-        if rule.cooldown is not None and hist is not None and hist.last_exited_at is not None:
-            return draft.now - hist.last_exited_at >= rule.cooldown
-        return True
-    # always: concurrent instances allowed
-    if rule.cooldown is not None and hist is not None and hist.last_entered_at is not None:
-        return draft.now - hist.last_entered_at >= rule.cooldown
-    return True
-
-
 # ---------------------------------------------------------------- timers
 
 
@@ -213,7 +200,13 @@ def _window_open(draft: Draft, inst: Instance, journey: CompiledJourney, step_de
 
 
 def _retry_deferred(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.Step, ref: TimerRef) -> None:
+    """The deferred send goes to the basket again, unless the step's send window is closed now: then it waits for it."""
     assert isinstance(step_def, m.SendStep)
+    window = journey.windows.get(inst.step)
+    opening = next_opening(window, draft.profile.timezone, draft.now) if window is not None else None
+    if opening is not None:  # e.g. the customer's time zone changed since the retry was planned
+        draft.hold_deferred(inst, opening)
+        return
     send = draft.retry_deferred(inst, step_def)
     draft.trace(inst, "resumed", inst.step, inst.step, timer_id=ref.timer_id, reason="deferred send retried", attempt=inst.attempt)
     draft.emit(send)
@@ -256,7 +249,7 @@ def on_gate(state: CustomerState, outcome: GateOutcome, journeys: JourneySet, no
     assert isinstance(step_def, m.SendStep)
     if decision.outcome == "approved":
         _approved(draft, inst, journey, step_def, send, decision)
-    elif not _fell_back(draft, inst, step_def, send, decision) and not _deferred(draft, inst, step_def, send, decision):
+    elif not _fell_back(draft, inst, step_def, send, decision) and not _deferred(draft, inst, journey, step_def, send, decision):
         _not_sent(draft, inst, journey, step_def, send, decision)
     return draft.finish(), draft.actions
 
@@ -307,12 +300,18 @@ def _fell_back(draft: Draft, inst: Instance, step_def: m.SendStep, send: Send, d
     return True
 
 
-def _deferred(draft: Draft, inst: Instance, step_def: m.SendStep, send: Send, decision: Decision) -> bool:
-    """``on_capped: defer``: retry when the basket says it would fit. False without a retry time or attempts left."""
+def _deferred(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.SendStep, send: Send, decision: Decision) -> bool:
+    """``on_capped: defer``: retry when the basket says it would fit, inside the step's send window.
+
+    False without a retry time or attempts left.
+    """
     policy = step_def.on_capped
     if policy.action != "defer" or decision.retry_at is None or inst.attempt >= policy.max_attempts:
         return False
-    draft.defer_send(inst, send, decision, max(decision.retry_at, draft.now + MIN_RETRY))
+    due = max(decision.retry_at, draft.now + MIN_RETRY)
+    window = journey.windows.get(inst.step)
+    opening = next_opening(window, draft.profile.timezone, due) if window is not None else None
+    draft.defer_send(inst, send, decision, opening or due, in_window=opening is not None)
     return True
 
 

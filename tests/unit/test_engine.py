@@ -84,7 +84,11 @@ def test_entry_sends_and_waits_for_the_open(js):
 
 def test_entry_condition_false_means_no_instance(js):
     state, actions = drive(CustomerState.new("c1"), ev("e1", "web.cart_abandoned", cart_value=5.0), js, T0)
-    assert actions == [] and state.instances == []
+    assert state.instances == []
+    assert [(a.what, a.journey_id, a.detail["reason"]) for a in actions if isinstance(a, Trace)] == [
+        ("not_entered", "cart", "entry.when: entry.when[0] {field: data.cart_value, gte: 20.0} is false (data.cart_value = 5.0)")
+    ]
+    assert all(isinstance(a, Trace) for a in actions)  # nothing but the explanation
 
 
 def test_open_of_the_exact_send_ends_without_reminder(js):
@@ -172,14 +176,20 @@ def test_state_round_trips_through_json(js):
     assert a[1] == b[1] and a[0].model_dump_json() == b[0].model_dump_json()
 
 
+def why_not(actions: list) -> list[str]:
+    return [a.detail["reason"] for a in actions if isinstance(a, Trace) and a.what == "not_entered"]
+
+
 def test_reentry_after_exit_with_cooldown():
     js = load_text(CART.replace("  when: [{field: data.cart_value, gte: 20}]", "  reentry: {policy: after_exit, cooldown: 2d}"))
     state, _ = drive(CustomerState.new("c1"), ev("e1", "web.cart_abandoned", cart_value=50.0), js, T0)
     state, acts = drive(state, ev("e2", "web.cart_abandoned", cart_value=50.0), js, T0)  # live instance
     assert not any(isinstance(a, Trace) and a.what == "entered" for a in acts)
+    assert why_not(acts) == ["reentry: after_exit, and the customer is still in the journey (instance cart@e1 at step wait)"]
     state, _ = drive(state, ev("p1", "web.purchase", order_id="o", value=1.0), js, T0)
     state, acts = drive(state, ev("e3", "web.cart_abandoned", cart_value=50.0), js, T0 + timedelta(days=1))  # cooling down
-    assert acts == []
+    assert why_not(acts) == ["reentry cooldown: last exit at 2026-03-02T10:00:00Z, may enter again from 2026-03-04T10:00:00Z"]
+    assert len(acts) == 1
     state, acts = drive(state, ev("e4", "web.cart_abandoned", cart_value=50.0), js, T0 + timedelta(days=2))
     assert [a.instance_id for a in acts if isinstance(a, Trace) and a.what == "entered"] == ["cart@e4"]
 
@@ -189,7 +199,8 @@ def test_reentry_never():
     state, _ = drive(CustomerState.new("c1"), ev("e1", "web.cart_abandoned", cart_value=50.0), js, T0)
     state, _ = drive(state, ev("p1", "web.purchase", order_id="o", value=1.0), js, T0)
     state, acts = drive(state, ev("e2", "web.cart_abandoned", cart_value=50.0), js, T0 + timedelta(days=100))
-    assert acts == [] and state.instances == []
+    assert state.instances == []
+    assert why_not(acts) == ["reentry: never, and the customer entered before (1 time)"] and len(acts) == 1
 
 
 def test_reentry_always_allows_concurrent_instances():
@@ -397,3 +408,77 @@ def test_actions_serialize_like_validated_models():
     assert kinds_seen == {"trace", "send", "disposition", "arm_timer", "cancel_timer"}
     assert CustomerState.model_validate_json(state.model_dump_json()) == state
     assert isinstance(A.Trace.model_validate(acts[0].model_dump()), A.Trace)
+
+
+# ----------------------------------------------------------------- deferred sends and send windows (issue 9, defect 1)
+
+DEFER_IN_WINDOW = """
+id: d
+version: 1
+name: Defer inside the send window
+entry: {event: web.form_submitted}
+send_window: {from: "09:00", to: "20:00"}
+start: s
+steps:
+  s: {type: send, channel: email, template: t, comm_type: commercial, on_capped: {action: defer, max_attempts: 2}, next: done}
+  done: {type: end}
+"""
+
+
+def test_a_deferred_send_is_retried_when_the_send_window_opens_not_at_the_basket_period_start():
+    js = load_text(DEFER_IN_WINDOW)
+    berlin = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)  # 14:00 in Berlin, inside the window
+    state, _ = drive(CustomerState.new("c1"), ev("r1", "crm.customer_registered", timezone="Europe/Berlin"), js, berlin)
+    local_midnight = datetime(2026, 3, 31, 22, 0, tzinfo=UTC)  # 1 April 00:00 in Berlin: the next basket period
+
+    def capped(send, now):
+        return decision(send, "capped", "capacity 25 exceeded", retry_at=local_midnight)
+
+    state, acts = drive(state, ev("f1", "web.form_submitted", berlin, form_id="x"), js, berlin, capped)
+    (arm,) = timers(acts)
+    assert arm.purpose == "deferred_send"
+    assert arm.due_at == datetime(2026, 4, 1, 7, 0, tzinfo=UTC)  # 09:00 in Berlin on the 1st, not 00:00
+    (disp,) = [a for a in acts if isinstance(a, Disposition)]
+    assert disp.note == "capacity 25 exceeded; retry at 2026-04-01T07:00:00Z, when the send window opens"
+    state, acts = fire(state, arm, js)
+    assert [s.send_id for s in sends(acts)] == ["c1:d:v1:f1:s:a1"]
+
+
+def test_a_deferred_send_due_outside_the_window_waits_for_it_under_a_new_timer_id():
+    js = load_text(DEFER_IN_WINDOW)
+    retry = T0 + timedelta(hours=2)  # 12:00 UTC, inside the window for a UTC customer
+
+    def capped(send, now):
+        return decision(send, "capped", "arbitration", retry_at=retry)
+
+    state, acts = drive(CustomerState.new("c1"), ev("f1", "web.form_submitted", form_id="x"), js, T0, capped)
+    (arm,) = timers(acts)
+    assert arm.due_at == retry
+    # the customer moves to Tokyo before the retry: 12:00 UTC is 21:00 there, after the window closed
+    state, _ = drive(state, ev("p1", "crm.profile_updated", timezone="Asia/Tokyo"), js, T0 + timedelta(hours=1))
+    state, acts = fire(state, arm, js)
+    assert sends(acts) == []
+    (held,) = timers(acts)
+    assert held.purpose == "deferred_send" and held.timer_id != arm.timer_id
+    assert held.due_at == datetime(2026, 3, 3, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+    assert state.instances[0].status == "deferred"
+    # a redelivered TimerFired of the old timer does nothing
+    again, acts = fire(state, arm, js)
+    assert acts == [] and again == state
+    state, acts = fire(state, held, js)
+    assert [s.send_id for s in sends(acts)] == ["c1:d:v1:f1:s:a1"]
+
+
+def test_profile_condition_keeps_a_customer_out_and_says_which():
+    js = load_text(CART.replace("  when: [{field: data.cart_value, gte: 20}]", "  profile: [{field: profile.segment, ne: blocked}]"))
+    state, _ = drive(CustomerState.new("c1"), ev("p1", "crm.profile_updated", segment="blocked"), js, T0)
+    state, acts = drive(state, ev("e1", "web.cart_abandoned", cart_value=50.0), js, T0)
+    assert state.instances == []
+    assert why_not(acts) == ['entry.profile: entry.profile[0] {field: profile.segment, ne: blocked} is false (profile.segment = "blocked")']
+
+
+def test_always_with_cooldown_says_when_the_customer_may_enter_again():
+    js = load_text(CART.replace("  when: [{field: data.cart_value, gte: 20}]", "  reentry: {policy: always, cooldown: 1h}"))
+    state, _ = drive(CustomerState.new("c1"), ev("e1", "web.cart_abandoned", cart_value=50.0), js, T0)
+    state, acts = drive(state, ev("e2", "web.cart_abandoned", cart_value=50.0), js, T0 + timedelta(minutes=10))
+    assert why_not(acts) == ["reentry cooldown: last entry at 2026-03-02T10:00:00Z, may enter again from 2026-03-02T11:00:00Z"]

@@ -1,0 +1,72 @@
+"""May this event start the journey for this customer? And if not, why not.
+
+A trigger event enters a customer when the journey's re-entry rule allows it, every
+``entry.when`` condition holds on the event and every ``entry.profile`` condition holds
+on what we know about the customer, checked in that order. When one of them keeps the
+customer out, :func:`refusal` says which, in words a designer can act on; the engine
+puts it on the journey log as a ``not_entered`` trace (``simulate`` and
+``orchestrator explain`` show it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator.engine.draft import Draft
+from orchestrator.journey.conditions import MISSING, Compare, Ctx, compile_condition, field_getter
+from orchestrator.journey.loader import CompiledJourney
+from orchestrator.timeutil import iso_utc
+
+
+def refusal(draft: Draft, journey: CompiledJourney, ctx: Ctx) -> str | None:
+    """None when the event enters the customer into ``journey``, else the reason it does not."""
+    why = reentry_refusal(draft, journey)
+    if why is not None:
+        return why
+    if not journey.entry_when(ctx):
+        return "entry.when: " + _failed_condition(journey.journey.entry.when, ctx, "entry.when")
+    if not journey.entry_profile(ctx):
+        return "entry.profile: " + _failed_condition(journey.journey.entry.profile, ctx, "entry.profile")
+    return None
+
+
+def reentry_refusal(draft: Draft, journey: CompiledJourney) -> str | None:
+    """The journey's re-entry rule: ``never`` again, ``after_exit`` (and its cooldown), or ``always`` (cooldown since entry)."""
+    rule = journey.journey.entry.reentry
+    hist = draft.history(journey.id)
+    if rule.policy == "never":
+        if hist is None or hist.entries == 0:
+            return None
+        return f"reentry: never, and the customer entered before ({hist.entries} time{'s' if hist.entries != 1 else ''})"
+    if rule.policy == "after_exit":
+        live = next((i for i in draft.instances.values() if i.journey_id == journey.id), None)
+        if live is not None:
+            return f"reentry: after_exit, and the customer is still in the journey (instance {live.instance_id} at step {live.step})"
+        since = hist.last_exited_at if hist is not None else None
+        what = "exit"
+    else:  # always: concurrent instances allowed
+        since = hist.last_entered_at if hist is not None else None
+        what = "entry"
+    if rule.cooldown is None or since is None or draft.now - since >= rule.cooldown:
+        return None
+    return f"reentry cooldown: last {what} at {iso_utc(since)}, may enter again from {iso_utc(since + rule.cooldown)}"
+
+
+def _failed_condition(conditions: list[Any], ctx: Ctx, where: str) -> str:
+    """The first condition of ``conditions`` that is false for ``ctx``, with the value it saw."""
+    for i, cond in enumerate(conditions):
+        if compile_condition(cond)(ctx):
+            continue
+        text = f"{where}[{i}] {_show(cond)} is false"
+        if isinstance(cond, Compare):
+            value = field_getter(cond.field)(ctx)
+            text += " (the field is missing)" if value is MISSING else f" ({cond.field} = {json.dumps(value, default=str)})"
+        return text
+    return "the conditions are false"  # pragma: no cover - compile_all is the conjunction of these
+
+
+def _show(cond: Any) -> str:
+    """A condition as the designer wrote it, e.g. ``{field: data.cart_value, gte: 20}``."""
+    dumped = cond.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return json.dumps(dumped, separators=(", ", ": ")).replace('"', "")
