@@ -14,10 +14,12 @@ customer topic as :data:`InternalMessage`.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -376,7 +378,7 @@ def parse_inbound(
     try:
         model = _ADAPTERS[family].validate_python(doc)
     except ValidationError as exc:
-        raise InvalidEvent(_explain(family, exc), "schema") from None
+        raise InvalidEvent(_explain(family, doc, exc), "schema") from None
     if key is not None:
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         if k and k != model.customer_id:
@@ -391,12 +393,210 @@ def parse_inbound(
     )
 
 
-def _explain(family: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
-    return f"invalid {family} event: " + "; ".join(parts)
+# --- dead-letter reasons: what was wrong, written for the upstream team that sent it ---
+#
+# ``_explain`` turns a pydantic ValidationError into one line for the ``dlq.reason`` header:
+# the field path as the sender wrote it (no union tags), what was wrong and what to send
+# instead, e.g.  invalid web event 'cart_abandoned': cart_value: expected a number, got "abc"
+# Reasons are bounded: at most _MAX_PROBLEMS problems (then "and N more"), field names and
+# echoed values cut to _MAX_SHOWN characters.
+
+_MAX_PROBLEMS = 5
+_MAX_SHOWN = 40
+_DATETIME_EXAMPLE = '"2026-03-01T10:00:00Z"'
+_NOUNS: dict[Any, str] = {
+    str: "string",
+    float: "number",
+    int: "whole number",
+    bool: "boolean",
+    AwareDatetime: f"ISO 8601 date-time with an offset or Z, e.g. {_DATETIME_EXAMPLE}",
+    datetime: f"ISO 8601 date-time with an offset or Z, e.g. {_DATETIME_EXAMPLE}",
+    dict: "object",
+    list: "array",
+}
+_TYPE_ERRORS = frozenset({"int_from_float", "literal_error", "datetime_from_date_parsing", "datetime_object_invalid", "string_unicode"})
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def _family_models(union: Any) -> dict[str, type[BaseModel]]:
+    inner = get_args(union)[0]
+    return {model.model_fields["type"].annotation.__args__[0]: model for model in get_args(inner) or (inner,)}
+
+
+_MODELS: dict[str, dict[str, type[BaseModel]]] = {family: _family_models(union) for family, union in FAMILIES.items()}
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+def _show(value: Any) -> str:
+    """A value as the sender wrote it (JSON), cut short."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except ValueError:  # a circular structure (only possible for a dict passed in directly)
+        text = repr(value)
+    return _cut(text)
+
+
+def _or(words: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    lowered = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.75)
+    return lowered[match[0]] if match else None
+
+
+def _did_you_mean(word: Any, choices: list[str], quote: str = "'") -> str:
+    match = _closest(word, choices) if isinstance(word, str) else None
+    return f" (did you mean {quote}{match}{quote}?)" if match and match != word else ""
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of a (possibly nested) union annotation; the annotation itself otherwise."""
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _literals(annotation: Any) -> list[str]:
+    return [str(v) for m in _members(annotation) if get_origin(m) is Literal for v in get_args(m)]
+
+
+def _expected(annotation: Any, article: bool = True) -> str:
+    """What a field takes, in words: ``a string``, ``a string or null``, ``minor, major or critical``."""
+    members = _members(annotation)
+    words = _literals(annotation)
+    for m in members:
+        base = get_origin(m) or m
+        if base is Literal or m is type(None) or (base is int and float in members):
+            continue
+        noun = _NOUNS.get(base, getattr(base, "__name__", str(base)))
+        words.append(("an " if noun[0] in "aeiouAEIOU" else "a ") + noun if article else noun)
+    if type(None) in members:
+        words.append("null")
+    return _or(words or ["a value"])
+
+
+def _user_path(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], Any]:
+    """A pydantic ``loc`` (without the type tag) as the sender's path, and the annotation found there (None: unknown).
+
+    Pydantic adds a label per union alternative (``attributes.x.str``, ``channel.literal[...]``);
+    the path stops at the union, so the alternatives of one value make one problem.
+    """
+    field = model.model_fields.get(str(loc[0])) if model is not None and loc else None
+    if field is None:
+        return loc, None
+    annotation: Any = field.annotation
+    for depth in range(1, len(loc)):  # loc[depth] is a key or index inside the value of loc[:depth]
+        if len([m for m in _members(annotation) if m is not type(None)]) > 1:
+            return loc[:depth], annotation
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin is dict and args:
+            annotation = args[1]
+        elif origin is list and args:
+            annotation = args[0]
+        else:
+            return loc, None
+    return loc, annotation
+
+
+def _path_text(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + _cut(str(part))
+    return out or "(event)"
+
+
+def _aware_example(value: Any) -> str:
+    """The sender's naive date-time with ``Z`` added (a generic example when it does not parse)."""
+    try:
+        naive = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return _DATETIME_EXAMPLE
+    return f'"{naive.replace(tzinfo=None).isoformat()}Z"'
+
+
+def _problem(err: Any, path: str, annotation: Any) -> str:
+    """One error of one value, for the sender."""
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "missing":
+        return f"missing field {path}" + (f" ({_expected(annotation, article=False)})" if annotation is not None else "")
+    if kind == "timezone_aware":
+        return f"{path} {_show(value)} has no time zone; send ISO 8601 with an offset or Z, e.g. {_aware_example(value)}"
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        return f"{path}: must be {words} {ctx[key]:g}, got {_show(value)}"
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return f"{path}: must not be empty"
+        return f"{path}: must have at least {ctx['min_length']} characters, got {_show(value)}"
+    if kind == "string_too_long":
+        return f"{path}: must have at most {ctx['max_length']} characters (got {len(value)})"
+    if annotation is not None and (kind in _TYPE_ERRORS or kind.endswith(("_type", "_parsing"))):
+        return f"{path}: expected {_expected(annotation)}, got {_show(value)}" + _did_you_mean(value, _literals(annotation))
+    return f"{path}: {err['msg']}"
+
+
+def _type_problem(family: str, err: Any, doc: dict[str, Any]) -> str:
+    """The discriminator ``type`` is missing or names no type of the family."""
+    known = sorted(_MODELS[family])
+    listed = f"known types: {', '.join(known)}"
+    if err["type"] == "union_tag_not_found" or "type" not in doc:
+        return f"missing field type; {listed}"
+    tag = doc["type"]
+    if not isinstance(tag, str):
+        return f"type: expected a string, got {_show(tag)}; {listed}"
+    return f"unknown type '{_cut(tag)}'; {listed}" + _did_you_mean(tag, known)
+
+
+def _problems(model: type[BaseModel] | None, errors: list[Any]) -> list[str]:
+    """One text per wrong value; unknown fields without a likely meant name are listed together."""
+    fields = [f for f in model.model_fields if f != "type"] if model is not None else []
+    grouped: dict[tuple[str | int, ...], tuple[Any, Any]] = {}
+    for err in errors:  # the alternatives of one union value share a path: one problem
+        path, annotation = _user_path(model, tuple(err["loc"][1:] if model is not None else err["loc"]))  # loc[0]: the type tag
+        grouped.setdefault(path, (err, annotation))
+    problems: list[str] = []
+    unknown: list[str] = []
+    unknown_at = 0
+    for path, (err, annotation) in grouped.items():
+        where = _path_text(path)
+        if err["type"] != "extra_forbidden":
+            problems.append(_problem(err, where, annotation))
+        elif hint := _did_you_mean(str(path[-1]), fields, quote=""):
+            problems.append(f"unknown field {where}{hint}")
+        else:
+            unknown_at = unknown_at if unknown else len(problems)
+            unknown.append(where)
+    if unknown:
+        listed = ", ".join(unknown[:_MAX_PROBLEMS]) + (f" and {len(unknown) - _MAX_PROBLEMS} more" if len(unknown) > _MAX_PROBLEMS else "")
+        what, it = (f"fields {listed}", "them") if len(unknown) > 1 else (f"field {listed}", "it")
+        problems.insert(unknown_at, f"unknown {what} (leave {it} out, or send free-form values in attributes)")
+    return problems
+
+
+def _explain(family: str, doc: dict[str, Any], exc: ValidationError) -> str:
+    """The dead-letter reason for an event of ``family`` that failed validation (see the section comment)."""
+    errors = exc.errors(include_url=False)
+    tag_errors = [e for e in errors if e["type"].startswith("union_tag_")]
+    if tag_errors:
+        return f"invalid {family} event: {_type_problem(family, tag_errors[0], doc)}"
+    tag = str(errors[0]["loc"][0]) if errors[0]["loc"] else ""
+    model = _MODELS[family].get(tag)
+    problems = _problems(model, errors)
+    shown = "; ".join(problems[:_MAX_PROBLEMS])
+    more = len(problems) - _MAX_PROBLEMS
+    head = f"invalid {family} event '{tag}'" if model is not None else f"invalid {family} event"
+    return f"{head}: {shown}" + (f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else "")
 
 
 def encode_internal(msg: CustomerEvent | TimerFired) -> bytes:

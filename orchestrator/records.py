@@ -16,9 +16,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.actions import Disposition, Send, Trace
+from orchestrator.pressure.basket import DecisionCode
 
 
 class SendRequest(BaseModel):
@@ -75,6 +76,12 @@ class DecisionRecord(BaseModel):
     priority: int
     outcome: str
     """The basket's answer: approved | capped | suppressed | locked."""
+    code: DecisionCode = Field(
+        description=(
+            "Why the basket answered so, machine-readable. approved: fits | exempt | calamity; suppressed: unsubscribed; "
+            "locked: locked; capped: arbitration | reserve | capacity. Specified in orchestrator/pressure/policy.py."
+        )
+    )
     result: str
     """What the journey made of it: approved | capped | suppressed | deferred | fallback | cancelled."""
     reason: str
@@ -97,6 +104,7 @@ class DecisionRecord(BaseModel):
             comm_type=d.send.comm_type,
             priority=d.send.priority,
             outcome=d.decision.outcome,
+            code=d.decision.code,
             result=d.result,
             reason=d.note or d.decision.reason,
             cost=d.decision.cost,

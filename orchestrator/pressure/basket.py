@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,12 @@ from orchestrator.events import Channel
 CommType = Literal["service", "editorial", "commercial", "calamity"]
 COMM_TYPES: tuple[str, ...] = CommType.__args__  # type: ignore[attr-defined]
 Outcome = Literal["approved", "capped", "suppressed", "locked"]
+DecisionCode = Literal["fits", "exempt", "calamity", "unsubscribed", "locked", "arbitration", "reserve", "capacity"]
+"""Why the basket decided as it did, machine-readable; one line each in the docstring of :mod:`orchestrator.pressure.policy`.
+
+approved: ``fits`` | ``exempt`` | ``calamity``; suppressed: ``unsubscribed``; locked: ``locked``;
+capped: ``arbitration`` | ``reserve`` | ``capacity``."""
+DECISION_CODES: tuple[str, ...] = DecisionCode.__args__  # type: ignore[attr-defined]
 
 
 class GateRequest(BaseModel):
@@ -36,6 +42,29 @@ class GateRequest(BaseModel):
     now: datetime
 
 
+def code_from_reason(outcome: Any, reason: str) -> DecisionCode:
+    """The code of a :class:`Decision` made without one, read from its reason text and outcome.
+
+    Baskets always set the code; this covers customer state stored before decisions had
+    one (the decision of a deferred send) and decisions written by hand in tests.
+    """
+    if outcome == "capped":
+        if reason.startswith("arbitration:"):
+            return "arbitration"
+        return "reserve" if reason.startswith("reserve:") else "capacity"
+    if outcome == "suppressed":
+        return "unsubscribed"
+    if outcome == "locked":
+        return "locked"
+    if reason.startswith("calamity:"):
+        return "calamity"
+    return "exempt" if " is exempt from capacity" in reason else "fits"
+
+
+def _code_of(data: dict[str, Any]) -> DecisionCode:
+    return code_from_reason(data.get("outcome"), data.get("reason", ""))
+
+
 class Decision(BaseModel):
     """The basket's answer for one :class:`GateRequest`."""
 
@@ -46,6 +75,10 @@ class Decision(BaseModel):
     outcome: Outcome
     reason: str = Field(
         description="Why, in words: e.g. 'fits', 'capacity 25 exceeded: 20 spent + 10', 'unsubscribed from sms', 'calamity lock until ...'"
+    )
+    code: DecisionCode = Field(
+        default_factory=_code_of,
+        description="Why, machine-readable (see DecisionCode). Omitted: derived from the reason and outcome.",
     )
     cost: float = Field(description="Points this send costs (or would have cost).")
     balance: float = Field(description="Points spent in the current period after this decision.")

@@ -49,7 +49,7 @@ report them as floats (``units / 100``).
    ``replayed=True`` and spends nothing, whatever the request now says.
 2. *Suppression.* The customer is unsubscribed from the channel or from ``all``
    channels, for every brand or for the send's brand (members ``ch@brand``,
-   ``all@brand``, ``ch``, ``all``, checked in that order) → ``suppressed``. This holds
+   ``all@brand``, ``ch``, ``all``, checked in that order) → ``suppressed`` (code ``unsubscribed``). This holds
    for calamity messages too: consent is never overridden.
 3. *Calamity lock.* For a type listed in ``calamity.blocks`` while a lock is active →
    ``locked`` with ``retry_at`` = the end of the lock.
@@ -71,6 +71,24 @@ report them as floats (``units / 100``).
    moment enough of the oldest spends have expired; ``None`` when the cost alone
    exceeds the limit.
 7. Otherwise ``approved`` and recorded under the send id.
+
+**Decision codes.** Every :class:`~orchestrator.pressure.basket.Decision` carries a
+machine-readable ``code`` (:data:`~orchestrator.pressure.basket.DecisionCode`) next to
+its ``outcome`` and ``reason`` text; the outbound decision records carry it too:
+
+* ``fits`` (approved): steps 6-7, the send fits within its limit (the capacity, or its reserve's ``fill_up_to``).
+* ``exempt`` (approved): steps 6-7 for a type in ``exempt_types``: capacity and reserve are not checked.
+* ``calamity`` (approved): step 4, a calamity send: approved regardless of capacity, and it locks.
+* ``unsubscribed`` (suppressed): step 2, the customer unsubscribed from the channel or all channels,
+  for the brand or every brand (stored as ``suppressed`` in decision records).
+* ``locked`` (locked): step 3, a calamity lock is active and blocks this type.
+* ``arbitration`` (capped): step 5, a higher-priority send was approved within the arbitration window.
+* ``reserve`` (capped): step 6, over the priority reserve's ``fill_up_to`` although within the capacity.
+* ``capacity`` (capped): step 6, over the basket's capacity.
+
+A replay (step 1) returns the stored code. Stored records keep their internal codes
+(records are replayed while they live); :data:`~orchestrator.pressure.records.PUBLIC_CODES`
+names them.
 
 Every decision (approved or not) is stored under the send id so that a redelivery
 gets the same answer. Basket keys expire ``key_margin`` after their period ends;

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from orchestrator.pressure.basket import BasketView, Decision, GateRequest, Outcome, Spend
+from orchestrator.pressure.basket import BasketView, Decision, DecisionCode, GateRequest, Outcome, Spend, code_from_reason
 from orchestrator.pressure.consent import split_member
 from orchestrator.pressure.periods import PeriodInfo
 from orchestrator.pressure.policy import PressurePolicy
@@ -23,7 +23,7 @@ from orchestrator.timeutil import from_ms, iso_utc, to_ms
 if TYPE_CHECKING:
     from orchestrator.pressure.planner import GatePlan
 
-__all__ = ["DecisionRecord", "basket_view", "decision_from_record", "decode_spend", "encode_spend", "record_cost"]
+__all__ = ["PUBLIC_CODES", "DecisionRecord", "basket_view", "decision_from_record", "decode_spend", "encode_spend", "record_cost"]
 
 
 # ---------------------------------------------------------------- spends
@@ -84,7 +84,25 @@ DecisionRecord = list[Any]
 
 What both baskets store under a send id and return; amounts in hundredths of a
 point, ``retry_ms`` 0 for none, ``detail`` a string (the matched suppression, the
-lock end, the blocking priority, the exempt type)."""
+lock end, the blocking priority, the exempt type).
+
+``code`` is the stored (internal) code; :data:`PUBLIC_CODES` maps it to the
+:data:`~orchestrator.pressure.basket.DecisionCode` a :class:`Decision` carries. Records
+are replayed for as long as they live in Redis, so stored codes are never renamed: a
+new public name is given here."""
+
+PUBLIC_CODES: dict[str, DecisionCode] = {
+    "fits": "fits",
+    "exempt": "exempt",
+    "calamity": "calamity",
+    "suppressed": "unsubscribed",
+    "locked": "locked",
+    "arbitration": "arbitration",
+    "reserve": "reserve",
+    "capacity": "capacity",
+}
+"""Stored code -> public code. Only ``suppressed`` is renamed: the outcome already says
+suppressed, the code says why (the customer unsubscribed)."""
 
 
 class _Decided(NamedTuple):
@@ -114,13 +132,15 @@ class _Decided(NamedTuple):
 def decision_from_record(request: GateRequest | GatePlan, record: DecisionRecord, replayed: bool) -> Decision:
     """Turn a stored decision record into the :class:`Decision` both baskets return."""
     d = _Decided.of(record)
+    reason = _reason(d)
     # model_construct: every value comes from our own record and is already well-typed;
     # validating ~10 fields per decision would cost more than the rest of the client path.
     return Decision.model_construct(
         send_id=request.send_id,
         customer_id=request.customer_id,
         outcome=d.outcome,
-        reason=_reason(d),
+        reason=reason,
+        code=PUBLIC_CODES.get(d.code) or code_from_reason(d.outcome, reason),  # an unknown stored code: as for a legacy decision
         cost=d.cost / 100,
         balance=d.balance / 100,
         capacity=d.capacity / 100,

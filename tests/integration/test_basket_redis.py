@@ -8,6 +8,7 @@ test deletes its own keys afterwards (never FLUSHALL).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import uuid
@@ -242,6 +243,28 @@ async def test_lost_script_is_reloaded(client: aioredis.Redis, prefix: str) -> N
     answers = await basket.gate_many([req(cid, "b", "service"), req(cid, "a")])
     ds = [d for d in answers if isinstance(d, Decision)]  # without return_exceptions an error raises
     assert [(d.outcome, d.replayed, d.balance) for d in ds] == [("approved", False, 12.0), ("approved", True, 10.0)]
+
+
+async def test_records_already_in_redis_replay_with_their_public_code(client: aioredis.Redis, prefix: str) -> None:
+    """Stored records keep the internal code 'suppressed' (records already in Redis included); decoded, they carry 'unsubscribed'."""
+    basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
+    cid = new_customer()
+    old = ["suppressed", "suppressed", 1000, 0, 2500, 2500, 0, "email@brand-a", "2026-11"]
+    await client.set(basket.key(cid, "sent", "old"), json.dumps(old, separators=(",", ":")))
+    d = await basket.gate(req(cid, "old", brand="brand-a"))
+    assert (d.outcome, d.code, d.replayed, d.reason) == (
+        "suppressed",
+        "unsubscribed",
+        True,
+        "unsubscribed from email for brand brand-a (email@brand-a)",
+    )
+    await basket.set_consent(cid, "sms", None, False, req(cid, "x").now)
+    fresh = await basket.gate(req(cid, "new", channel="sms"))
+    assert (fresh.outcome, fresh.code) == ("suppressed", "unsubscribed")
+    raw = await client.get(basket.key(cid, "sent", "new"))
+    assert raw is not None
+    stored = json.loads(raw)
+    assert stored[:2] == ["suppressed", "suppressed"]  # the stored record format is unchanged
 
 
 async def test_concurrent_consent_changes_all_land(client: aioredis.Redis, prefix: str) -> None:

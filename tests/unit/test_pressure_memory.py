@@ -8,6 +8,7 @@ the Redis Lua gate.
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,15 +19,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from orchestrator.actions import Disposition, Send
 from orchestrator.durations import parse_duration
 from orchestrator.events import Channel
-from orchestrator.pressure.basket import Basket, CommType, Decision, GateRequest
+from orchestrator.pressure.basket import DECISION_CODES, Basket, CommType, Decision, GateRequest
 from orchestrator.pressure.cli import validate_policy_file
 from orchestrator.pressure.consent import apply_consent
 from orchestrator.pressure.costs import send_cost
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.pressure.periods import period_bounds, period_id
 from orchestrator.pressure.policy import PolicyError, PressurePolicy, load_policy
+from orchestrator.pressure.records import decision_from_record
+from orchestrator.records import DecisionRecord
 from orchestrator.yamlpos import load_yaml_with_positions, loads_yaml_with_positions, locate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +75,7 @@ async def rule_cost_and_approval(make: MakeBasket, cid: str) -> None:
     b = make(policy())
     d = await b.gate(req(cid, "a", "commercial", "sms"))
     assert (d.outcome, d.cost, d.balance, d.capacity, d.period, d.replayed) == ("approved", 15.0, 15.0, 25.0, "2026-11", False)
-    assert d.retry_at is None and d.reason.startswith("fits")
+    assert d.retry_at is None and d.reason.startswith("fits") and d.code == "fits"
 
 
 async def rule_capacity_caps_until_next_period_in_customer_tz(make: MakeBasket, cid: str) -> None:
@@ -80,6 +84,7 @@ async def rule_capacity_caps_until_next_period_in_customer_tz(make: MakeBasket, 
     assert (await b.gate(req(cid, "b", "commercial", "sms", priority=9, tz="Europe/Berlin"))).balance == 25.0
     capped = await b.gate(req(cid, "c", "service", "email", priority=9, tz="Europe/Berlin"))
     assert capped.outcome == "capped" and capped.balance == 25.0 and "capacity 25 exceeded" in capped.reason
+    assert capped.code == "capacity"
     assert capped.retry_at == datetime(2026, 12, 1, tzinfo=BERLIN)
     later = await b.gate(req(cid, "d", "service", "email", at=capped.retry_at, priority=9, tz="Europe/Berlin"))
     assert (later.outcome, later.period, later.balance) == ("approved", "2026-12", 2.0)
@@ -99,18 +104,18 @@ async def rule_priority_reserve(make: MakeBasket, cid: str) -> None:
     assert (await b.gate(req(cid, "a", "commercial", priority=2))).outcome == "approved"
     assert (await b.gate(req(cid, "b", "editorial", priority=2))).balance == 15.0
     low = await b.gate(req(cid, "c", "service", priority=2))
-    assert (low.outcome, low.balance) == ("capped", 15.0) and low.reason.startswith("reserve")
+    assert (low.outcome, low.code, low.balance) == ("capped", "reserve", 15.0) and low.reason.startswith("reserve")
     assert (await b.gate(req(cid, "d", "service", priority=5))).balance == 17.0
     mid = await b.gate(req(cid, "e", "editorial", priority=5))
-    assert mid.outcome == "capped" and mid.reason.startswith("reserve")
+    assert (mid.outcome, mid.code) == ("capped", "reserve") and mid.reason.startswith("reserve")
     high = await b.gate(req(cid, "f", "editorial", priority=9))
-    assert (high.outcome, high.balance) == ("approved", 22.0)
+    assert (high.outcome, high.code, high.balance) == ("approved", "fits", 22.0)
 
 
 async def rule_cost_above_limit_never_fits(make: MakeBasket, cid: str) -> None:
     b = make(policy(capacity=15, priority_reserve=[]))
     d = await b.gate(req(cid, "a", "commercial", "call_center"))
-    assert (d.outcome, d.cost, d.balance, d.retry_at) == ("capped", 20.0, 0.0, None)
+    assert (d.outcome, d.code, d.cost, d.balance, d.retry_at) == ("capped", "capacity", 20.0, 0.0, None)
 
 
 async def rule_calamity_spends_over_capacity_and_locks(make: MakeBasket, cid: str) -> None:
@@ -119,14 +124,14 @@ async def rule_calamity_spends_over_capacity_and_locks(make: MakeBasket, cid: st
     await b.gate(req(cid, "b", "commercial", "email", priority=9))  # 25 of 25
     cal = await b.gate(req(cid, "cal", "calamity", "email", priority=10, at=T0 + timedelta(hours=1)))
     lock_end = T0 + timedelta(hours=1 + 72)
-    assert (cal.outcome, cal.balance) == ("approved", 45.0) and "calamity" in cal.reason
+    assert (cal.outcome, cal.code, cal.balance) == ("approved", "calamity", 45.0) and "calamity" in cal.reason
     for comm_type in ("commercial", "editorial"):
         d = await b.gate(req(cid, f"x-{comm_type}", comm_type, at=T0 + timedelta(hours=2)))
-        assert (d.outcome, d.retry_at, d.balance) == ("locked", lock_end, 45.0)
+        assert (d.outcome, d.code, d.retry_at, d.balance) == ("locked", "locked", lock_end, 45.0)
     service = await b.gate(req(cid, "svc", "service", at=T0 + timedelta(hours=2), priority=9))
-    assert service.outcome == "capped"  # not blocked by the lock, but the basket is full
+    assert (service.outcome, service.code) == ("capped", "capacity")  # not blocked by the lock, but the basket is full
     after = await b.gate(req(cid, "after", "commercial", at=lock_end, priority=9))
-    assert after.outcome == "capped" and "capacity" in after.reason
+    assert (after.outcome, after.code) == ("capped", "capacity") and "capacity" in after.reason
     view = await b.show(cid, T0 + timedelta(hours=2))
     assert view.locked_until == lock_end and view.balance == 45.0
 
@@ -153,7 +158,7 @@ async def rule_calamity_respects_unsubscribe(make: MakeBasket, cid: str) -> None
     b = make(policy())
     await b.set_consent(cid, "email", None, False, T0)
     cal = await b.gate(req(cid, "cal", "calamity", "email"))
-    assert (cal.outcome, cal.balance) == ("suppressed", 0.0)
+    assert (cal.outcome, cal.code, cal.balance) == ("suppressed", "unsubscribed", 0.0)
     after = await b.gate(req(cid, "x", "commercial", "sms"))
     assert after.outcome == "approved"  # no lock was set
 
@@ -166,7 +171,7 @@ async def rule_suppression_per_channel_and_brand(make: MakeBasket, cid: str) -> 
     assert (await b.gate(req(cid, "3", "service", "sms"))).outcome == "approved"
     await b.set_consent(cid, "all", "brand-b", False, T0)
     d = await b.gate(req(cid, "4", "service", "email", brand="brand-b"))
-    assert d.outcome == "suppressed" and "all@brand-b" in d.reason
+    assert (d.outcome, d.code) == ("suppressed", "unsubscribed") and "all@brand-b" in d.reason
     await b.set_consent(cid, "email", None, False, T0)
     assert (await b.gate(req(cid, "5", "service", "email", brand="brand-c"))).outcome == "suppressed"
     await b.set_consent(cid, "email", None, True, T0)
@@ -197,7 +202,7 @@ async def rule_replay_of_capped_stays_capped(make: MakeBasket, cid: str) -> None
     capped = await b.gate(req(cid, "b"))
     assert capped.outcome == "capped" and capped.retry_at is not None
     replay = await b.gate(req(cid, "b", at=capped.retry_at))  # the next period has room, but a send id keeps its answer
-    assert (replay.outcome, replay.replayed, replay.retry_at) == ("capped", True, capped.retry_at)
+    assert (replay.outcome, replay.code, replay.replayed, replay.retry_at) == ("capped", "capacity", True, capped.retry_at)
 
 
 async def rule_arbitration_window(make: MakeBasket, cid: str) -> None:
@@ -205,7 +210,7 @@ async def rule_arbitration_window(make: MakeBasket, cid: str) -> None:
     m = timedelta(minutes=1)
     assert (await b.gate(req(cid, "p8", "service", priority=8))).outcome == "approved"
     low = await b.gate(req(cid, "p5", "service", priority=5, at=T0 + 5 * m))
-    assert (low.outcome, low.retry_at) == ("capped", T0 + 15 * m) and low.reason.startswith("arbitration")
+    assert (low.outcome, low.code, low.retry_at) == ("capped", "arbitration", T0 + 15 * m) and low.reason.startswith("arbitration")
     assert (await b.gate(req(cid, "p8b", "service", priority=8, at=T0 + 6 * m))).outcome == "approved"
     assert (await b.gate(req(cid, "p9", "service", priority=9, at=T0 + 6 * m))).outcome == "approved"
     low2 = await b.gate(req(cid, "p5b", "service", priority=5, at=T0 + 16 * m))
@@ -227,7 +232,7 @@ async def rule_rolling_window(make: MakeBasket, cid: str) -> None:
     assert (await b.gate(req(cid, "a"))).period == "rolling-7d"
     await b.gate(req(cid, "b", at=T0 + day))
     capped = await b.gate(req(cid, "c", at=T0 + 2 * day))
-    assert (capped.outcome, capped.balance, capped.retry_at) == ("capped", 20.0, T0 + 7 * day)
+    assert (capped.outcome, capped.code, capped.balance, capped.retry_at) == ("capped", "capacity", 20.0, T0 + 7 * day)
     assert (await b.gate(req(cid, "d", at=T0 + 7 * day - timedelta(milliseconds=1)))).outcome == "capped"
     ok = await b.gate(req(cid, "e", at=T0 + 7 * day))
     assert (ok.outcome, ok.balance) == ("approved", 20.0)
@@ -242,7 +247,30 @@ async def rule_exempt_types_bypass_capacity(make: MakeBasket, cid: str) -> None:
     await b.gate(req(cid, "a", "commercial", "sms", priority=9))
     await b.gate(req(cid, "b", "commercial", "email", priority=9))
     d = await b.gate(req(cid, "svc", "service", "call_center", priority=1))
-    assert (d.outcome, d.balance) == ("approved", 29.0) and "exempt" in d.reason
+    assert (d.outcome, d.code, d.balance) == ("approved", "exempt", 29.0) and "exempt" in d.reason
+
+
+async def rule_every_code_names_its_rule(make: MakeBasket, cid: str) -> None:
+    """Each public code, produced by the rule the policy docstring names for it (the same record replays it)."""
+    b = make(policy(capacity=40, arbitration_window="10m", exempt_types=["service"], calamity={"lock": "1h"}))
+    h = timedelta(hours=1)
+    await b.set_consent(cid, "sms", None, False, T0)
+    steps = [
+        (req(cid, "fits", "commercial", priority=9), "approved", "fits"),  # 10 of 40
+        (req(cid, "unsub", "commercial", "sms", priority=9), "suppressed", "unsubscribed"),
+        (req(cid, "arb", "editorial", priority=4, at=T0 + timedelta(minutes=5)), "capped", "arbitration"),
+        (req(cid, "reserve", "commercial", priority=2, at=T0 + h), "capped", "reserve"),  # 10 + 10 > 15
+        (req(cid, "exempt", "service", "call_center", priority=2, at=T0 + h), "approved", "exempt"),  # 14 of 40
+        (req(cid, "big", "commercial", "call_center", priority=9, at=T0 + h), "approved", "fits"),  # 34 of 40
+        (req(cid, "capacity", "commercial", priority=9, at=T0 + 2 * h), "capped", "capacity"),  # 34 + 10 > 40
+        (req(cid, "calamity", "calamity", priority=1, at=T0 + 2 * h), "approved", "calamity"),  # 54, locked for 1h
+        (req(cid, "locked", "commercial", priority=9, at=T0 + 2 * h), "locked", "locked"),
+    ]
+    got = [(d.outcome, d.code) for d in [await b.gate(r) for r, _, _ in steps]]
+    assert got == [(outcome, code) for _, outcome, code in steps]
+    assert {code for _, code in got} == set(DECISION_CODES)
+    replays = await b.gate_many([r for r, _, _ in steps])
+    assert [(d.outcome, d.code, d.replayed) for d in replays if isinstance(d, Decision)] == [(o, c, True) for o, c in got]
 
 
 async def rule_rounding_to_hundredths(make: MakeBasket, cid: str) -> None:
@@ -258,7 +286,7 @@ async def rule_gate_many_decides_in_order(make: MakeBasket, cid: str) -> None:
     b = make(policy(priority_reserve=[]))
     answers = await b.gate_many([req(cid, "a"), req(cid, "b"), req(cid, "c"), req(cid, "a")])
     ds = [d for d in answers if isinstance(d, Decision)]  # without return_exceptions an error raises
-    assert [d.outcome for d in ds] == ["approved", "approved", "capped", "approved"]
+    assert [(d.outcome, d.code) for d in ds] == [("approved", "fits"), ("approved", "fits"), ("capped", "capacity"), ("approved", "fits")]
     assert [d.balance for d in ds] == [10.0, 20.0, 20.0, 10.0] and ds[3].replayed
 
 
@@ -282,6 +310,67 @@ async def test_rule_on_memory_twin(rule: Callable[[MakeBasket, str], Awaitable[N
 
 
 # ---------------------------------------------------------------- pure helpers
+
+
+def test_stored_records_decode_to_public_codes() -> None:
+    """Records already in Redis keep their internal codes; the Decision carries the public one."""
+    request = req("c-1", "s-1")
+    stored = {
+        "fits": ["approved", "fits", 1000, 1000, 2500, 2500, 0, "", "2026-11"],
+        "exempt": ["approved", "exempt", 200, 2700, 2500, 2500, 0, "service", "2026-11"],
+        "calamity": ["approved", "calamity", 2000, 4500, 2500, 2500, 0, "1794052800000", "2026-11"],
+        "unsubscribed": ["suppressed", "suppressed", 1000, 0, 2500, 2500, 0, "sms@brand-a", "2026-11"],
+        "locked": ["locked", "locked", 1000, 0, 2500, 2500, 1794052800000, "1794052800000", "2026-11"],
+        "arbitration": ["capped", "arbitration", 1000, 0, 2500, 2500, 1794052800000, "9", "2026-11"],
+        "reserve": ["capped", "reserve", 1000, 1000, 1500, 2500, 1794052800000, "2", "2026-11"],
+        "capacity": ["capped", "capacity", 1000, 2000, 2500, 2500, 1794052800000, "8", "2026-11"],
+    }
+    assert set(stored) == set(DECISION_CODES)
+    for code, record in stored.items():
+        assert decision_from_record(request, json.loads(json.dumps(record)), False).code == code
+    assert decision_from_record(request, stored["unsubscribed"], True).reason == "unsubscribed from sms for brand brand-a (sms@brand-a)"
+    # an unknown stored code (a newer gate.lua during a rolling deploy) still decodes, by its outcome
+    odd = decision_from_record(request, ["capped", "quota", 1000, 2000, 2500, 2500, 0, "", "2026-11"], False)
+    assert (odd.code, odd.reason) == ("capacity", "capped: quota")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason", "code"),
+    [
+        ("approved", "fits: 0 spent + 10 = 10 of 25", "fits"),
+        ("approved", "service is exempt from capacity: 27 of 25 spent", "exempt"),
+        ("approved", "calamity: approved regardless of capacity, 45 of 25 spent", "calamity"),
+        ("suppressed", "unsubscribed from sms (sms)", "unsubscribed"),
+        ("locked", "calamity lock until 2026-11-13T13:00:00Z", "locked"),
+        ("capped", "arbitration: a priority-9 send went out within the window; retry at 2026-11-10T12:15:00Z", "arbitration"),
+        ("capped", "reserve: priority 2 may fill only up to 15: 10 spent + 10", "reserve"),
+        ("capped", "capacity 25 exceeded: 20 spent + 10", "capacity"),
+        ("capped", "capacity exceeded", "capacity"),
+    ],
+)
+def test_decision_without_a_code_gets_it_from_its_reason(outcome: str, reason: str, code: str) -> None:
+    """Customer state stored before codes existed (a deferred send's decision) still loads, with the right code."""
+    stored = {"send_id": "s", "customer_id": "c", "outcome": outcome, "reason": reason, "cost": 10, "balance": 20, "capacity": 25}
+    stored |= {"period": "2026-11"}
+    assert Decision.model_validate_json(json.dumps(stored)).code == code
+    assert Decision.model_validate({**stored, "code": "fits"}).code == "fits"  # a stored code wins
+
+
+def test_outbound_decision_record_carries_the_code() -> None:
+    send = Send(
+        send_id="s-1", customer_id="c-1", journey_id="j", journey_version=1, instance_id="i", step_id="remind",
+        channel="sms", template="t", comm_type="commercial",
+    )  # fmt: skip
+    stored = ["suppressed", "suppressed", 1500, 0, 2500, 2500, 0, "sms", "2026-11"]
+    decision = decision_from_record(send.gate_request(T0), stored, False)
+    disposition = Disposition(send=send, decision=decision, result="suppressed")
+    record = json.loads(DecisionRecord.of(disposition, T0).model_dump_json())
+    assert (record["outcome"], record["code"], record["result"], record["reason"]) == (
+        "suppressed",
+        "unsubscribed",
+        "suppressed",
+        "unsubscribed from sms (sms)",
+    )
 
 
 def test_period_helpers() -> None:
