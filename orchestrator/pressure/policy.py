@@ -239,7 +239,7 @@ class PressurePolicy(_Strict):
         json_schema_extra={
             "description": (
                 "journeys/pressure.yaml: how much contact a customer gets per period. "
-                "See orchestrator/pressure/policy.py for the exact semantics."
+                "How the basket decides, with examples: journeys/README.md, section Contact pressure."
             )
         },
     )
