@@ -50,6 +50,20 @@ FIELD_ROOTS = ("data", "entry", "event", "profile")
 PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes")
 EVENT_FIELDS = ("type", "id", "occurred_at")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains")
+_OPERATOR_WORDS = {
+    "eq": ("equals", "equal", "equalto", "is", "eql", "=="),
+    "ne": ("notequal", "notequals", "notequalto", "neq", "isnot", "!="),
+    "gt": ("greaterthan", "greater", "morethan", "above", "over", "after", ">"),
+    "gte": ("greaterthanorequal", "greaterorequal", "greaterequal", "ge", "atleast", "min", "minimum", ">="),
+    "lt": ("lessthan", "less", "smallerthan", "below", "under", "before", "<"),
+    "lte": ("lessthanorequal", "lessorequal", "lessequal", "le", "atmost", "max", "maximum", "<="),
+    "in": ("oneof", "anyof", "isin", "among"),
+    "not_in": ("notin", "notoneof", "noneof", "nin"),
+    "exists": ("exist", "present", "isset", "defined"),
+    "contains": ("contain", "includes", "include", "has"),
+}
+OPERATOR_SYNONYMS: dict[str, str] = {word: op for op, words in _OPERATOR_WORDS.items() for word in words}
+"""Other spellings of the comparison operators (lowercase, without ``_``/``-``/spaces): ``lessthan`` -> ``lt``, for "did you mean"."""
 
 Scalar = str | int | float | bool | None
 

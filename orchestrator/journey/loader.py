@@ -20,16 +20,35 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
+from pydantic_core import ErrorDetails
 
 from orchestrator.errors import DefinitionError
 from orchestrator.journey import model as m
-from orchestrator.journey.conditions import Ctx, Predicate, compile_all, condition_fields, field_getter, seen_conditions
+from orchestrator.journey.conditions import (
+    OPERATOR_SYNONYMS,
+    Ctx,
+    Predicate,
+    compile_all,
+    condition_fields,
+    field_getter,
+    seen_conditions,
+)
+from orchestrator.journey.fields import check_fields
 from orchestrator.pressure.policy import POLICY_FILE
-from orchestrator.yamlpos import format_yaml_error, load_yaml_with_positions, loads_yaml_with_positions, locate
+from orchestrator.yamlpos import (
+    DuplicateKey,
+    Position,
+    Positions,
+    format_yaml_error,
+    load_yaml_with_positions,
+    loads_yaml_with_positions,
+    locate,
+)
 
 
 class JourneyError(DefinitionError):
@@ -216,23 +235,48 @@ def parse_file(path: Path | str) -> tuple[m.Journey | None, list[str]]:
     return parse_text(text, name)
 
 
+Located = tuple[Position, str]
+"""A problem's position (for the order) and its ``file:line:col: message`` text."""
+
+
 def parse_text(text: str, name: str = "<journey>") -> tuple[m.Journey | None, list[str]]:
-    """Check one journey given as YAML text; ``name`` prefixes the ``name:line:col:`` errors."""
+    """Check one journey given as YAML text; ``name`` prefixes the ``name:line:col:`` errors.
+
+    One run reports every problem it can, in file order: repeated keys, what the model
+    rejects together with bad step references, and, once the model accepts the file,
+    the graph checks (:func:`~orchestrator.journey.model.check_graph`) and the event
+    field checks (:func:`~orchestrator.journey.fields.check_fields`).
+    """
+    duplicates: list[DuplicateKey] = []
     try:
-        data, positions = loads_yaml_with_positions(text)
+        data, positions = loads_yaml_with_positions(text, duplicates)
     except yaml.YAMLError as exc:
         return None, [format_yaml_error(name, exc)]
-    if not isinstance(data, dict):
-        return None, [f"{name}:1:1: a journey file must be a mapping with id, version, name, entry, start and steps"]
+    found: list[Located] = [(d.position, f"{name}:{d.position[0]}:{d.position[1]}: {d.message}") for d in duplicates]
+    journey: m.Journey | None = None
+    if isinstance(data, dict):
+        journey, problems = _check(name, data, positions)
+        found += problems
+    else:
+        found.append(((1, 1), f"{name}:1:1: a journey file must be a mapping with id, version, name, entry, start and steps"))
+    found.sort(key=lambda f: f[0])
+    return (journey if not found else None), [text for _, text in found]
+
+
+def _check(name: str, data: dict[str, Any], positions: Positions) -> tuple[m.Journey | None, list[Located]]:
+    """The model (None when it rejects the mapping) and every problem of one journey mapping."""
     try:
         journey = m.Journey.model_validate(data)
     except ValidationError as exc:
-        return None, _format_validation(name, data, positions, exc)
-    errors = []
-    for loc, message in m.check_graph(journey):
-        line, col = locate(positions, loc)
-        errors.append(f"{name}:{line}:{col}: {message}")
-    return (journey if not errors else None), errors
+        references = [_at(name, positions, loc, message) for loc, message in m.raw_reference_problems(data)]
+        return None, _format_validation(name, data, positions, exc) + references
+    problems = m.check_graph(journey) + check_fields(journey)
+    return journey, [_at(name, positions, loc, message) for loc, message in problems]
+
+
+def _at(name: str, positions: Positions, loc: m.Loc, message: str) -> Located:
+    line, col = locate(positions, loc)
+    return (line, col), f"{name}:{line}:{col}: {message}"
 
 
 def load_text(*texts: str) -> JourneySet:
@@ -290,7 +334,6 @@ def _load(paths: Sequence[Path | str]) -> tuple[list[CompiledJourney], list[str]
 
 # ------------------------------------------------------------------ error formatting
 
-_KNOWN_KEYS: set[str] = set()
 _CUSTOM_ERRORS = {
     "bad_field",
     "no_operator",
@@ -314,45 +357,86 @@ _CUSTOM_ERRORS = {
 }
 
 
-def _known_keys() -> set[str]:
-    if not _KNOWN_KEYS:
-        todo: list[type[BaseModel]] = [m.Journey]
-        done: set[type[BaseModel]] = set()
-        from orchestrator.journey import conditions as c
-
-        todo += [c.Compare, c.All, c.AnyOf, c.Not, c.Since, c.Seen]
-        todo += [m.SendStep, m.WaitStep, m.BranchStep, m.SplitStep, m.DelayStep, m.WindowStep, m.EndStep]
-        while todo:
-            model = todo.pop()
-            if model in done:
-                continue
-            done.add(model)
-            for name, info in model.model_fields.items():
-                _KNOWN_KEYS.add(info.alias or name)
-                for arg in _model_args(info.annotation):
-                    todo.append(arg)
-    return _KNOWN_KEYS
+def _keys_at(loc: Sequence[Any]) -> list[str]:
+    """The keys valid in the mapping that holds the last element of a pydantic error ``loc`` (union tags included)."""
+    node: Any = m.Journey
+    for element in loc[:-1]:
+        node = _step_into(node, element)
+        if node is None:
+            return []
+    model = _as_model(node)
+    return [info.alias or name for name, info in model.model_fields.items()] if model is not None else []
 
 
-def _model_args(annotation: Any) -> list[type[BaseModel]]:
-    from typing import get_args
+def _strip(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
 
-    out = []
-    stack = [annotation]
-    while stack:
-        a = stack.pop()
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            out.append(a)
-        else:
-            stack.extend(get_args(a))
-    return out
+
+def _members(tp: Any) -> tuple[Any, ...]:
+    """The members of a union type (``()`` for any other type)."""
+    return get_args(tp) if get_origin(tp) in (Union, UnionType) else ()
+
+
+def _as_model(tp: Any) -> type[BaseModel] | None:
+    tp = _strip(tp)
+    members = [a for a in _members(tp) if a is not type(None)]
+    if len(members) == 1:
+        tp = _strip(members[0])
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _step_into(tp: Any, element: Any) -> Any:
+    """The type that one element of a pydantic error ``loc`` leads to from ``tp`` (None when it leads nowhere known)."""
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return next((info.annotation for name, info in tp.model_fields.items() if element in (name, info.alias)), None)
+    origin = get_origin(tp)
+    if origin is list:
+        return get_args(tp)[0] if isinstance(element, int) else None
+    if origin is dict:
+        return get_args(tp)[1]
+    tagged = _tagged_member(tp, element)
+    if tagged is not None:
+        return tagged
+    model = _as_model(tp)
+    return _step_into(model, element) if model is not None else None
+
+
+def _tagged_member(tp: Any, element: Any) -> Any:
+    """When ``tp`` is a tagged union (steps, conditions) and ``element`` one of its tags: that member's type."""
+    for member in _members(_strip(tp)):
+        if get_origin(member) is Annotated and any(isinstance(x, Tag) and x.tag == element for x in get_args(member)[1:]):
+            return get_args(member)[0]
+    return None
+
+
+def _suggest_key(key: str, loc: Sequence[Any]) -> str:
+    """`` (did you mean 'channel'?)`` among the keys valid at ``loc``, or the list of those keys."""
+    valid = _keys_at(loc)
+    if not valid:
+        return ""
+    synonym = OPERATOR_SYNONYMS.get(key.lower().replace("_", "").replace("-", "").replace(" ", ""))
+    close = [synonym] if synonym in valid else difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (keys here: {', '.join(valid)})"
 
 
 def _clean_loc(data: Any, loc: tuple[Any, ...], keep_last: bool) -> tuple[Any, ...]:
-    """Follow ``loc`` through the data, dropping the union tags pydantic inserts."""
+    """Follow ``loc`` through the data, dropping the union tags pydantic inserts.
+
+    The model's types are followed alongside, so that a tag spelled like a key of the
+    data (``{since: ..., older_then: 1d}`` is tagged ``since``) is dropped as a tag.
+    """
     node = data
+    tp: Any = m.Journey
     out: list[Any] = []
     for i, el in enumerate(loc):
+        member = _tagged_member(tp, el)
+        if member is not None:
+            tp = member
+            continue
+        tp = _step_into(tp, el) if tp is not None else None
         if (isinstance(node, dict) and el in node) or (isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node)):
             out.append(el)
             node = node[el]
@@ -361,35 +445,35 @@ def _clean_loc(data: Any, loc: tuple[Any, ...], keep_last: bool) -> tuple[Any, .
     return tuple(out)
 
 
-def _format_validation(name: str, data: Any, positions: dict[Any, Any], exc: ValidationError) -> list[str]:
-    out: list[str] = []
+def _format_validation(name: str, data: Any, positions: Positions, exc: ValidationError) -> list[Located]:
+    out: list[Located] = []
     seen: set[str] = set()
     for err in exc.errors(include_url=False):
-        etype = err["type"]
-        loc = _clean_loc(data, tuple(err["loc"]), keep_last=etype == "missing")
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if etype == "missing":
+        loc = _clean_loc(data, tuple(err["loc"]), keep_last=err["type"] == "missing")
+        if err["type"] == "missing":
             parent = ".".join(str(p) for p in loc[:-1]) or "the journey"
-            msg = f"missing required key {loc[-1]!r} in {parent}"
             line, col = locate(positions, loc[:-1])
-            text = f"{name}:{line}:{col}: {msg}"
+            text = f"{name}:{line}:{col}: missing required key {loc[-1]!r} in {parent}"
         else:
-            if etype == "extra_forbidden":
-                key = str(loc[-1]) if loc else "?"
-                close = difflib.get_close_matches(key, sorted(_known_keys()), n=1)
-                msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-            elif etype == "string_pattern_mismatch":
-                what = "journey id" if loc == ("id",) else "name"
-                case = "lowercase letters, digits and _" if loc == ("id",) else "letters, digits and _"
-                msg = f"{err.get('input')!r} is not a valid {what}: use {case}, starting with a letter"
-            elif etype not in _CUSTOM_ERRORS and isinstance(err.get("input"), (str, int, float, bool)):
-                msg = f"{msg} (got {err.get('input')!r})"
             line, col = locate(positions, loc)
-            text = f"{name}:{line}:{col}: {where}: {msg}"
+            text = f"{name}:{line}:{col}: {'.'.join(str(p) for p in loc) or '(top level)'}: {_message(err, loc)}"
         if text not in seen:
             seen.add(text)
-            out.append(text)
+            out.append(((line, col), text))
     return out
+
+
+def _message(err: ErrorDetails, loc: tuple[Any, ...]) -> str:
+    """The designer's message for one pydantic error (other than a missing key) at the cleaned ``loc``."""
+    etype = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    if etype == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        return f"unknown key {key!r}" + _suggest_key(key, tuple(err["loc"]))
+    if etype == "string_pattern_mismatch":
+        what = "journey id" if loc == ("id",) else "name"
+        case = "lowercase letters, digits and _" if loc == ("id",) else "letters, digits and _"
+        return f"{err.get('input')!r} is not a valid {what}: use {case}, starting with a letter"
+    if etype not in _CUSTOM_ERRORS and isinstance(err.get("input"), (str, int, float, bool)):
+        return f"{msg} (got {err.get('input')!r})"
+    return msg

@@ -8,17 +8,22 @@ The model checks the shape of one file (keys, types, durations, channels,
 communication types, event types). Graph checks that need the whole journey
 (unknown step references, unreachable steps, loops without a wait) are in
 :func:`check_graph`; the loader runs both and reports ``file:line:col: message``.
+When the model rejects a file, :func:`raw_reference_problems` still checks its step
+references on the raw mapping, so that one run reports them with the other problems.
+The payload fields conditions read are checked against the event schemas by
+:mod:`orchestrator.journey.fields`.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import time
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -455,30 +460,113 @@ def check_graph(journey: Journey) -> list[tuple[Loc, str]]:
     return problems
 
 
+class Reference(NamedTuple):
+    """One step named somewhere: ``start``, an edge, or the send step an awaited ccm event belongs to."""
+
+    loc: Loc
+    target: str
+    where: str
+    """How a message names the place: ``in start``, ``referenced from step 'first'``, ``in opened_of``."""
+    send_key: str | None = None
+    """``opened_of`` ...: the target must be a send step."""
+
+
 def _check_references(journey: Journey) -> list[tuple[Loc, str]]:
     """Every step named (start, edges, the send a wait awaits) exists and is of the right type."""
-    problems: list[tuple[Loc, str]] = []
-    steps = journey.steps
-    known = ", ".join(steps)
-    if journey.start not in steps:
-        problems.append((("start",), f"unknown step {journey.start!r} in start (steps are: {known})"))
-    for sid, step in steps.items():
-        for loc, target, _label in edges(sid, step):
-            if target is not None and target not in steps:
-                problems.append((loc, f"unknown step {target!r} referenced from step {sid!r} (steps are: {known})"))
+    refs = [Reference(("start",), journey.start, "in start")]
+    for sid, step in journey.steps.items():
+        refs += [Reference(loc, t, f"referenced from step {sid!r}") for loc, t, _label in edges(sid, step) if t is not None]
         if not isinstance(step, WaitStep):
             continue
-        for i, m in enumerate(step.matchers):
-            ref = m.send_step
-            if ref is None:
-                continue
-            key = next((k for k in (*CCM_SHORTCUTS, "of_send") if getattr(m, k) is not None), "of_send")
-            loc = ("steps", sid, "for", i, key)
-            if ref not in steps:
-                problems.append((loc, f"unknown step {ref!r} in {key} (steps are: {known})"))
-            elif not isinstance(steps[ref], SendStep):
-                problems.append((loc, f"{key} must name a send step, but {ref!r} is a step of type {steps[ref].type}"))
+        for i, mt in enumerate(step.matchers):
+            if mt.send_step is not None:
+                key = next((k for k in (*CCM_SHORTCUTS, "of_send") if getattr(mt, k) is not None), "of_send")
+                refs.append(Reference(("steps", sid, "for", i, key), mt.send_step, f"in {key}", key))
+    return reference_problems(refs, {sid: step.type for sid, step in journey.steps.items()})
+
+
+def reference_problems(refs: Iterable[Reference], step_types: Mapping[str, str | None]) -> list[tuple[Loc, str]]:
+    """Problems of step references: unknown steps (with the closest step id) and awaited sends that are not send steps.
+
+    ``step_types`` maps every step id to its type (None when unknown: the model reports that).
+    """
+    problems: list[tuple[Loc, str]] = []
+    known = ", ".join(str(s) for s in step_types)
+    for ref in refs:
+        if ref.target not in step_types:
+            candidates = [s for s, t in step_types.items() if t == "send"] if ref.send_key else list(step_types)
+            close = difflib.get_close_matches(ref.target, [str(c) for c in candidates], n=1)
+            hint = f": did you mean {close[0]!r}?" if close else ""
+            problems.append((ref.loc, f"unknown step {ref.target!r} {ref.where}{hint} (steps are: {known})"))
+        elif ref.send_key and step_types[ref.target] not in (None, "send"):
+            problems.append(
+                (ref.loc, f"{ref.send_key} must name a send step, but {ref.target!r} is a step of type {step_types[ref.target]}")
+            )
     return problems
+
+
+_STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RAW_EDGES = {"send": ("next", "on_skip"), "wait": (), "branch": ("default",), "delay": ("next",), "window": ("next",)}
+_RAW_LISTS = {"branch": "cases", "split": "variants"}
+
+
+def raw_reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """:func:`check_graph`'s reference problems, read from a journey mapping that does not pass the model.
+
+    Lets one run of ``validate`` report a bad step reference next to the file's other
+    problems. Only names the model would accept as step ids are looked at (the model
+    reports the others), and only the keys the step's type has.
+    """
+    steps = data.get("steps")
+    if not isinstance(steps, Mapping):
+        return []
+    step_types = {sid: _raw_type(step) for sid, step in steps.items()}
+    refs: list[Reference] = []
+    start = data.get("start")
+    if isinstance(start, str) and _STEP_ID.match(start):
+        refs.append(Reference(("start",), start, "in start"))
+    for sid, step in steps.items():
+        if isinstance(sid, str) and step_types[sid] is not None:
+            refs += [r for r in _raw_step_references(sid, step, step_types[sid] or "") if _STEP_ID.match(r.target)]
+    return reference_problems(refs, step_types)
+
+
+def _raw_type(step: Any) -> str | None:
+    kind = step.get("type") if isinstance(step, Mapping) else None
+    return kind if kind in STEP_TYPES else None
+
+
+def _raw_step_references(sid: str, step: Mapping[str, Any], kind: str) -> Iterator[Reference]:
+    base: Loc = ("steps", sid)
+    where = f"referenced from step {sid!r}"
+    for key in _RAW_EDGES.get(kind, ()):
+        if isinstance(step.get(key), str):
+            yield Reference((*base, key), step[key], where)
+    items = step.get(_RAW_LISTS.get(kind, ""))
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if isinstance(item, Mapping) and isinstance(item.get("next"), str):
+            yield Reference((*base, _RAW_LISTS[kind], i, "next"), item["next"], where)
+    if kind == "wait":
+        yield from _raw_wait_references(sid, step)
+
+
+def _raw_wait_references(sid: str, step: Mapping[str, Any]) -> Iterator[Reference]:
+    base: Loc = ("steps", sid)
+    where = f"referenced from step {sid!r}"
+    matchers = step.get("for")
+    matchers = [matchers] if isinstance(matchers, Mapping) else matchers if isinstance(matchers, list) else []
+    for i, mt in enumerate(matchers):
+        if not isinstance(mt, Mapping):
+            continue
+        if isinstance(mt.get("next"), str):
+            yield Reference((*base, "for", i, "next"), mt["next"], where)
+        for key in (*CCM_SHORTCUTS, "of_send"):
+            if isinstance(mt.get(key), str):
+                yield Reference((*base, "for", i, key), mt[key], f"in {key}", key)
+    for key in ("on_event", "on_timeout"):
+        uses = key == "on_timeout" or any(not isinstance(mt, Mapping) or mt.get("next") is None for mt in matchers)
+        if uses and isinstance(step.get(key), str):
+            yield Reference((*base, key), step[key], where)
 
 
 def _check_reachable(journey: Journey) -> list[tuple[Loc, str]]:

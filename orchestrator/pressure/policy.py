@@ -106,6 +106,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from datetime import timedelta
@@ -118,7 +119,7 @@ from pydantic_core import PydanticCustomError
 from orchestrator.durations import Duration, DurationError, DurationOrZero, parse_duration
 from orchestrator.errors import DefinitionError
 from orchestrator.pressure.basket import CommType
-from orchestrator.yamlpos import Positions, format_yaml_error, load_yaml_with_positions, locate
+from orchestrator.yamlpos import DuplicateKey, Positions, format_yaml_error, load_yaml_with_positions, locate
 
 __all__ = [
     "POLICY_FILE",
@@ -346,11 +347,25 @@ def load_policy(path: str | os.PathLike[str]) -> PressurePolicy:
     An empty file means "all defaults".
     """
     name = os.fspath(path)
-    data, positions = _read_policy_yaml(path)
+    duplicates: list[DuplicateKey] = []
+    data, positions = _read_policy_yaml(path, duplicates)
+    problems = [f"{name}:{d.position[0]}:{d.position[1]}: {d.message}" for d in duplicates]
     try:
-        return PressurePolicy.model_validate(data)
+        policy = PressurePolicy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(_located_problems(name, data, positions, exc)) from None
+        problems += _located_problems(name, data, positions, exc)
+    if problems:
+        raise PolicyError(sorted(problems, key=_line_col)) from None
+    return policy
+
+
+def _line_col(problem: str) -> tuple[int, int]:
+    """The (line, col) of a ``file:line:col: message`` problem, for sorting."""
+    found = _LINE_COL.search(problem)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
+_LINE_COL = re.compile(r":(\d+):(\d+): ")
 
 
 def validate_policy_file(path: str | os.PathLike[str]) -> list[str]:
@@ -362,11 +377,11 @@ def validate_policy_file(path: str | os.PathLike[str]) -> list[str]:
     return []
 
 
-def _read_policy_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Positions]:
-    """The policy file's mapping (``{}`` for an empty file) and the positions of its nodes."""
+def _read_policy_yaml(path: str | os.PathLike[str], duplicates: list[DuplicateKey]) -> tuple[dict[str, Any], Positions]:
+    """The policy file's mapping (``{}`` for an empty file) and the positions of its nodes; repeated keys go to ``duplicates``."""
     name = os.fspath(path)
     try:
-        data, positions = load_yaml_with_positions(path)
+        data, positions = load_yaml_with_positions(path, duplicates)
     except OSError as exc:
         raise PolicyError([f"{name}:1:1: cannot read the policy: {exc.strerror or exc}"]) from None
     except yaml.YAMLError as exc:

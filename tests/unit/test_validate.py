@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from orchestrator.designer import cli as designer_cli
 from orchestrator.journey.loader import JourneyError, load_journeys
+from orchestrator.yamlpos import DuplicateKey, DuplicateKeyError, loads_yaml_with_positions
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ROOT / "tests" / "fixtures" / "invalid"
@@ -35,7 +37,8 @@ def _parse(argv):
 
 def test_unknown_step_reference():
     assert problems("unknown_step.yaml")[0] == (
-        f"{BAD / 'unknown_step.yaml'}:12:5: unknown step 'secnod' referenced from step 'first' (steps are: first, second)"
+        f"{BAD / 'unknown_step.yaml'}:12:5: unknown step 'secnod' referenced from step 'first': did you mean 'second'? "
+        "(steps are: first, second)"
     )
 
 
@@ -192,3 +195,338 @@ def test_validate_reports_journey_and_policy_files_alike(tmp_path):
 def test_a_month_in_the_policy_is_valid(tmp_path):
     (tmp_path / "pressure.yaml").write_text("arbitration_window: 1mo\ncalamity: {lock: 1mo}\nkey_margin: 1mo\n")
     assert designer_cli.validate([tmp_path / "pressure.yaml"]) == []
+
+
+# ---------------------------------------------------------------- issue 9: what used to fail silently at run time
+
+
+def check(tmp_path, text, name="j.yaml"):
+    """`validate` on one journey text: its problems without the file name (``line:col: message``)."""
+    f = tmp_path / name
+    f.write_text(textwrap.dedent(text).lstrip())
+    return [line.removeprefix(f"{f}:") for line in designer_cli.validate([f])]
+
+
+CART = """
+    id: cart
+    version: 1
+    name: Cart
+    entry:
+      event: web.cart_abandoned
+      when: [{field: data.cart_valu, gte: 50}]
+    goals:
+      - {name: bought, event: web.purchase, when: [{field: data.ammount, gte: 1}]}
+    start: send
+    steps:
+      send:
+        type: send
+        channel: email
+        template: t
+        comm_type: commercial
+        variables_from: {x: data.cart_valu, y: entry.cart_value}
+      """
+
+
+def test_data_fields_are_checked_against_the_event_schemas(tmp_path):
+    assert check(tmp_path, CART) == [
+        "6:11: unknown field 'data.cart_valu': the entry event web.cart_abandoned has no 'cart_valu' (did you mean 'data.cart_value'?)",
+        "8:49: unknown field 'data.ammount': web.purchase has no 'ammount' (fields: attributes, brand, currency, order_id, value)",
+        (
+            "16:22: unknown field 'data.cart_valu': the event that reaches step 'send' (web.cart_abandoned) has no 'cart_valu' "
+            "(did you mean 'data.cart_value'?)"
+        ),
+    ]
+    fixed = CART.replace("cart_valu,", "cart_value,").replace("cart_valu}", "cart_value}").replace("ammount", "value")
+    assert check(tmp_path, fixed) == []
+
+
+def test_comparison_literals_must_fit_the_field_type(tmp_path):
+    got = check(
+        tmp_path,
+        """
+        id: lit
+        version: 1
+        name: Literals
+        entry:
+          event: web.cart_abandoned
+          when:
+            - {field: data.cart_value, gte: "50"}
+            - {field: data.items, eq: "3"}
+            - {field: data.cart_id, ne: 7}
+            - {field: data.items, in: [1, "2", 2.5, 3.0]}
+            - {field: data.cart_value, gte: 50, lt: 1000, ne: 20}
+            - {field: data.currency, gt: 3}
+            - {field: data.brand, eq: null}
+            - {field: data.attributes.vip, eq: true}
+        exits:
+          - {event: consent.unsubscribed, when: [{field: data.channel, in: [emial, all]}]}
+        start: done
+        steps:
+          done: {type: end}
+        """,
+    )
+    assert got == [
+        "7:32: gte: '50' is a string but data.cart_value (web.cart_abandoned) is a number: the comparison is always false; write gte: 50",
+        "8:27: eq: '3' is a string but data.items (web.cart_abandoned) is an integer: it never matches; write 3 without quotes",
+        '9:29: ne: 7 is an integer but data.cart_id (web.cart_abandoned) is a string: it always holds; quote it: "7"',
+        "10:35: in: '2' is a string but data.items (web.cart_abandoned) is an integer: it never matches; write 2 without quotes",
+        "10:40: in: 2.5 is a number but data.items (web.cart_abandoned) is an integer: it never matches",
+        "12:30: gt: 3 is a number but data.currency (web.cart_abandoned) is a string: the comparison is always false",
+        (
+            "16:69: in: 'emial' is not a value of data.channel (consent.unsubscribed), which is one of email, sms, push, "
+            "call_center, direct_mail, web_message, in_app, all: it never matches (did you mean 'email'?)"
+        ),
+    ]
+
+
+def test_every_entry_event_must_have_a_field_the_entry_needs(tmp_path):
+    text = """
+        id: geo
+        version: 1
+        name: Geo
+        entry:
+          event: [geo.store_entered, geo.geofence_entered]
+          when:
+            - {field: data.store_id, eq: s1}
+            - {field: data.latitude, gte: 40}
+            - {field: data.store_id, ne: s2}
+            - {any: [{field: data.store_id, eq: s1}, {field: data.geofence_id, eq: g1}]}
+            - {not: {field: data.geofence_id, eq: g2}}
+            - {field: entry.store_nr, exists: false}
+        start: offer
+        steps:
+          offer:
+            type: send
+            channel: push
+            template: t
+            comm_type: commercial
+            variables_from: {store: data.store_id, geofence: entry.geofence_id}
+        """
+    assert check(tmp_path, text) == [
+        (
+            "7:8: field 'data.store_id' is not in the entry event geo.geofence_entered (only in geo.store_entered): "
+            "the condition needs it, so geo.geofence_entered events never enter"
+        ),
+        (
+            "12:8: unknown field 'entry.store_nr': none of the entry events geo.store_entered, geo.geofence_entered has "
+            "'store_nr' (did you mean 'entry.store_id'?)"
+        ),
+    ]
+
+
+def test_branch_and_variables_read_the_event_that_moved_the_instance(tmp_path):
+    text = """
+        id: moved
+        version: 1
+        name: Moved
+        entry: {event: web.cart_abandoned}
+        start: wait
+        steps:
+          wait:
+            type: wait
+            for:
+              - {event: web.page_view, when: [{field: data.url, contains: /pricing}, {field: data.cart_value, gt: 1}]}
+              - {opened_of: mail, next: after_open}
+            timeout: 1d
+            on_event: route
+            on_timeout: route
+          route:
+            type: branch
+            cases:
+              - {when: [{field: data.url, contains: /pricing}], next: mail}
+              - {when: [{field: data.cart_value, gte: 100}], next: mail}
+              - {when: [{field: data.sentiment, eq: negative}], next: mail}
+            default: mail
+          mail:
+            type: send
+            channel: email
+            template: t
+            comm_type: commercial
+            variables_from: {value: data.cart_value}
+            next: wait_open
+          wait_open:
+            type: wait
+            for: {opened_of: mail}
+            timeout: 1d
+            on_event: after_open
+          after_open:
+            type: send
+            channel: sms
+            template: t
+            comm_type: commercial
+            variables_from: {value: data.cart_value, cart: entry.cart_value}
+        """
+    assert check(tmp_path, text) == [
+        "10:79: unknown field 'data.cart_value': the awaited event web.page_view has no 'cart_value' (fields: attributes, brand, url)",
+        (
+            "20:18: unknown field 'data.sentiment': none of the events that can reach step 'route' (web.cart_abandoned, web.page_view) "
+            "has 'sentiment' (fields: attributes, brand, cart_id, cart_value, currency, items, url)"
+        ),
+        (
+            "39:22: unknown field 'data.cart_value': the event that reaches step 'after_open' (ccm.opened) has no 'cart_value' "
+            "(fields: attributes, brand, channel, send_id, template)"
+        ),
+    ]
+
+
+def test_nested_and_seen_fields(tmp_path):
+    got = check(
+        tmp_path,
+        """
+        id: nested
+        version: 1
+        name: Nested
+        entry:
+          event: crm.customer_registered
+          when:
+            - {field: data.attributes.tier, eq: gold}
+            - {field: data.attribute.tier, eq: gold}
+            - {field: data.segment.kind, exists: true}
+          profile:
+            - {not_seen: web.feature_used, where: [{field: data.featur, eq: export}]}
+            - {seen: web.feature_used, where: [{field: data.feature, eq: export}]}
+            - {seen: web.not_a_type, where: [{field: data.anything, eq: 1}]}
+        start: done
+        steps:
+          done: {type: end}
+        """,
+    )
+    assert got == [
+        (
+            "8:8: unknown field 'data.attribute.tier': the entry event crm.customer_registered has no 'attribute' "
+            "(did you mean 'data.attributes.tier'?)"
+        ),
+        (
+            "9:8: unknown field 'data.segment.kind': the entry event crm.customer_registered has no 'kind' "
+            "(data.segment is a string or null: it has no fields)"
+        ),
+        "11:45: unknown field 'data.featur': web.feature_used has no 'featur' (did you mean 'data.feature'?)",
+    ]
+
+
+def test_duplicate_keys_are_reported_with_the_other_problems(tmp_path):
+    got = check(
+        tmp_path,
+        """
+        id: dup
+        version: 1
+        name: Duplicates
+        entry: {event: web.form_submitted}
+        start: wait
+        steps:
+          wait:
+            type: wait
+            for: {event: web.page_view}
+            timeout: 1h
+            timeout: 2h
+            on_timeout: done
+          done: {type: end}
+          done: {type: end, outcome: finished}
+          bad: {type: end, outcom: x}
+        """,
+    )
+    assert got == [
+        "11:5: duplicate key 'timeout' (first at line 10): YAML keeps only the last value",
+        "14:3: duplicate key 'done' (first at line 13): YAML keeps only the last value",
+        "15:20: steps.bad.outcom: unknown key 'outcom' (did you mean 'outcome'?)",
+    ]
+
+
+def test_duplicate_keys_in_the_pressure_policy(tmp_path):
+    (tmp_path / "pressure.yaml").write_text("capacity: 20\narbitration_window: 1h\ncapacity: -1\ncalamity: {lock: 1h, lock: 2h}\n")
+    policy = tmp_path / "pressure.yaml"
+    # one line per repeat, together with the other problems of the file, in file order
+    assert designer_cli.validate([tmp_path]) == [
+        f"{policy}:3:1: duplicate key 'capacity' (first at line 1): YAML keeps only the last value",
+        f"{policy}:3:1: capacity: Input should be greater than or equal to 0",
+        f"{policy}:4:22: duplicate key 'lock' (first at line 4): YAML keeps only the last value",
+    ]
+
+
+def test_bad_step_references_are_reported_with_the_model_problems(tmp_path):
+    got = check(
+        tmp_path,
+        """
+        id: refs
+        version: 1
+        name: References
+        entry: {event: web.cart_abandoned}
+        start: send_first
+        steps:
+          send_first:
+            type: send
+            channel: fax
+            template: t
+            comm_type: commercial
+            next: wait_open
+          wait_open:
+            type: wait
+            for: {opened_of: sendfirst}
+            timeout: 24h
+            on_event: done
+            on_timeout: sned_reminder
+          send_reminder:
+            type: send
+            channel: email
+            template: t2
+            comm_type: commercial
+            next: dnoe
+          done: {type: end}
+        """,
+    )
+    assert got == [
+        "9:5: steps.send_first.channel: unknown channel 'fax': use one of email, sms, push, call_center, direct_mail, web_message, in_app",
+        (
+            "15:11: unknown step 'sendfirst' in opened_of: did you mean 'send_first'? "
+            "(steps are: send_first, wait_open, send_reminder, done)"
+        ),
+        (
+            "18:5: unknown step 'sned_reminder' referenced from step 'wait_open': did you mean 'send_reminder'? "
+            "(steps are: send_first, wait_open, send_reminder, done)"
+        ),
+        (
+            "24:5: unknown step 'dnoe' referenced from step 'send_reminder': did you mean 'done'? "
+            "(steps are: send_first, wait_open, send_reminder, done)"
+        ),
+    ]
+
+
+def test_unknown_keys_are_matched_against_the_keys_of_their_place(tmp_path):
+    got = check(
+        tmp_path,
+        """
+        id: keys
+        version: 1
+        name: Keys
+        entry:
+          event: web.cart_abandoned
+          when:
+            - {field: data.cart_value, lessthan: 500}
+            - {since: profile.registered_at, older_then: 30d}
+            - {seen: web.purchase, where: [{field: data.value, greater_than: 5}]}
+          reentry: {polcy: never}
+        start: done
+        steps:
+          done: {type: end, zzz: 1}
+        """,
+    )
+    assert got == [
+        "7:32: entry.when.0.lessthan: unknown key 'lessthan' (did you mean 'lt'?)",
+        "8:38: entry.when.1.older_then: unknown key 'older_then' (did you mean 'older_than'?)",
+        "9:56: entry.when.2.where.0.greater_than: unknown key 'greater_than' (did you mean 'gt'?)",
+        "10:13: entry.reentry.polcy: unknown key 'polcy' (did you mean 'policy'?)",
+        "13:21: steps.done.zzz: unknown key 'zzz' (keys here: type, outcome)",
+    ]
+
+
+def test_yaml_duplicates_and_merge_keys():
+    text = "base: &b {a: 1, c: 2}\nx:\n  <<: *b\n  a: 2\ny: 1\ny: [3]\n"
+    with pytest.raises(DuplicateKeyError) as exc:
+        loads_yaml_with_positions(text)
+    assert [(d.path, d.position, d.first) for d in exc.value.duplicates] == [(("y",), (6, 1), (5, 1))]
+    duplicates: list[DuplicateKey] = []
+    data, positions = loads_yaml_with_positions(text, duplicates)
+    assert data == {"base": {"a": 1, "c": 2}, "x": {"a": 2, "c": 2}, "y": [3]}  # a merge may be overridden: no duplicate
+    assert [d.message for d in duplicates] == ["duplicate key 'y' (first at line 5): YAML keeps only the last value"]
+    assert positions[("y",)] == (6, 1) and positions[("y", 0)] == (6, 5)  # where the winning value is
+    assert positions[("x", "a")] == (4, 3)
