@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from orchestrator.errors import DefinitionError
-from orchestrator.journey.loader import journey_files, load_journeys, parse_file, validate_paths
-from orchestrator.pressure.policy import POLICY_FILE, validate_policy_file
+from orchestrator.journey.loader import journey_files, parse_file, validate_paths
+from orchestrator.pressure.policy import POLICY_FILE, PressurePolicy, validate_policy_file
 
 
 def validate(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -94,6 +94,8 @@ def _simulate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: Text
     except OSError as exc:
         print(f"{exc.filename}: {exc.strerror}", file=err)
         return 1
+    for line in result.notices:
+        print(line, file=err)
     for line in result.errors:
         print(f"{line} (line skipped)", file=err)
     customers = [args.customer] if args.customer else None
@@ -126,22 +128,26 @@ def _render_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
 
 
 def _simulated_counts(args: argparse.Namespace, journey_id: str, err: TextIO) -> Counter[tuple[str, str]]:
-    """Customers per edge of ``journey_id`` when ``args.events`` is simulated with FILE's journeys.
+    """Customers per edge of ``journey_id`` (all its versions) when ``args.events`` is simulated with FILE's journeys.
 
-    Raises :class:`~orchestrator.errors.DefinitionError` when a journey or the policy is invalid.
+    Raises :class:`~orchestrator.errors.DefinitionError` when a journey, the policy or a deploy/retire line is invalid.
     """
-    from orchestrator.designer.simulate import default_basket, read_events, simulate_async
+    from orchestrator.designer.simulate import choose_policy, load_scenario, simulate_async
+    from orchestrator.pressure.memory import MemoryBasket
 
     directory = Path(args.journeys) if args.journeys else Path(args.file).parent
     paths: list[Path] = [directory]
     if Path(args.file).resolve() not in {p.resolve() for p in journey_files([directory])}:
         paths.append(Path(args.file))
-    journeys = load_journeys(paths)
-    basket = default_basket(args.policy or directory / POLICY_FILE)
-    events, bad = read_events(args.events)
+    journeys, items, bad = load_scenario(paths, args.events)
+    choice = choose_policy(directory, args.policy)
+    if choice.notice:
+        print(choice.notice, file=err)
     for line in bad:
         print(f"{line} (line skipped)", file=err)
-    result = asyncio.run(simulate_async(journeys, events, basket))
+    result = asyncio.run(simulate_async(journeys, items, MemoryBasket(choice.policy)))
+    for line in result.errors:
+        print(f"{line} (line skipped)", file=err)
     return result.edge_counts(journey_id)
 
 
@@ -159,16 +165,28 @@ def register(subparsers: Any) -> None:
     s = subparsers.add_parser(
         "simulate",
         help="replay an event file offline through the real engine (virtual clock, in-memory basket)",
-        description='Replay a JSON-lines event file ({"family": "web", ...} per line) through the journeys with a '
-        "virtual clock and the in-memory basket; print, per customer, each step, send (with outcome and why) and timer.",
+        description="Replay a JSON-lines event file through the journeys with a virtual clock and the in-memory basket; "
+        "print, per customer, each step, send (with outcome and why) and timer. Lines of the event file: an inbound event "
+        '({"family": "web", "type": ..., "event_id": ..., "customer_id": ..., "occurred_at": ..., ...}), where a field may be '
+        '{"send_of": STEP} (optionally with "journey": ID) for the send id of the latest approved send of that step for that '
+        'customer; {"deploy": FILE, "at": TIME} to load a journey version at that time (FILE relative to the event file); '
+        '{"retire": JOURNEY_ID, "version": N, "at": TIME} to stop new entries into a version. '
+        "Deploy and retire problems are reported as file:line:col before anything runs.",
     )
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.add_argument("--journeys", default="journeys", metavar="DIR", help="journey directory (default: journeys)")
-    s.add_argument("--policy", default=None, metavar="FILE", help="pressure policy (default: DIR/pressure.yaml)")
-    s.add_argument("--until", default=None, metavar="TIME", help="fire timers up to this ISO time (default: last event + 90 days)")
+    s.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="pressure policy; it must exist (default: DIR/pressure.yaml). When DIR has no pressure.yaml the built-in default "
+        f"policy (capacity {PressurePolicy().capacity:g} points per calendar month) is used and a notice saying so is printed "
+        "on stderr: a journey can be tried before its policy exists, and the output never hides which policy decided the sends",
+    )
+    s.add_argument("--until", default=None, metavar="TIME", help="fire timers up to this ISO time (default: last line + 90 days)")
     s.add_argument("--customer", default=None, help="only print this customer")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
-    s.add_argument("--strict", action="store_true", help="exit 1 when an event line is invalid (default: report and skip)")
+    s.add_argument("--strict", action="store_true", help="exit 1 when an event line is skipped (invalid, or a send_of with no send)")
     s.set_defaults(func=_simulate_cmd)
 
     r = subparsers.add_parser(
@@ -182,7 +200,12 @@ def register(subparsers: Any) -> None:
     r.add_argument("--events", default=None, metavar="EVENTS.jsonl", help="simulate these events and count customers per edge")
     r.add_argument("--counts", default=None, metavar="SIM.jsonl", help="count customers per edge from `simulate --json` output")
     r.add_argument("--journeys", default=None, metavar="DIR", help="journeys to simulate with (default: FILE's directory)")
-    r.add_argument("--policy", default=None, metavar="FILE", help="pressure policy (default: DIR/pressure.yaml)")
+    r.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="pressure policy; it must exist (default: DIR/pressure.yaml, else the built-in default policy, with a notice on stderr)",
+    )
     r.add_argument("--markdown", action="store_true", help="wrap the output in a ```mermaid block")
     r.set_defaults(func=_render_cmd)
 

@@ -3,14 +3,54 @@
 ``orchestrator simulate --journeys journeys/ events.jsonl`` calls :func:`simulate_files`.
 Each event is processed at its ``occurred_at`` through
 :func:`orchestrator.processor.process` (exactly the code the Faust worker runs) with
-:class:`~orchestrator.pressure.memory.MemoryBasket`. Before each event, every armed
-timer due at or before it fires, in due order; after the last event the remaining
-timers fire up to ``until`` (default: the last event + 90 days). Cancelled timers
+:class:`~orchestrator.pressure.memory.MemoryBasket`. Before each line, every armed
+timer due at or before its time fires, in due order; after the last line the remaining
+timers fire up to ``until`` (default: the last line + 90 days). Cancelled timers
 never fire.
 
+The event file
+==============
+
+JSON lines, run in time order (lines with the same time in file order); blank lines
+and lines starting with ``#`` are skipped. Three kinds of line:
+
+* **An event**: the inbound message of a family (``schemas/events/<family>.json``)
+  plus ``"family"``: ``{"family": "web", "type": "cart_abandoned", "event_id": "e1",
+  "customer_id": "c1", "occurred_at": "2026-03-02T10:00:00Z", "cart_id": "k1",
+  "cart_value": 80}``. An invalid event line is reported as ``file:line: reason`` and
+  skipped (``--strict``: exit 1).
+
+  A top-level field may be a placeholder ``{"send_of": STEP}`` or ``{"send_of": STEP,
+  "journey": ID}`` (typically ``"send_id"`` of a ``ccm`` event): at the event's time it
+  becomes the send id of the latest *approved* send of that send step for the event's
+  customer (in any journey, or only in journey ID). When there is none, the line is
+  reported as ``file:line: ...`` and skipped, like an invalid line.
+* **A deploy**: ``{"deploy": "abandoned_cart.v2.yaml", "at": "2026-03-02T12:00:00Z"}``
+  loads that journey file at ``at``. A relative path is relative to the directory of
+  the event file. From then on the newest ``live`` version takes new entries; customers
+  already in an older version finish on it. A deployed file that is also in the
+  journeys directory is held back until its deploy line.
+* **A retire**: ``{"retire": "abandoned_cart", "version": 1, "at": "..."}`` marks that
+  version ``retired`` at ``at``: no new entries, in-flight customers finish on it.
+
+Deploy and retire lines are checked before anything runs: a malformed line, a missing
+or invalid file, a version that is already loaded, retiring a version that is not
+loaded at that time raise :class:`EventFileError` (a
+:class:`~orchestrator.errors.DefinitionError`) with every problem as
+``file:line:col: message``.
+
+The policy
+==========
+
+``--policy FILE`` must exist (else :class:`~orchestrator.pressure.policy.PolicyError`
+naming it). Without it, ``pressure.yaml`` next to the journeys is used; when there is
+none, the built-in default policy is used and :func:`choose_policy` returns a notice
+saying so (the CLI prints it on stderr).
+
 The result is structured (:class:`SimulationResult`): the records in the order they
-happened, per customer, plus the final states; the CLI prints it and ``render``
-counts customers per edge from its traces.
+happened, per customer, the journey version changes, plus the final states; the CLI
+prints it (``--json``: one line per record, described by ``schemas/simulate-record.json``)
+and ``render`` counts customers per edge from its traces.
 """
 
 from __future__ import annotations
@@ -21,24 +61,39 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Trace
-from orchestrator.events import CustomerEvent, InvalidEvent, TimerFired, parse_inbound
-from orchestrator.journey.loader import JourneySet, load_journeys
-from orchestrator.pressure.basket import Basket
+from orchestrator.errors import DefinitionError
+from orchestrator.events import Channel, CustomerEvent, InvalidEvent, TimerFired, parse_inbound
+from orchestrator.journey import model as m
+from orchestrator.journey.loader import CompiledJourney, JourneySet, journey_files, load_journeys, parse_file
+from orchestrator.pressure.basket import Basket, CommType
 from orchestrator.pressure.memory import MemoryBasket
-from orchestrator.pressure.policy import POLICY_FILE, PressurePolicy, load_policy
-from orchestrator.processor import process
+from orchestrator.pressure.policy import POLICY_FILE, PolicyError, PressurePolicy, load_policy
+from orchestrator.processor import Result, process
 from orchestrator.state import CustomerState
 from orchestrator.timeutil import iso_utc
+from orchestrator.yamlpos import load_yaml_with_positions, locate
 
 DEFAULT_HORIZON = timedelta(days=90)
 
 RecordKind = Literal["event", "timer", "trace", "send", "consent", "timer_armed", "timer_cancelled"]
+
+
+class EventFileError(DefinitionError):
+    """A deploy or retire line of a simulate event file, or a file it deploys, cannot be used; nothing ran.
+
+    ``problems`` holds one ``file:line:col: message`` per problem.
+    """
+
+    what = "simulate event file"
 
 
 @dataclass(frozen=True)
@@ -57,7 +112,7 @@ class SimRecord:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (one line of ``simulate --json``)."""
+        """A JSON-ready dict (one line of ``simulate --json``; see :data:`SimulateRecord`)."""
         out: dict[str, Any] = {"at": iso_utc(self.at), "customer": self.customer_id, "kind": self.kind}
         for key, name in (
             ("journey_id", "journey"),
@@ -74,6 +129,44 @@ class SimRecord:
         return out
 
 
+@dataclass(frozen=True)
+class VersionChange:
+    """A deploy or retire line, as it happened on the virtual clock."""
+
+    at: datetime
+    kind: Literal["deploy", "retire"]
+    journey_id: str
+    version: int
+    live_version: int | None
+    """The version new entrants take after the change (None: no live version)."""
+    where: str
+    """``file:line:col`` of the line in the event file."""
+    file: str | None = None
+    """The deployed journey file (deploy only)."""
+
+    @property
+    def text(self) -> str:
+        takes = f"new entries take v{self.live_version}" if self.live_version is not None else "no version takes new entries"
+        if self.kind == "deploy":
+            return f"deployed {self.journey_id} v{self.version} from {self.file} ({self.where}): {takes}"
+        return f"retired {self.journey_id} v{self.version} ({self.where}): {takes}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (a ``deploy`` or ``retire`` line of ``simulate --json``)."""
+        out: dict[str, Any] = {
+            "at": iso_utc(self.at),
+            "kind": self.kind,
+            "journey": self.journey_id,
+            "version": self.version,
+            "live_version": self.live_version,
+            "where": self.where,
+        }
+        if self.file is not None:
+            out["file"] = self.file
+        out["text"] = self.text
+        return out
+
+
 @dataclass
 class SimulationResult:
     """Everything a simulation produced."""
@@ -83,13 +176,28 @@ class SimulationResult:
     dispositions: list[Disposition] = field(default_factory=list)
     states: dict[str, CustomerState] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    """Invalid input lines: ``file:line: reason`` (skipped)."""
+    """Input lines that were skipped: ``file:line: reason`` (invalid events, unresolved ``send_of``)."""
+    versions: list[VersionChange] = field(default_factory=list)
+    """Deploy and retire lines, in the order they took effect."""
+    notices: list[str] = field(default_factory=list)
+    """Things the designer should know about the run, e.g. that the built-in default policy was used."""
 
     def customers(self) -> list[str]:
         """Customer ids in order of first appearance."""
         return list(dict.fromkeys(r.customer_id for r in self.records))
 
+    def by_customer(self) -> dict[str, list[SimRecord]]:
+        """Each customer's records in order, customers in order of first appearance: one pass over the records."""
+        index: dict[str, list[SimRecord]] = {}
+        for r in self.records:
+            bucket = index.get(r.customer_id)
+            if bucket is None:
+                index[r.customer_id] = bucket = []
+            bucket.append(r)
+        return index
+
     def for_customer(self, customer_id: str) -> list[SimRecord]:
+        """One customer's records (a pass over all records: for many customers use :meth:`by_customer`)."""
         return [r for r in self.records if r.customer_id == customer_id]
 
     def sends(self, customer_id: str | None = None) -> list[Disposition]:
@@ -125,45 +233,307 @@ class SimulationResult:
         )
 
 
+# ------------------------------------------------------------------ the event file
+
+
+@dataclass(frozen=True)
+class SendOf:
+    """A ``{"send_of": STEP, "journey": ID}`` placeholder in the top-level ``field`` of an event line."""
+
+    field: str
+    step: str
+    journey: str | None = None
+
+
 @dataclass(frozen=True)
 class InputEvent:
-    """One line of an events file, validated."""
+    """One event line of an event file, validated."""
 
     line: int
     event: CustomerEvent
+    send_of: tuple[SendOf, ...] = ()
+    """Placeholders to resolve at the event's time (their fields hold a stand-in until then)."""
+    source: str = "<events>"
+    """The event file, for messages."""
 
 
-def read_events(path: str | os.PathLike[str]) -> tuple[list[InputEvent], list[str]]:
-    """Parse a JSON-lines events file: each line ``{"family": "web", ...inbound fields...}``.
+@dataclass(frozen=True)
+class Deploy:
+    """A deploy line: load ``path`` into the journeys at ``at`` (``journey`` is set once the file is loaded)."""
 
-    Returns the valid events and, for every invalid line, ``file:line: reason``.
-    Blank lines and lines starting with ``#`` are skipped.
+    line: int
+    at: datetime
+    path: Path
+    where: str = "<events>"
+    """``file:line:col`` of the line, for messages."""
+    journey: CompiledJourney | None = None
+
+
+@dataclass(frozen=True)
+class Retire:
+    """A retire line: mark ``journey_id`` version ``version`` retired at ``at``."""
+
+    line: int
+    at: datetime
+    journey_id: str
+    version: int
+    where: str = "<events>"
+
+
+InputItem = InputEvent | Deploy | Retire
+
+
+class _SkipLine(ValueError):
+    """An event line that cannot be used: reported as ``file:line: reason`` and skipped."""
+
+
+class _DeployLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deploy: str = Field(min_length=1)
+    at: AwareDatetime
+
+
+class _RetireLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retire: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    at: AwareDatetime
+
+
+_STAND_IN = "(send_of placeholder)"
+"""What a placeholder field holds while the event is validated."""
+
+
+def read_events(path: str | os.PathLike[str]) -> tuple[list[InputItem], list[str]]:
+    """Parse an event file (see the module docstring): event, deploy and retire lines, in file order.
+
+    Returns the usable lines and, for every skipped line, ``file:line: reason``. Raises
+    :class:`EventFileError` when a deploy or retire line is malformed or deploys a missing
+    file (those are never skipped: they change what every later line means).
     """
     name = os.fspath(path)
-    events: list[InputEvent] = []
+    base = Path(path).parent
+    items: list[InputItem] = []
     errors: list[str] = []
+    problems: list[str] = []
     with open(path, encoding="utf-8") as fh:
         for lineno, raw in enumerate(fh, start=1):
             text = raw.strip()
             if not text or text.startswith("#"):
                 continue
             try:
-                doc = json.loads(text)
-            except json.JSONDecodeError as exc:
-                errors.append(f"{name}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})")
-                continue
-            if not isinstance(doc, dict):
-                errors.append(f'{name}:{lineno}: expected a JSON object with a "family" key')
-                continue
-            family = doc.pop("family", None)
-            if not isinstance(family, str):
-                errors.append(f'{name}:{lineno}: missing "family" (one of ccm, web, callcenter, geo, consent, crm, ops)')
-                continue
-            try:
-                events.append(InputEvent(lineno, parse_inbound(family, doc)))
-            except InvalidEvent as exc:
-                errors.append(f"{name}:{lineno}: {exc.reason}")
-    return events, errors
+                items.append(_parse_line(raw.rstrip("\r\n"), name, lineno, base))
+            except _SkipLine as exc:
+                errors.append(f"{name}:{lineno}: {exc}")
+            except EventFileError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise EventFileError(problems)
+    return items, errors
+
+
+def _parse_line(raw: str, name: str, lineno: int, base: Path) -> InputItem:
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _SkipLine(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(doc, dict):
+        raise _SkipLine('expected a JSON object with a "family" key')
+    if "deploy" in doc or "retire" in doc:
+        return _parse_change(doc, raw, name, lineno, base)
+    family = doc.pop("family", None)
+    if not isinstance(family, str):
+        raise _SkipLine('missing "family" (one of ccm, web, callcenter, geo, consent, crm, ops)')
+    send_of = _placeholders(doc)
+    try:
+        event = parse_inbound(family, doc)
+    except InvalidEvent as exc:
+        raise _SkipLine(exc.reason) from None
+    return InputEvent(lineno, event, send_of, name)
+
+
+def _placeholders(doc: dict[str, Any]) -> tuple[SendOf, ...]:
+    """The ``send_of`` placeholders among the top-level fields; each is replaced by a stand-in in ``doc``."""
+    found: list[SendOf] = []
+    for key, value in doc.items():
+        if not (isinstance(value, dict) and "send_of" in value):
+            continue
+        step, journey = value.get("send_of"), value.get("journey")
+        if not isinstance(step, str) or not step or not isinstance(journey, str | None) or set(value) - {"send_of", "journey"}:
+            raise _SkipLine(f'{key}: a placeholder is {{"send_of": STEP}} or {{"send_of": STEP, "journey": ID}}, got {json.dumps(value)}')
+        found.append(SendOf(key, step, journey))
+    for ph in found:
+        doc[ph.field] = _STAND_IN
+    return tuple(found)
+
+
+def _col(raw: str, key: object) -> int:
+    """1-based column of ``"key"`` in the raw line (1 when it is not there)."""
+    return raw.find(json.dumps(str(key))) + 1 or 1
+
+
+def _parse_change(doc: dict[str, Any], raw: str, name: str, lineno: int, base: Path) -> Deploy | Retire:
+    kind = "deploy" if "deploy" in doc else "retire"
+    where = f"{name}:{lineno}:{_col(raw, kind)}"
+    try:
+        if kind == "retire":
+            retire = _RetireLine.model_validate(doc)
+            return Retire(lineno, retire.at, retire.retire, retire.version, where)
+        deploy = _DeployLine.model_validate(doc)
+    except ValidationError as exc:
+        raise EventFileError(_line_problems(exc, raw, f"{name}:{lineno}", kind)) from None
+    given = Path(deploy.deploy)
+    path = given if given.is_absolute() else base / given
+    if not path.is_file():
+        raise EventFileError(
+            [f"{where}: deploy: no such journey file {deploy.deploy!r} (looked for {path}; a deploy path is relative to the event file)"]
+        )
+    return Deploy(lineno, deploy.at, path, where)
+
+
+def _line_problems(exc: ValidationError, raw: str, where: str, kind: str) -> list[str]:
+    """``file:line:col: message`` per problem of a deploy or retire line (a missing key: at the line's first key)."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        key = err["loc"][0] if err["loc"] else kind
+        col = _col(raw, kind) if err["type"] == "missing" else _col(raw, key)
+        problems.append(f"{where}:{col}: {kind} line: {key}: {err['msg']}")
+    return problems
+
+
+def _at(item: InputItem) -> datetime:
+    return item.event.occurred_at if isinstance(item, InputEvent) else item.at
+
+
+def prepare(journeys: JourneySet, items: Sequence[InputItem | CustomerEvent]) -> list[InputItem]:
+    """The items in run order (time, then given order), every deployed file loaded, every deploy and retire checked.
+
+    Raises :class:`EventFileError` with every problem (``file:line:col: message``): an
+    invalid deployed file, a journey version that is already loaded, a retire of a
+    version that is not loaded at that time.
+    """
+    ordered = sorted((i if not isinstance(i, CustomerEvent) else InputEvent(0, i) for i in items), key=_at)
+    loaded: dict[tuple[str, int], str] = {(j.id, j.version): j.source or "the given journeys" for j in journeys}
+    problems: list[str] = []
+    out: list[InputItem] = []
+    for item in ordered:
+        if isinstance(item, Deploy):
+            out.append(_load_deploy(item, loaded, problems))
+            continue
+        if isinstance(item, Retire) and (item.journey_id, item.version) not in loaded:
+            problems.append(f"{item.where}: retire: journey {item.journey_id!r} version {item.version} is not loaded at {iso_utc(item.at)}")
+        out.append(item)
+    if problems:
+        raise EventFileError(problems)
+    return out
+
+
+def _load_deploy(item: Deploy, loaded: dict[tuple[str, int], str], problems: list[str]) -> Deploy:
+    compiled = item.journey
+    if compiled is None:
+        journey, errors = parse_file(item.path)
+        if journey is None:
+            problems.extend(f"{e} (deployed by {item.where})" for e in errors)
+            return item
+        compiled = CompiledJourney(journey, source=os.fspath(item.path))
+    key = (compiled.id, compiled.version)
+    if key in loaded:
+        problems.append(
+            f"{_version_position(item.path)}: journey {compiled.id!r} version {compiled.version} is already loaded from "
+            f"{loaded[key]}: bump the version number (deployed by {item.where})"
+        )
+        return item
+    loaded[key] = compiled.source or os.fspath(item.path)
+    return replace(item, journey=compiled)
+
+
+def _version_position(path: Path) -> str:
+    """``file:line:col`` of the ``version`` key of a journey file."""
+    try:
+        _, positions = load_yaml_with_positions(path)
+    except (OSError, yaml.YAMLError):
+        return f"{os.fspath(path)}:1:1"
+    line, col = locate(positions, ("version",))
+    return f"{os.fspath(path)}:{line}:{col}"
+
+
+def load_scenario(
+    journey_paths: Sequence[str | os.PathLike[str]], events_path: str | os.PathLike[str]
+) -> tuple[JourneySet, list[InputItem], list[str]]:
+    """The journeys at the start, the event file's lines ready to run, and the skipped lines.
+
+    Journey files that the event file deploys are held back until their deploy line.
+    Raises :class:`~orchestrator.errors.DefinitionError` for invalid journeys or an
+    unusable deploy/retire line; ``OSError`` when a file cannot be read.
+    """
+    items, errors = read_events(events_path)
+    held = {item.path.resolve() for item in items if isinstance(item, Deploy)}
+    files = [f for f in journey_files([Path(p) for p in journey_paths]) if f.resolve() not in held]
+    journeys = load_journeys(files)
+    return journeys, prepare(journeys, items), errors
+
+
+# ------------------------------------------------------------------ the policy
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """The policy a simulation runs with, where it came from, and what the designer should be told about it."""
+
+    policy: PressurePolicy
+    source: str | None
+    """The policy file, or None for the built-in default policy."""
+    notice: str | None = None
+
+
+def describe_policy(policy: PressurePolicy) -> str:
+    """The policy's capacity and period in words, e.g. ``capacity 25 points per calendar month``."""
+    days = getattr(policy.period, "days", None)
+    period = "calendar month" if days is None else f"rolling {days} days"
+    text = f"capacity {policy.capacity:g} points per {period}"
+    if policy.priority_reserve:
+        text += "; priorities " + ", ".join(f"<= {r.max_priority} fill it up to {r.fill_up_to:g}" for r in policy.priority_reserve)
+    return text
+
+
+def choose_policy(journeys_dir: str | os.PathLike[str], policy_path: str | os.PathLike[str] | None = None) -> PolicyChoice:
+    """The policy to simulate with: ``policy_path``, else ``pressure.yaml`` next to the journeys, else the default.
+
+    A ``policy_path`` that does not exist raises :class:`~orchestrator.pressure.policy.PolicyError`
+    naming it (never a silent default), as does an invalid policy file. When the journeys
+    directory has no ``pressure.yaml``, the built-in default policy is used and the
+    choice carries a notice saying so and what the default's capacity is.
+    """
+    if policy_path is not None:
+        if not Path(policy_path).exists():
+            raise PolicyError([f"{os.fspath(policy_path)}:1:1: no such policy file (the --policy file must exist)"])
+        return PolicyChoice(load_policy(policy_path), os.fspath(policy_path))
+    base = Path(journeys_dir)
+    folder = base if base.is_dir() else base.parent
+    candidate = folder / POLICY_FILE
+    if candidate.exists():
+        return PolicyChoice(load_policy(candidate), os.fspath(candidate))
+    policy = PressurePolicy()
+    notice = (
+        f"notice: no {POLICY_FILE} in {folder}: using the built-in default policy ({describe_policy(policy)}); "
+        f"add {candidate} or give --policy FILE to simulate with your own"
+    )
+    return PolicyChoice(policy, None, notice)
+
+
+def default_basket(policy_path: str | os.PathLike[str] | None) -> Basket:
+    """The in-memory basket with the policy file, or with the built-in default policy when ``policy_path`` is None.
+
+    Raises :class:`~orchestrator.pressure.policy.PolicyError` when the file is missing or invalid.
+    """
+    if policy_path is None:
+        return MemoryBasket(PressurePolicy())
+    return MemoryBasket(choose_policy(Path(policy_path).parent, policy_path).policy)
+
+
+# ------------------------------------------------------------------ the run
 
 
 class _Clock:
@@ -191,62 +561,116 @@ class _Clock:
         return None
 
 
-def default_basket(policy_path: str | os.PathLike[str] | None) -> Basket:
-    """The in-memory basket with the policy file (or the default policy when the file does not exist).
+class _Run:
+    """One simulation under way: the journeys (changed by deploy and retire lines), states, clock and records."""
 
-    Raises :class:`~orchestrator.pressure.policy.PolicyError` when the file is invalid.
-    """
-    if policy_path is not None and Path(policy_path).exists():
-        return MemoryBasket(load_policy(policy_path))
-    return MemoryBasket(PressurePolicy())
+    def __init__(self, journeys: JourneySet, basket: Basket) -> None:
+        self.journeys = journeys
+        self.basket = basket
+        self.clock = _Clock()
+        self.states: dict[str, CustomerState] = {}
+        self.result = SimulationResult()
+        self.approved: dict[tuple[str, str | None, str], str] = {}
+        """(customer, journey or None for any, step) -> the send id of the latest approved send."""
+
+    async def message(self, message: CustomerEvent | TimerFired, now: datetime, resolved: dict[str, str] | None = None) -> None:
+        cid = message.customer_id
+        state = self.states.get(cid) or CustomerState.new(cid)
+        res = await process(state, message, self.journeys, now, self.basket)
+        self.states[cid] = res.state
+        _record(self.result, message, now, res, resolved)
+        for d in res.sends:
+            s = d.send
+            self.approved[(cid, None, s.step_id)] = self.approved[(cid, s.journey_id, s.step_id)] = s.send_id
+        for op in res.timer_ops:
+            if isinstance(op, ArmTimer):
+                self.clock.arm(op)
+            else:
+                self.clock.cancel(op)
+
+    async def timers_until(self, until: datetime) -> None:
+        while (fired := self.clock.pop_due(until)) is not None:
+            await self.message(fired, fired.due_at)
+
+    async def event(self, item: InputEvent) -> None:
+        """Process an event line, its ``send_of`` placeholders resolved now (or report and skip it)."""
+        cid, at = item.event.customer_id, item.event.occurred_at
+        resolved: dict[str, str] = {}
+        for ph in item.send_of:
+            send_id = self.approved.get((cid, ph.journey, ph.step))
+            if send_id is None:
+                self.result.errors.append(self._unresolved(item, ph))
+                return
+            resolved[ph.field] = send_id
+        event = item.event.model_copy(update={"data": {**item.event.data, **resolved}}) if resolved else item.event
+        await self.message(event, at, resolved or None)
+
+    def _unresolved(self, item: InputEvent, ph: SendOf) -> str:
+        scope = f" in journey {ph.journey!r}" if ph.journey else ""
+        text = (
+            f"{item.source}:{item.line}: {ph.field}: no approved send of step {ph.step!r}{scope} "
+            f"for customer {item.event.customer_id!r} at or before {iso_utc(item.event.occurred_at)}"
+        )
+        if not any(isinstance(j.steps.get(ph.step), m.SendStep) for j in self.journeys if ph.journey in (None, j.id)):
+            text += (
+                f" (journey {ph.journey!r} has no send step {ph.step!r})" if ph.journey else f" (no journey has a send step {ph.step!r})"
+            )
+        return text
+
+    def change(self, item: Deploy | Retire) -> None:
+        """Apply a deploy or retire line to the journeys."""
+        current: list[CompiledJourney] = list(self.journeys)
+        if isinstance(item, Deploy):
+            if item.journey is None:
+                raise ValueError(f"{item.where}: deploy not loaded (call prepare first)")
+            jid, version, file = item.journey.id, item.journey.version, os.fspath(item.path)
+            self.journeys = JourneySet([*current, item.journey])
+        else:
+            jid, version, file = item.journey_id, item.version, None
+            self.journeys = JourneySet([_retired(j) if (j.id, j.version) == (jid, version) else j for j in current])
+        live = self.journeys.newest(jid)
+        kind: Literal["deploy", "retire"] = "deploy" if file is not None else "retire"
+        self.result.versions.append(VersionChange(item.at, kind, jid, version, live.version if live else None, item.where, file))
+
+
+def _retired(journey: CompiledJourney) -> CompiledJourney:
+    return CompiledJourney(journey.journey.model_copy(update={"status": "retired"}), source=journey.source)
 
 
 async def simulate_async(
     journeys: JourneySet,
-    events: Sequence[InputEvent | CustomerEvent],
+    events: Sequence[InputItem | CustomerEvent],
     basket: Basket,
     until: datetime | None = None,
 ) -> SimulationResult:
-    """Replay ``events`` (in ``occurred_at`` order, stable) through the processor with a virtual clock."""
-    items = [e if isinstance(e, InputEvent) else InputEvent(0, e) for e in events]
-    items.sort(key=lambda e: e.event.occurred_at)
+    """Replay ``events`` (in time order, stable) through the processor with a virtual clock.
+
+    Deploy and retire lines change the journeys at their time. Raises
+    :class:`EventFileError` before anything runs when one of them cannot be used.
+    """
+    items = prepare(journeys, events)
     if until is None:
-        until = (items[-1].event.occurred_at if items else datetime.now(UTC)) + DEFAULT_HORIZON
-    result = SimulationResult()
-    clock = _Clock()
-    states: dict[str, CustomerState] = {}
-
-    async def run(message: CustomerEvent | TimerFired, now: datetime) -> None:
-        cid = message.customer_id
-        state = states.get(cid) or CustomerState.new(cid)
-        res = await process(state, message, journeys, now, basket)
-        states[cid] = res.state
-        _record(result, message, now, res)
-        for op in res.timer_ops:
-            if isinstance(op, ArmTimer):
-                clock.arm(op)
-            else:
-                clock.cancel(op)
-
+        until = (_at(items[-1]) if items else datetime.now(UTC)) + DEFAULT_HORIZON
+    run = _Run(journeys, basket)
     for item in items:
-        at = item.event.occurred_at
-        while (fired := clock.pop_due(at)) is not None:
-            await run(fired, fired.due_at)
-        await run(item.event, at)
-    while (fired := clock.pop_due(until)) is not None:
-        await run(fired, fired.due_at)
-    result.states = states
-    return result
+        await run.timers_until(_at(item))
+        if isinstance(item, InputEvent):
+            await run.event(item)
+        else:
+            run.change(item)
+    await run.timers_until(until)
+    run.result.states = run.states
+    return run.result
 
 
 def simulate(
     journeys: JourneySet,
-    events: Sequence[InputEvent | CustomerEvent],
+    events: Sequence[InputItem | CustomerEvent],
     basket: Basket | None = None,
     until: datetime | None = None,
 ) -> SimulationResult:
-    """Synchronous :func:`simulate_async` (default basket: in-memory with the default policy)."""
-    return asyncio.run(simulate_async(journeys, events, basket or default_basket(None), until))
+    """Synchronous :func:`simulate_async` (default basket: in-memory with the built-in default policy)."""
+    return asyncio.run(simulate_async(journeys, events, basket or MemoryBasket(PressurePolicy()), until))
 
 
 def simulate_files(
@@ -255,35 +679,42 @@ def simulate_files(
     policy_path: str | os.PathLike[str] | None = None,
     until: datetime | None = None,
 ) -> SimulationResult:
-    """Load journeys and events from files and simulate (policy default: ``<journeys dir>/pressure.yaml``).
+    """Load journeys and the event file and simulate; the policy is chosen by :func:`choose_policy`.
 
-    Raises :class:`~orchestrator.errors.DefinitionError` for invalid journeys or an invalid
-    policy; invalid event lines are skipped and listed in ``result.errors``.
+    Raises :class:`~orchestrator.errors.DefinitionError` for invalid journeys, a missing or
+    invalid policy, or an unusable deploy/retire line; skipped lines are listed in
+    ``result.errors``, a default-policy notice in ``result.notices``.
     """
-    journeys = load_journeys([Path(journeys_dir)])
-    events, errors = read_events(events_path)
-    if policy_path is None:
-        base = Path(journeys_dir)
-        policy_path = (base if base.is_dir() else base.parent) / POLICY_FILE
-    result = asyncio.run(simulate_async(journeys, events, default_basket(policy_path), until))
+    journeys, items, errors = load_scenario([journeys_dir], events_path)
+    choice = choose_policy(journeys_dir, policy_path)
+    result = asyncio.run(simulate_async(journeys, items, MemoryBasket(choice.policy), until))
     result.errors = errors + result.errors
+    if choice.notice:
+        result.notices.append(choice.notice)
     return result
 
 
 # ------------------------------------------------------------------ records
 
 
-def _record(result: SimulationResult, message: CustomerEvent | TimerFired, now: datetime, res: Any) -> None:
+def _message_record(message: CustomerEvent | TimerFired, now: datetime, resolved: dict[str, str] | None) -> SimRecord:
+    cid = message.customer_id
+    if isinstance(message, TimerFired):
+        return SimRecord(now, cid, "timer", f"timer fired {message.timer_id}", data={"timer_id": message.timer_id})
+    text = f"event {message.type} ({message.event_id})"
+    data: dict[str, Any] = {"event_id": message.event_id, "type": message.type}
+    if resolved:
+        text += "".join(f" {k}={v}" for k, v in resolved.items())
+        data["resolved"] = dict(resolved)
+    return SimRecord(now, cid, "event", text, data=data)
+
+
+def _record(
+    result: SimulationResult, message: CustomerEvent | TimerFired, now: datetime, res: Result, resolved: dict[str, str] | None = None
+) -> None:
     cid = message.customer_id
     add = result.records.append
-    if isinstance(message, CustomerEvent):
-        add(
-            SimRecord(
-                now, cid, "event", f"event {message.type} ({message.event_id})", data={"event_id": message.event_id, "type": message.type}
-            )
-        )
-    else:
-        add(SimRecord(now, cid, "timer", f"timer fired {message.timer_id}", data={"timer_id": message.timer_id}))
+    add(_message_record(message, now, resolved))
     for c in res.consent_changes:
         verb = "resubscribed to" if c.subscribed else "unsubscribed from"
         add(
@@ -363,6 +794,7 @@ def _send_data(d: Disposition) -> dict[str, Any]:
         "brand": s.brand,
         "variables": s.variables,
         "reason": d.note or dec.reason,
+        "code": getattr(dec, "code", None),
         "cost": dec.cost,
         "balance": dec.balance,
         "capacity": dec.capacity,
@@ -412,6 +844,7 @@ _TRACE_TEXT: dict[str, Callable[[str, Trace, dict[str, Any]], str]] = {
     "exited": lambda head, t, d: f"{head} ended at {t.step_id}: {d.get('outcome')}" + (f" ({d['reason']})" if "reason" in d else ""),
     "send": lambda head, t, d: f"{head} {t.step_id}: send {d.get('result')} -> {t.edge or 'end'}",
     "duplicate": lambda head, t, d: f"duplicate event {d.get('event_id')} ignored",
+    "not_entered": lambda head, t, d: f"{head} not entered ({d.get('event_type')}): {d.get('reason')}",
 }
 """One line of text per kind of journey-log trace."""
 
@@ -423,12 +856,20 @@ def _trace_text(t: Trace) -> str:
 
 
 def format_text(result: SimulationResult, customers: Iterable[str] | None = None) -> str:
-    """Human-readable output: per customer, each event, step, send (with outcome and why) and timer."""
-    wanted = list(customers) if customers is not None else result.customers()
+    """Human-readable output: the journey version changes, then per customer each event, step, send (with outcome and why) and timer.
+
+    Linear in the records: they are grouped by customer once (:meth:`SimulationResult.by_customer`).
+    """
+    index = result.by_customer()
+    wanted = list(customers) if customers is not None else list(index)
     lines: list[str] = []
+    if result.versions:
+        lines.append("journey versions")
+        lines.extend(f"  {iso_utc(v.at)}  {v.text}" for v in result.versions)
+        lines.append("")
     for cid in wanted:
         lines.append(f"customer {cid}")
-        for r in result.for_customer(cid):
+        for r in index.get(cid, ()):
             if r.kind == "timer_cancelled":
                 continue
             lines.append(f"  {iso_utc(r.at)}  {r.text}")
@@ -437,10 +878,172 @@ def format_text(result: SimulationResult, customers: Iterable[str] | None = None
 
 
 def format_json_lines(result: SimulationResult, customers: Iterable[str] | None = None) -> str:
-    """One JSON object per line, per customer in order of appearance."""
-    wanted = list(customers) if customers is not None else result.customers()
-    out = []
+    """One JSON object per line (:data:`SimulateRecord`): the version changes, then per customer in order of appearance.
+
+    Linear in the records: they are grouped by customer once.
+    """
+    index = result.by_customer()
+    wanted = list(customers) if customers is not None else list(index)
+    out = [json.dumps(v.to_json()) for v in result.versions]
     for cid in wanted:
-        for r in result.for_customer(cid):
+        for r in index.get(cid, ()):
             out.append(json.dumps(r.to_json(), sort_keys=False, default=str))
     return "\n".join(out) + ("\n" if out else "")
+
+
+# ------------------------------------------------------------------ the record schema (schemas/simulate-record.json)
+
+if TYPE_CHECKING:
+    SendResult = str
+    TraceWhat = str
+else:  # the models' own literals, so that the schema follows them (and the schema drift test says when to regenerate)
+    SendResult = Disposition.model_fields["result"].annotation
+    TraceWhat = Trace.model_fields["what"].annotation
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime = Field(description="Virtual time it happened, ISO 8601 UTC.")
+    text: str = Field(description="The same line in the text output.")
+
+
+class _CustomerLine(_Line):
+    customer: str = Field(description="The customer id.")
+    journey: str | None = Field(default=None, description="Journey id (traces and sends).")
+    version: int | None = Field(default=None, description="Journey version the customer's instance runs on.")
+    instance_id: str | None = Field(default=None, description="The journey instance.")
+    step_id: str | None = Field(default=None, description="The step it happened at.")
+    edge: str | None = Field(default=None, description="The step taken next (render counts customers per edge).")
+
+
+class EventRecord(_CustomerLine):
+    """An event line of the event file was processed."""
+
+    kind: Literal["event"]
+    event_id: str
+    type: str = Field(description="Qualified event type, e.g. web.cart_abandoned.")
+    resolved: dict[str, str] | None = Field(
+        default=None, description='Placeholders ({"send_of": STEP}) of this event and the values they resolved to: field -> value.'
+    )
+
+
+class TimerRecord(_CustomerLine):
+    """A timer fired."""
+
+    kind: Literal["timer"]
+    timer_id: str
+
+
+class ConsentRecord(_CustomerLine):
+    """A consent event changed the basket's suppression lists."""
+
+    kind: Literal["consent"]
+    channel: str = Field(description="A channel or 'all'.")
+    brand: str | None
+    subscribed: bool
+
+
+class TraceRecord(_CustomerLine):
+    """Something happened in a journey instance; the trace's detail fields (outcome, reason, goal, variant ...) are added as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["trace"]
+    what: TraceWhat
+
+
+class SendRecord(_CustomerLine):
+    """A gated send and the basket's decision on it."""
+
+    kind: Literal["send"]
+    what: Literal["send", "delayed", "disposition"] = Field(
+        description="send: decided at a send step; delayed: deferred; disposition: decided outside a step (e.g. cancelled by a goal)."
+    )
+    result: SendResult
+    send_id: str
+    channel: Channel
+    template: str
+    comm_type: CommType
+    priority: int = Field(ge=1, le=10)
+    brand: str | None
+    variables: dict[str, Any]
+    reason: str = Field(description="Why, in words.")
+    code: str | None = Field(
+        description=(
+            "Why, as a stable code from the basket: fits, exempt, calamity, capacity, reserve, arbitration, locked, "
+            "unsubscribed; null when the basket gives none."
+        )
+    )
+    cost: float
+    balance: float = Field(description="Points spent in the period after this decision.")
+    capacity: float
+    period: str
+    retry_at: AwareDatetime | None = Field(description="For capped/locked: the earliest time the send would fit.")
+
+
+class TimerArmedRecord(_CustomerLine):
+    """A timer was armed."""
+
+    kind: Literal["timer_armed"]
+    timer_id: str
+    purpose: str = Field(description="timeout | delay | window | deferred_send ...")
+    due_at: AwareDatetime
+
+
+class TimerCancelledRecord(_CustomerLine):
+    """A timer was cancelled (it will not fire)."""
+
+    kind: Literal["timer_cancelled"]
+    timer_id: str
+
+
+class _VersionLine(_Line):
+    journey: str
+    version: int
+    live_version: int | None = Field(description="The version new entrants take from now on; null when none is live.")
+    where: str = Field(description="file:line:col of the line in the event file.")
+
+
+class DeployRecord(_VersionLine):
+    """A deploy line of the event file loaded a journey version (no customer: it comes before the customers' records)."""
+
+    kind: Literal["deploy"]
+    file: str = Field(description="The deployed journey file.")
+
+
+class RetireRecord(_VersionLine):
+    """A retire line of the event file retired a journey version (no customer: it comes before the customers' records)."""
+
+    kind: Literal["retire"]
+
+
+SimulateRecord = Annotated[
+    EventRecord
+    | TimerRecord
+    | ConsentRecord
+    | TraceRecord
+    | SendRecord
+    | TimerArmedRecord
+    | TimerCancelledRecord
+    | DeployRecord
+    | RetireRecord,
+    Field(discriminator="kind"),
+]
+"""One line of ``simulate --json``."""
+
+RECORD_ADAPTER: TypeAdapter[Any] = TypeAdapter(SimulateRecord)
+
+
+def record_json_schema() -> dict[str, Any]:
+    """The JSON Schema of one ``simulate --json`` line (committed as ``schemas/simulate-record.json``)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "simulate-record.json",
+        "title": "simulate --json record",
+        "description": (
+            "One line of `orchestrator simulate --json`: the deploy/retire lines first, then per customer in order of "
+            "appearance every event, trace, send, consent change and timer, told apart by `kind`."
+        ),
+        **RECORD_ADAPTER.json_schema(),
+    }

@@ -15,7 +15,14 @@ def test_committed_schemas_match_the_models(tmp_path: Path) -> None:
 
 def test_every_family_and_outbound_record_has_a_schema() -> None:
     names = set(all_schemas())
-    assert {"events/web.json", "events/ccm.json", "outbound/send_request.json", "journey.json", "pressure.json"} <= names
+    assert {
+        "events/web.json",
+        "events/ccm.json",
+        "outbound/send_request.json",
+        "journey.json",
+        "pressure.json",
+        "simulate-record.json",
+    } <= names
     web = json.loads((ROOT / "events" / "web.json").read_text())
     assert "cart_abandoned" in json.dumps(web)
 
@@ -26,3 +33,22 @@ def test_check_mode_reports_a_changed_file(tmp_path: Path) -> None:
     victim = tmp_path / "events" / "geo.json"
     victim.write_text("{}\n")
     assert write_schemas(check=True, root=tmp_path) == [victim]
+
+
+def test_simulate_record_schema_describes_every_kind_and_the_send_code() -> None:
+    schema = json.loads((ROOT / "simulate-record.json").read_text())
+    kinds = {ref["$ref"].rsplit("/", 1)[1] for ref in schema["oneOf"]}
+    assert kinds == {
+        "EventRecord",
+        "TimerRecord",
+        "ConsentRecord",
+        "TraceRecord",
+        "SendRecord",
+        "TimerArmedRecord",
+        "TimerCancelledRecord",
+        "DeployRecord",
+        "RetireRecord",
+    }
+    assert schema["discriminator"]["propertyName"] == "kind"
+    send = schema["$defs"]["SendRecord"]
+    assert "code" in send["required"] and {t["type"] for t in send["properties"]["code"]["anyOf"]} == {"string", "null"}

@@ -8,11 +8,22 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from orchestrator.designer import cli as designer_cli
-from orchestrator.designer.simulate import read_events, simulate, simulate_files
+from orchestrator.designer.simulate import (
+    RECORD_ADAPTER,
+    choose_policy,
+    format_json_lines,
+    format_text,
+    read_events,
+    simulate,
+    simulate_files,
+)
 from orchestrator.dev.drive import decision
 from orchestrator.events import CustomerEvent
 from orchestrator.journey.loader import load_text
+from orchestrator.pressure.policy import PolicyError, PressurePolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "fixtures" / "events"
@@ -56,6 +67,13 @@ def test_text_output_shows_steps_sends_with_outcome_and_timers():
         "  2026-03-03T10:00:00Z  abandoned_cart v1 step done (end)",
         "  2026-03-03T10:00:00Z  abandoned_cart v1 ended at done: completed",
     ]
+
+
+def test_text_output_says_why_a_trigger_did_not_enter():
+    code, out, _ = cli("simulate", "--customer", "c4", "--journeys", str(ROOT / "journeys"), str(EVENTS / "abandoned_cart.jsonl"))
+    assert code == 0
+    [line] = [line for line in out.splitlines() if "not entered" in line]
+    assert line.startswith("  2026-03-02T10:15:00Z  abandoned_cart v1 not entered (web.cart_abandoned): entry.when")
 
 
 def test_json_lines_output():
@@ -230,3 +248,196 @@ def test_a_month_long_policy_lock_simulates(tmp_path):
     events = _designer_dir(tmp_path, policy="calamity: {lock: 1mo}\nkey_margin: 0s\n")
     code, _, err = cli("simulate", "--journeys", str(tmp_path), str(events))
     assert code == 0 and err == ""
+
+
+# ------------------------------------------------------------------ the policy: never a silent default (issue 9, item 4)
+
+
+def test_a_missing_policy_file_is_refused_with_its_path(tmp_path):
+    events = _designer_dir(tmp_path)
+    missing = tmp_path / "nope" / "pressure.yaml"
+    code, out, err = cli("simulate", "--journeys", str(tmp_path), "--policy", str(missing), str(events))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [f"{missing}:1:1: no such policy file (the --policy file must exist)"]
+    with pytest.raises(PolicyError):
+        simulate_files(tmp_path, events, policy_path=missing)
+
+
+def test_render_refuses_a_missing_policy_file_too(tmp_path):
+    events = _designer_dir(tmp_path)
+    code, out, err = cli("render", str(tmp_path / "j.yaml"), "--events", str(events), "--policy", str(tmp_path / "x.yaml"))
+    assert (code, out) == (1, "") and "x.yaml:1:1: no such policy file" in err
+
+
+def test_a_folder_without_pressure_yaml_says_it_uses_the_default_policy(tmp_path):
+    events = _designer_dir(tmp_path)
+    (tmp_path / "pressure.yaml").unlink()
+    code, out, err = cli("simulate", "--journeys", str(tmp_path), str(events))
+    assert code == 0 and "customer c" in out
+    [notice] = err.splitlines()
+    assert notice.startswith(f"notice: no pressure.yaml in {tmp_path}: using the built-in default policy (capacity 25 points per")
+    assert simulate_files(tmp_path, events).notices == [notice]
+    # with the file (or --policy) there is no notice
+    assert simulate_files(tmp_path, events, policy_path=ROOT / "journeys" / "pressure.yaml").notices == []
+    code, _, err = cli("render", str(tmp_path / "j.yaml"), "--events", str(events))
+    assert code == 0 and err == notice + "\n"
+
+
+def test_choose_policy_reports_where_the_policy_came_from(tmp_path):
+    choice = choose_policy(ROOT / "journeys")
+    assert choice.source == str(ROOT / "journeys" / "pressure.yaml") and choice.notice is None
+    choice = choose_policy(tmp_path)
+    assert choice.source is None and choice.policy == PressurePolicy() and "built-in default policy" in (choice.notice or "")
+
+
+# ------------------------------------------------------------------ output is linear in the records (issue 9, item 5)
+
+
+class CountingList(list):
+    """A list that counts how many records are visited: each full pass counts len(self), each index read one."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.visits = 0
+
+    def __iter__(self):
+        self.visits += len(self)
+        return super().__iter__()
+
+    def __getitem__(self, index):
+        self.visits += 1
+        return super().__getitem__(index)
+
+
+def _many_customers(n: int):
+    js = load_text(WAIT)
+    day1 = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [
+        CustomerEvent(event_id=f"f{i}", customer_id=f"c{i}", type="web.form_submitted", occurred_at=day1, data={"form_id": "x"})
+        for i in range(n)
+    ]
+    return simulate(js, events, Approve())
+
+
+def test_formatting_visits_each_record_a_bounded_number_of_times():
+    # a structural check, not a timing: formatting once per customer over all records (the old for_customer
+    # loop) visits n_customers * n_records records; an index built once visits each record a few times
+    result = _many_customers(60)
+    n = len(result.records)
+    assert n > 60 * 5
+    for fmt in (format_text, format_json_lines):
+        result.records = CountingList(result.records)
+        fmt(result)
+        assert result.records.visits <= 3 * n, f"{fmt.__name__} visited {result.records.visits} records for {n}"
+        result.records = CountingList(result.records)
+        fmt(result, ["c7", "c8"])
+        assert result.records.visits <= 3 * n
+
+
+def test_by_customer_groups_in_order_of_appearance():
+    result = _many_customers(3)
+    index = result.by_customer()
+    assert list(index) == result.customers() == ["c0", "c1", "c2"]
+    assert index["c1"] == result.for_customer("c1") and sum(map(len, index.values())) == len(result.records)
+
+
+# ------------------------------------------------------------------ send records carry the basket's code (issue 9, item 8)
+
+
+def test_send_records_carry_the_decision_code():
+    r = simulate_files(ROOT / "journeys", EVENTS / "abandoned_cart.jsonl")
+    sends = [rec for rec in r.records if rec.kind == "send"]
+    assert sends
+    by_id = {d.send.send_id: d for d in r.dispositions}
+    for rec in sends:
+        assert "code" in rec.data and "code" in rec.to_json()
+        assert rec.data["code"] == getattr(by_id[rec.data["send_id"]].decision, "code", None)
+
+
+def test_every_record_of_every_example_matches_the_record_schema():
+    from tests.unit.test_examples import EXAMPLES
+
+    for name in EXAMPLES:
+        result = simulate_files(ROOT / "journeys", EVENTS / f"{name}.jsonl")
+        kinds = set()
+        for rec in result.records:
+            line = json.loads(json.dumps(rec.to_json(), default=str))
+            RECORD_ADAPTER.validate_python(line)
+            kinds.add(line["kind"])
+        assert {"event", "trace", "send"} <= kinds, name
+
+
+def test_record_schema_follows_the_models_literals():
+    from typing import get_args
+
+    from orchestrator.actions import Disposition, Trace
+    from orchestrator.designer.simulate import record_json_schema
+
+    defs = record_json_schema()["$defs"]
+    assert set(defs["TraceRecord"]["properties"]["what"]["enum"]) == set(get_args(Trace.model_fields["what"].annotation))
+    assert set(defs["SendRecord"]["properties"]["result"]["enum"]) == set(get_args(Disposition.model_fields["result"].annotation))
+    code = defs["SendRecord"]["properties"]["code"]
+    assert "code" in defs["SendRecord"]["required"] and {t["type"] for t in code["anyOf"]} == {"string", "null"}
+
+
+# ------------------------------------------------------------------ send_id placeholders (issue 9, item 11)
+
+CART = (
+    '{"family": "web", "type": "cart_abandoned", "event_id": "%(c)s-e1", "customer_id": "%(c)s", '
+    '"occurred_at": "2026-03-02T10:00:00Z", "cart_id": "k", "cart_value": 45}\n'
+)
+OPENED = (
+    '{"family": "ccm", "type": "opened", "event_id": "%(c)s-o1", "customer_id": "%(c)s", '
+    '"occurred_at": "2026-03-02T12:00:00Z", "send_id": %(ph)s, "channel": "email"}\n'
+)
+
+
+def _events(tmp_path, *lines):
+    f = tmp_path / "e.jsonl"
+    f.write_text("".join(lines))
+    return f
+
+
+def test_send_of_resolves_to_the_latest_approved_send_of_the_step(tmp_path):
+    f = _events(tmp_path, CART % {"c": "c2"}, OPENED % {"c": "c2", "ph": '{"send_of": "send_first"}'})
+    r = simulate_files(ROOT / "journeys", f)
+    assert r.errors == []
+    assert r.path("c2", "abandoned_cart") == ["send_first", "wait_open", "done"]  # the open matched: no reminder
+    [event] = [rec for rec in r.for_customer("c2") if rec.kind == "event" and rec.data["type"] == "ccm.opened"]
+    assert event.data["resolved"] == {"send_id": "c2:abandoned_cart:v1:c2-e1:send_first"}
+    assert event.text == "event ccm.opened (c2-o1) send_id=c2:abandoned_cart:v1:c2-e1:send_first"
+    # qualified by journey
+    f = _events(tmp_path, CART % {"c": "c2"}, OPENED % {"c": "c2", "ph": '{"send_of": "send_first", "journey": "abandoned_cart"}'})
+    assert simulate_files(ROOT / "journeys", f).path("c2", "abandoned_cart") == ["send_first", "wait_open", "done"]
+
+
+def test_send_of_without_an_approved_send_is_reported_with_its_line(tmp_path):
+    f = _events(
+        tmp_path,
+        CART % {"c": "c2"},
+        OPENED % {"c": "c9", "ph": '{"send_of": "send_first"}'},  # c9 got nothing
+        OPENED % {"c": "c2", "ph": '{"send_of": "send_first", "journey": "loan_documents"}'},  # not that journey
+        OPENED % {"c": "c2", "ph": '{"send_of": "send_frist"}'},  # a typo
+    )
+    r = simulate_files(ROOT / "journeys", f)
+    assert r.errors == [
+        f"{f}:2: send_id: no approved send of step 'send_first' for customer 'c9' at or before 2026-03-02T12:00:00Z",
+        (
+            f"{f}:3: send_id: no approved send of step 'send_first' in journey 'loan_documents' for customer 'c2' at or before "
+            "2026-03-02T12:00:00Z (journey 'loan_documents' has no send step 'send_first')"
+        ),
+        (
+            f"{f}:4: send_id: no approved send of step 'send_frist' for customer 'c2' at or before 2026-03-02T12:00:00Z "
+            "(no journey has a send step 'send_frist')"
+        ),
+    ]
+    assert r.path("c2", "abandoned_cart") == ["send_first", "wait_open", "send_reminder", "done"]  # no open arrived
+    assert "c9" not in r.customers()
+    code, _, err = cli("simulate", "--strict", "--journeys", str(ROOT / "journeys"), str(f))
+    assert code == 1 and f"{f}:2: send_id: no approved send" in err and "(line skipped)" in err
+
+
+def test_a_malformed_placeholder_is_an_invalid_line(tmp_path):
+    f = _events(tmp_path, CART % {"c": "c2"}, OPENED % {"c": "c2", "ph": '{"send_of": 3}'})
+    _, errors = read_events(f)
+    assert errors == [f'{f}:2: send_id: a placeholder is {{"send_of": STEP}} or {{"send_of": STEP, "journey": ID}}, got {{"send_of": 3}}']
