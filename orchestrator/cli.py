@@ -4,6 +4,8 @@ orchestrator worker               run a worker (Faust), configured from ORCH_* /
 orchestrator validate PATH...     check journey files and the pressure policy (file:line:col errors)
 orchestrator simulate ...         replay an event file offline through the real engine
 orchestrator render FILE          draw a journey as a Mermaid flowchart
+orchestrator report               per journey, version and split variant: entered, converted (95 % interval), uplift
+orchestrator explain CUSTOMER     one customer's story on the running system: entered or not and why, sends and why
 orchestrator basket show C        a customer's contact-pressure basket in Redis
 orchestrator lag [--json]         consumer lag per topic/partition: committed, end, lag, owner
 orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
@@ -87,10 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
 
     from orchestrator.designer import cli as designer_cli
+    from orchestrator.designer import explain, report
     from orchestrator.pressure import cli as basket_cli
     from orchestrator.runtime import lag_cli
 
     designer_cli.register(sub)
+    report.register(sub)
+    explain.register(sub)
     basket_cli.register(sub)
     lag_cli.register(sub)
 

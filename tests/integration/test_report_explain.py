@@ -1,0 +1,163 @@
+"""`orchestrator report` and `orchestrator explain CUSTOMER` on the real stack.
+
+A worker runs the example journeys (journeys/*.yaml, unchanged) on its own topics. Two
+customers abandon a cart (an approved email, then a 24 h wait for its open), four churn-risk
+customers go through the churn_apology A/B split, one of them buys (the goal). Then:
+
+* ``report`` reads the whole journey log from Kafka and counts the entries, the goal, the
+  split's variants (baseline and weights from the journey file) and the sends;
+* ``explain`` tells one cart customer's story from their partition only: the partition the
+  worker's producer chose for their key, which the test finds by reading every partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import re
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from orchestrator.designer import explain as ex
+from orchestrator.designer import report as rp
+from orchestrator.dev import kafkatools
+from tests.integration.helpers import ROOT, Deployment, event
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 2  # Deployment.env()
+
+
+def run(register: Callable[[Any], None], *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    code = args.func(args, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def on_two_partitions(prefix: str) -> tuple[str, str]:
+    """Two cart customer ids whose keys the default partitioner puts on different partitions."""
+    names = [f"{prefix}-cart-{i}" for i in range(50)]
+    first = names[0]
+    second = next(n for n in names if ex.partition_for(n, PARTITIONS) != ex.partition_for(first, PARTITIONS))
+    return first, second
+
+
+def test_report_and_explain_on_a_running_worker(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = deployment
+    for path in (ROOT / "journeys").glob("*.yaml"):
+        if path.name != "pressure.yaml":
+            shutil.copy(path, dep.journeys_dir / path.name)
+    dep.start_worker()
+
+    cart_a, cart_b = on_two_partitions(dep.prefix)
+    churners = [f"{dep.prefix}-churn-{i}" for i in range(4)]
+    dep.publish("web", *[event(c, "cart_abandoned", f"{c}-cart", cart_id="k1", cart_value=80.0) for c in (cart_a, cart_b)])
+    dep.publish("crm", *[event(c, "churn_risk_scored", f"{c}-score", score=0.9) for c in churners])
+
+    def waiting(records: list[kafkatools.Record]) -> set[str]:
+        return {r.key for r in records if r.key and r.json()["what"] == "waiting"}
+
+    everyone = {cart_a, cart_b, *churners}
+    dep.read("journey-log", until=lambda rs: waiting(rs) >= everyone, timeout=90)
+    buyer = churners[0]
+    dep.publish("web", event(buyer, "purchase", f"{buyer}-buy", order_id="o1", value=30.0))
+    log = dep.read("journey-log", until=lambda rs: any(r.key == buyer and r.json()["what"] == "goal" for r in rs), timeout=60)
+    decisions = dep.read("decisions", until=lambda rs: {r.key for r in rs} >= everyone, timeout=30)
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", dep.kafka)
+    monkeypatch.setenv("ORCH_TOPIC_PREFIX", dep.prefix)
+    monkeypatch.setenv("ORCH_JOURNEYS_DIR", str(dep.journeys_dir))
+
+    # ---- report: the whole journey log, from Kafka
+    code, out, err = run(rp.register, "report", "--json", "--timeout", "30")
+    assert code == 0, err
+    report = rp.Report.model_validate_json(out)
+    assert report.source == dep.topic("journey-log") and report.records >= len(log)
+    journeys = {(j.journey_id, j.version): j for j in report.journeys}
+    assert set(journeys) == {("abandoned_cart", 1), ("churn_apology", 1)}
+    cart = journeys[("abandoned_cart", 1)].total
+    assert (cart.entered, cart.customers, cart.converted, cart.open, cart.sends) == (2, 2, 0, 2, {"approved": 2})
+    churn = journeys[("churn_apology", 1)]
+    assert (churn.total.entered, churn.total.converted, churn.total.open) == (4, 1, 3)
+    (split,) = churn.splits
+    assert (split.step_id, split.baseline_from) == ("offer_test", "journey file")
+    assert [(v.variant, v.weight) for v in split.variants] == [("ten_percent", 50), ("twenty_percent", 50)]
+    variant_of = {r.key: r.json()["detail"]["variant"] for r in log if r.json()["what"] == "split"}
+    for v in split.variants:
+        assert v.entered == sum(name == v.variant for name in variant_of.values())
+        assert v.converted == (1 if v.variant == variant_of[buyer] else 0)
+        assert v.n_too_small
+    assert sum(v.sends.get("approved", 0) for v in split.variants) == 4
+
+    code, text, _ = run(rp.register, "report", "--journey", "churn_apology")
+    assert code == 0
+    assert "churn_apology v1\n  entered 4 instances (4 customers), converted 1 = 25.0 % [" in text
+    assert "split offer_test: baseline ten_percent (first variant with entries, in the journey file's order)" in text
+
+    # ---- explain: one customer, from their partition only
+    by_key = {r.key: r.partition for r in log if r.key in (cart_a, cart_b)}
+    assert by_key[cart_a] != by_key[cart_b]  # the producer put them where the default partitioner says
+    assert by_key[cart_a] == ex.partition_for(cart_a, PARTITIONS) and by_key[cart_b] == ex.partition_for(cart_b, PARTITIONS)
+    assert {r.partition for r in decisions if r.key == cart_a} == {by_key[cart_a]}
+
+    code, out, err = run(ex.register, "explain", cart_a, "--json", "--timeout", "30")
+    assert code == 0, err
+    story = ex.Story.model_validate_json(out)
+    p = by_key[cart_a]
+    assert story.partitions == {dep.topic("journey-log"): p, dep.topic("decisions"): p}
+    assert [line.what for line in story.lines] == ["entered", "send", "waiting"]
+    assert story.decisions == 1 and story.lines[1].decision is not None and story.lines[1].decision.result == "approved"
+    assert cart_b not in out
+
+    code, text, _ = run(ex.register, "explain", cart_a)
+    assert code == 0
+    lines = text.splitlines()
+    send_id = story.lines[1].detail["send_id"]
+    log_topic, decisions_topic = dep.topic("journey-log"), dep.topic("decisions")
+    read = f"(read partition {p} of {log_topic}, partition {p} of {decisions_topic})"
+    assert lines[0] == f"customer {cart_a}: 5 journey-log records, 1 decision {read}; 2 step records not shown (--steps)"
+    assert lines[1].endswith(f"abandoned_cart v1  entered on web.cart_abandoned (event {cart_a}-cart), starts at send_first")
+    assert re.search(
+        r"  send_first: sent email cart_reminder: approved \(fits: .*\) "
+        r"\[(code fits; )?basket 10/\d+ in \d{4}-\d{2}, cost 10\] -> wait_open$",
+        lines[2],
+    )
+    assert re.search(rf"  wait_open: waiting for ccm\.opened of send {re.escape(send_id)} until \d{{4}}-\d\d-\d\dT", lines[3])
+    assert len(lines) == 4
+
+    # what explain reads: only that partition of each topic (the other customer's records are never fetched)
+    raw, chosen = asyncio.run(
+        rp.read_to_end(
+            dep.kafka, [dep.topic("journey-log"), dep.topic("decisions")], 30, choose=lambda _t, n: [ex.partition_for(cart_a, n)]
+        )
+    )
+    assert chosen == {dep.topic("journey-log"): [p], dep.topic("decisions"): [p]}
+    assert {r.partition for r in raw} == {p} and cart_b.encode() not in {r.key for r in raw}
+
+    # a customer the system never saw: an empty story, exit 0
+    code, text, _ = run(ex.register, "explain", f"{dep.prefix}-nobody")
+    assert code == 0 and "no journey-log records" in text
+
+    # the churn buyer's story ends with the goal
+    code, text, _ = run(ex.register, "explain", buyer, "--journey", "churn_apology")
+    assert code == 0
+    assert f"offer_test: split, variant {variant_of[buyer]}" in text
+    assert text.splitlines()[-1].endswith("converted, the journey ends")
+    json.loads(run(ex.register, "explain", buyer, "--json")[1])
+
+
+def test_commands_fail_cleanly_without_the_topics(kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("ORCH_TOPIC_PREFIX", unique)
+    code, out, err = run(rp.register, "report", "--timeout", "20")
+    assert code == 1 and out == "" and f"topic {unique}.journey-log does not exist" in err
+    code, out, err = run(ex.register, "explain", "someone-queried", "--timeout", "20")
+    assert code == 1 and out == "" and "does not exist" in err and "someone-queried" not in err

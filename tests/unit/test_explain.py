@@ -1,0 +1,263 @@
+"""`orchestrator explain CUSTOMER`: the story from handcrafted journey-log and decision records; the partition."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchestrator.designer.explain import Story, build_story, format_story, partition_for
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+T1 = T0 + timedelta(days=1)
+CART = "abandoned_cart@c1-e1"
+SEND1 = "c1:abandoned_cart:v1:c1-e1:send_first"
+SEND2 = "c1:abandoned_cart:v1:c1-e1:send_reminder"
+
+
+def log(
+    what: str, at: datetime = T0, step: str | None = None, edge: str | None = None, journey: str = "abandoned_cart", **detail: Any
+) -> dict:
+    return {
+        "customer_id": detail.pop("customer", "c1"),
+        "journey_id": journey,
+        "journey_version": 1,
+        "instance_id": detail.pop("instance", CART if journey == "abandoned_cart" else f"{journey}@x"),
+        "step_id": step,
+        "what": what,
+        "edge": edge,
+        "detail": detail,
+        "at": at.isoformat(),
+    }
+
+
+def decision(send_id: str, result: str, at: datetime = T0, step: str = "send_first", **kw: Any) -> dict:
+    doc = {
+        "send_id": send_id,
+        "customer_id": "c1",
+        "journey_id": "abandoned_cart",
+        "journey_version": 1,
+        "step_id": step,
+        "channel": "email",
+        "comm_type": "commercial",
+        "priority": 5,
+        "outcome": "approved" if result == "approved" else "capped",
+        "result": result,
+        "reason": "fits: 0 spent + 10 = 10 of 20",
+        "cost": 10.0,
+        "balance": 10.0,
+        "capacity": 25.0,
+        "period": "2026-03",
+        "retry_at": None,
+        "decided_at": at.isoformat(),
+    }
+    doc.update(kw)
+    return doc
+
+
+def story_records() -> tuple[list[dict], list[dict]]:
+    records = [
+        log("entered", T0, None, "send_first", event_id="c1-e1", event_type="web.cart_abandoned"),
+        log("step", T0, "send_first", type="send"),
+        log(
+            "send",
+            T0,
+            "send_first",
+            "wait_open",
+            result="approved",
+            send_id=SEND1,
+            channel="email",
+            template="cart_reminder",
+            reason="fits",
+        ),
+        log("step", T0, "wait_open", type="wait"),
+        log("waiting", T0, "wait_open", until="2026-03-03T10:00:00Z", awaiting=[f"ccm.opened[{SEND1}]"]),
+        log("timeout", T1, "wait_open", "send_reminder", timer_id="t1"),
+        log("step", T1, "send_reminder", type="send"),
+        log("delayed", T1, "send_reminder", reason="send deferred", send_id=SEND2, until="2026-04-01T00:00:00Z"),
+        log("goal", T1 + timedelta(hours=2), "send_reminder", outcome="goal", goal="purchased", event_id="c1-p1"),
+        log(
+            "not_entered",
+            T1 + timedelta(hours=3),
+            journey="churn_apology",
+            instance="",
+            reason="entry.when: entry.when[0] {field: data.score, gte: 0.7} is false (data.score = 0.3)",
+            event_id="c1-s",
+            event_type="crm.churn_risk_scored",
+        ),
+        # another customer on the same partition: not in c1's story
+        log(
+            "entered",
+            T0,
+            None,
+            "send_first",
+            customer="c2",
+            instance="abandoned_cart@c2-e1",
+            event_id="c2-e1",
+            event_type="web.cart_abandoned",
+        ),
+    ]
+    decisions = [
+        decision(SEND1, "approved", code="fits"),
+        decision(SEND1, "approved", code="fits"),  # redelivered: once
+        decision(
+            SEND2,
+            "deferred",
+            T1,
+            "send_reminder",
+            reason="capacity 25 exceeded: 20 spent + 10; retry at 2026-04-01T00:00:00Z",
+            code="capacity",
+            balance=20.0,
+            retry_at="2026-04-01T00:00:00Z",
+        ),
+        decision(
+            SEND2,
+            "cancelled",
+            T1 + timedelta(hours=2),
+            "send_reminder",
+            reason="journey ended: goal",
+            balance=20.0,
+            retry_at="2026-04-01T00:00:00Z",
+        ),  # no code: a record from before decisions had one
+        {**decision("c2:x", "approved"), "customer_id": "c2"},
+        {"not": "a decision"},
+    ]
+    return records, decisions
+
+
+def test_the_story_in_time_order() -> None:
+    records, decisions = story_records()
+    story = build_story("c1", records, decisions)
+    assert [line.what for line in story.lines] == ["entered", "send", "waiting", "timeout", "delayed", "goal", "decision", "not_entered"]
+    assert (story.log_records, story.decisions) == (10, 3)
+    text = format_story(story).splitlines()
+    assert text == [
+        "customer c1: 10 journey-log records, 3 decisions; 3 step records not shown (--steps)",
+        "2026-03-02T10:00:00Z  abandoned_cart v1  entered on web.cart_abandoned (event c1-e1), starts at send_first",
+        (
+            "2026-03-02T10:00:00Z  abandoned_cart v1  send_first: sent email cart_reminder: approved (fits) "
+            "[code fits; basket 10/25 in 2026-03, cost 10] -> wait_open"
+        ),
+        f"2026-03-02T10:00:00Z  abandoned_cart v1  wait_open: waiting for ccm.opened of send {SEND1} until 2026-03-03T10:00:00Z",
+        f"2026-03-03T10:00:00Z  abandoned_cart v1  wait_open: timed out waiting for ccm.opened of send {SEND1} -> send_reminder",
+        (
+            "2026-03-03T10:00:00Z  abandoned_cart v1  send_reminder: send deferred until 2026-04-01T00:00:00Z: "
+            "capacity 25 exceeded: 20 spent + 10; retry at 2026-04-01T00:00:00Z "
+            "[code capacity; basket 20/25 in 2026-03, cost 10; fits again at 2026-04-01T00:00:00Z]"
+        ),
+        "2026-03-03T12:00:00Z  abandoned_cart v1  GOAL purchased reached (event c1-p1) at send_reminder: converted, the journey ends",
+        (
+            "2026-03-03T12:00:00Z  abandoned_cart v1  send_reminder: email send cancelled: journey ended: goal "
+            "[basket 20/25 in 2026-03, cost 10]"
+        ),
+        (
+            "2026-03-03T13:00:00Z  churn_apology v1  did not enter churn_apology: entry.when: entry.when[0] "
+            "{field: data.score, gte: 0.7} is false (data.score = 0.3) (on crm.churn_risk_scored, event c1-s)"
+        ),
+    ]
+
+
+def test_steps_journey_and_since_filters() -> None:
+    records, decisions = story_records()
+    with_steps = build_story("c1", records, decisions, steps=True)
+    assert [line.text for line in with_steps.lines if line.what == "step"] == [
+        "at step send_first (send)",
+        "at step wait_open (wait)",
+        "at step send_reminder (send)",
+    ]
+    only_churn = build_story("c1", records, decisions, journey="churn_apology")
+    assert [line.what for line in only_churn.lines] == ["not_entered"] and only_churn.decisions == 0
+    later = build_story("c1", records, decisions, since=T1)
+    assert [line.what for line in later.lines] == ["timeout", "delayed", "goal", "decision", "not_entered"]
+    assert (
+        format_story(later).splitlines()[0]
+        == "customer c1: 5 journey-log records, 2 decisions; 1 step record not shown (--steps); since 2026-03-03T10:00:00Z"
+    )
+    # a timeout whose wait began before --since: what it waited for is not in the story
+    assert later.lines[0].text == "wait_open: timed out -> send_reminder"
+
+
+def test_sends_not_sent_fallback_and_exits() -> None:
+    records = [
+        log("entered", T0, None, "offer", journey="store_offer", event_id="g1", event_type="geo.store_entered"),
+        log(
+            "send",
+            T0,
+            "offer",
+            "offer",
+            journey="store_offer",
+            result="fallback",
+            send_id="s1",
+            channel="push",
+            fallback_to="in_app",
+            reason="capacity",
+        ),
+        log(
+            "send",
+            T0,
+            "offer",
+            "wait_click",
+            journey="store_offer",
+            result="capped",
+            send_id="s1:in_app",
+            channel="in_app",
+            reason="capacity",
+        ),
+        log("branch", T0, "check", "big", journey="store_offer", case="big_cart"),
+        log("split", T0, "ab", "left", journey="store_offer", variant="left", sticky=True),
+        log("delayed", T0, "pause", journey="store_offer", reason="delay", until="2026-03-05T00:00:00Z"),
+        log("resumed", T1, "pause", "next", journey="store_offer", timer_id="t"),
+        log("matched", T1, "wait_click", "clicked", journey="store_offer", event_id="k1", event_type="ccm.clicked"),
+        log("exited", T1, "wait_click", journey="store_offer", outcome="exit:unsubscribed", exit="unsubscribed", event_id="u1"),
+        log("exited", T1, "done", journey="store_offer", outcome="aborted", reason="more than 100 steps without a wait"),
+        {**log("duplicate", T1, event_id="e9", type="web.purchase"), "journey_id": "", "journey_version": 0, "instance_id": ""},
+    ]
+    story = build_story("c1", records, [])
+    texts = [line.text for line in story.lines]
+    assert texts == [
+        "entered on geo.store_entered (event g1), starts at offer",
+        "offer: push not sent (capacity), falling back to in_app [no decision record found]",
+        "offer: in_app not sent, capped: capacity [no decision record found] -> wait_click",
+        "check: branch case big_cart -> big",
+        "ab: split, variant left (sticky: as before) -> left",
+        "pause: waiting until 2026-03-05T00:00:00Z (delay)",
+        "pause: resumed (delay over) -> next",
+        "wait_click: got ccm.clicked (event k1) -> clicked",
+        "left by exit rule unsubscribed (event u1) at wait_click",
+        "ended at done: aborted (more than 100 steps without a wait)",
+        "event e9 (web.purchase) ignored: already processed (duplicate)",
+    ]
+    assert format_story(story).splitlines()[-1] == "2026-03-03T10:00:00Z  -  event e9 (web.purchase) ignored: already processed (duplicate)"
+
+
+def test_empty_story_and_json() -> None:
+    story = build_story("nobody", *story_records(), partitions={"orch.journey-log": 3, "orch.decisions": 3})
+    assert format_story(story).splitlines() == [
+        "customer nobody: 0 journey-log records, 0 decisions (read partition 3 of orch.journey-log, partition 3 of orch.decisions)",
+        "nothing happened to this customer in the journeys (no journey-log records)",
+    ]
+    full = build_story("c1", *story_records())
+    doc = json.loads(full.model_dump_json())
+    assert Story.model_validate(doc) == full
+    send = doc["lines"][1]
+    assert send["decision"]["code"] == "fits" and send["decision"]["balance"] == 10.0 and send["detail"]["send_id"] == SEND1
+    assert doc["lines"][6]["decision"]["code"] is None  # the old record without a code
+
+
+@pytest.mark.parametrize(
+    ("key", "java_murmur2"),
+    [  # org.apache.kafka.common.utils.UtilsTest#testMurmur2: the Java client's hash of these keys
+        ("21", -973932308),
+        ("foobar", -790332482),
+        ("a-little-bit-long-string", -985981536),
+        ("a-little-bit-longer-string", -1486304829),
+        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        ("abc", 479470107),
+    ],
+)
+@pytest.mark.parametrize("partitions", [1, 2, 8, 12])
+def test_partition_is_the_java_default_partitioners(key: str, java_murmur2: int, partitions: int) -> None:
+    # Java: Utils.toPositive(Utils.murmur2(keyBytes)) % numPartitions
+    assert partition_for(key, partitions) == (java_murmur2 & 0x7FFFFFFF) % partitions
