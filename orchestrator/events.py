@@ -8,8 +8,9 @@ and a test fails when they drift.
 
 A valid inbound event becomes a :class:`CustomerEvent` — the canonical envelope
 the engine sees, with a qualified type such as ``web.cart_abandoned``. Timers
-come back to the engine as :class:`TimerFired`. Both travel on the internal
-customer topic as :data:`InternalMessage`.
+come back to the engine as :class:`TimerFired`, campaign runs reach a customer as
+:class:`AudienceCheck`. All three travel on the internal customer topic as
+:data:`InternalMessage`.
 """
 
 from __future__ import annotations
@@ -196,7 +197,19 @@ class ChurnRiskScored(_Inbound):
     model: str | None = None
 
 
-CrmEvent = Annotated[CustomerRegistered | ProfileUpdated | ChurnRiskScored, Field(discriminator="type")]
+class AddedToList(_Inbound):
+    """The customer was put on a named list (a CRM export, a data-science model's selection); audiences read ``profile.lists``."""
+
+    type: Literal["added_to_list"]
+    list: Id = Field(description="The list's name, e.g. beta_testers or churn_model_2026_12.")
+
+
+class RemovedFromList(_Inbound):
+    type: Literal["removed_from_list"]
+    list: Id
+
+
+CrmEvent = Annotated[CustomerRegistered | ProfileUpdated | ChurnRiskScored | AddedToList | RemovedFromList, Field(discriminator="type")]
 
 
 # --- ops: incidents that affect a customer (one event per affected customer) ---
@@ -265,7 +278,24 @@ class TimerFired(BaseModel):
         return f"timer:{self.timer_id}"
 
 
-InternalMessage = Annotated[CustomerEvent | TimerFired, Field(discriminator="kind")]
+class AudienceCheck(BaseModel):
+    """A customer may belong to a scheduled audience: the worker that owns the customer publishes it onto the
+    customer's partition when a campaign run reaches them; the engine decides (audience conditions, re-entry)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["audience"] = "audience"
+    customer_id: str
+    journey_id: str
+    run_id: str = Field(description="The campaign run, e.g. 2026-12-01T10:00Z (a customer enters at most once per run).")
+    due_at: datetime = Field(description="When the run reached this customer (their local time for local schedules).")
+
+    @property
+    def event_id(self) -> str:
+        return f"audience:{self.journey_id}:{self.run_id}"
+
+
+InternalMessage = Annotated[CustomerEvent | TimerFired | AudienceCheck, Field(discriminator="kind")]
 _INTERNAL = TypeAdapter(InternalMessage)
 
 
@@ -599,12 +629,12 @@ def _explain(family: str, doc: dict[str, Any], exc: ValidationError) -> str:
     return f"{head}: {shown}" + (f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else "")
 
 
-def encode_internal(msg: CustomerEvent | TimerFired) -> bytes:
+def encode_internal(msg: CustomerEvent | TimerFired | AudienceCheck) -> bytes:
     """Serialize a message for the internal customer topic."""
     return msg.model_dump_json().encode()
 
 
-def decode_internal(raw: bytes | str) -> CustomerEvent | TimerFired:
+def decode_internal(raw: bytes | str) -> CustomerEvent | TimerFired | AudienceCheck:
     """Parse a message from the internal customer topic."""
     return _INTERNAL.validate_json(raw)
 

@@ -40,14 +40,14 @@ from orchestrator.actions import (
     Trace,
 )
 from orchestrator.engine import step
-from orchestrator.events import CustomerEvent, TimerFired
+from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
 from orchestrator.pressure.basket import Basket, Decision, GateRequest
 from orchestrator.state import DEFAULT_LIMITS, CustomerState, EngineLimits
 
 MAX_ACTIONS_PER_MESSAGE = 1000
 
-Message = CustomerEvent | TimerFired
+Message = CustomerEvent | TimerFired | AudienceCheck
 BasketCall = GateRequest | ConsentChange
 """What :func:`run_message` asks of the basket: a gate decision, or a consent change (answered with None)."""
 

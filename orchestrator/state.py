@@ -29,6 +29,8 @@ Scalar = str | int | float | bool | None
 
 SEEN_VALUES_PER_FIELD = 32
 """How many distinct values of one tracked payload field the profile remembers (oldest evicted)."""
+PROFILE_LISTS = 64
+"""How many named lists a profile remembers (the oldest-named are dropped first: lists are kept sorted)."""
 HISTORY_JOURNEYS = 256
 """How many journeys' entry/exit history a customer keeps (oldest exit evicted)."""
 
@@ -313,6 +315,10 @@ class Profile(_State):
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
     attributes: dict[str, Scalar] = Field(default_factory=dict)
+    lists: list[str] = Field(
+        default_factory=list,
+        description=f"Named lists the customer is on (crm.added_to_list / removed_from_list), sorted; at most {PROFILE_LISTS}.",
+    )
     seen: dict[str, TypeSeen] = Field(default_factory=dict, description="Per qualified event type.")
 
 

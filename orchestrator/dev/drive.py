@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from orchestrator.actions import Action, GateOutcome, Send
 from orchestrator.engine import step
-from orchestrator.events import CustomerEvent, TimerFired
+from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
 from orchestrator.pressure.basket import Decision, Outcome
 from orchestrator.state import CustomerState
@@ -49,7 +49,7 @@ def cap_all(send: Send, now: datetime) -> Decision:
 
 def drive(
     state: CustomerState,
-    message: CustomerEvent | TimerFired,
+    message: CustomerEvent | TimerFired | AudienceCheck,
     journeys: JourneySet,
     now: datetime,
     decide: Decide = approve_all,

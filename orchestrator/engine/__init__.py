@@ -14,6 +14,8 @@ One call handles one message:
   re-entry rule). Consent events also emit :class:`~orchestrator.actions.ConsentChange`.
 * :class:`~orchestrator.events.TimerFired` — a timeout, delay, send window or
   deferred send came due. Unknown (stale, duplicate) timer ids are ignored.
+* :class:`~orchestrator.events.AudienceCheck` — a campaign run reached the customer:
+  enter them if they are in the audience and may enter (``engine/audience.py``).
 * :class:`~orchestrator.actions.GateOutcome` — the basket's decision on a
   :class:`~orchestrator.actions.Send` the engine emitted; the engine answers with
   exactly one :class:`~orchestrator.actions.Disposition` and continues the journey.
@@ -38,11 +40,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from orchestrator.actions import Action, GateOutcome
+from orchestrator.engine.audience import on_audience
 from orchestrator.engine.ids import choose_variant, split_bucket
 from orchestrator.engine.messages import on_event, on_gate, on_timer
 from orchestrator.engine.profile import fold_profile
 from orchestrator.engine.steps import MAX_TRANSITIONS
-from orchestrator.events import CustomerEvent, TimerFired
+from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
 from orchestrator.state import DEFAULT_LIMITS, CustomerState, EngineLimits
 
@@ -51,7 +54,7 @@ __all__ = ["MAX_TRANSITIONS", "choose_variant", "fold_profile", "split_bucket", 
 
 def step(
     state: CustomerState,
-    message: CustomerEvent | TimerFired | GateOutcome,
+    message: CustomerEvent | TimerFired | GateOutcome | AudienceCheck,
     journeys: JourneySet,
     now: datetime,
     limits: EngineLimits = DEFAULT_LIMITS,
@@ -73,4 +76,6 @@ def step(
         return on_timer(state, message, journeys, now)
     if isinstance(message, GateOutcome):
         return on_gate(state, message, journeys, now)
+    if isinstance(message, AudienceCheck):
+        return on_audience(state, message, journeys, now, limits)
     raise TypeError(f"engine.step: unsupported message {type(message).__name__}")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from orchestrator.actions import Action, ConsentChange, GateOutcome, Send, Trace
+from orchestrator.engine.audience import qualify
 from orchestrator.engine.draft import Draft
 from orchestrator.engine.entry import refusal
 from orchestrator.engine.ids import send_id
@@ -41,7 +42,7 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
     profile = fold_profile(state.profile, ev, journeys.tracked.get(ev.type, ()))
     subscribed = CONSENT_TYPES.get(ev.type)
     entries = journeys.triggered_by(ev.type)
-    if not entries and subscribed is None and not _moves_an_instance(state, ev.type, journeys):
+    if not entries and subscribed is None and not journeys.qualifying and not _moves_an_instance(state, ev.type, journeys):
         # the common case: nothing listens to this event; only the profile changes
         fields = state.__dict__.copy()
         fields["profile"] = profile
@@ -73,6 +74,8 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
                 continue
             inst = draft.start_instance(journey, ev)
             advance(draft, inst, journey, journey.journey.start)
+    if journeys.qualifying:
+        qualify(draft, ev, Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now), entries)
     return draft.finish(recent_event_ids=recent, events_seen=state.events_seen + 1), draft.actions
 
 

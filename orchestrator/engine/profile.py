@@ -11,9 +11,9 @@ from typing import Any
 
 from orchestrator.events import CustomerEvent
 from orchestrator.fastmodel import fast_build
-from orchestrator.state import SEEN_VALUES_PER_FIELD, Profile, TypeSeen
+from orchestrator.state import PROFILE_LISTS, SEEN_VALUES_PER_FIELD, Profile, TypeSeen
 
-CRM_TYPES = frozenset(("crm.customer_registered", "crm.profile_updated"))
+CRM_TYPES = frozenset(("crm.customer_registered", "crm.profile_updated", "crm.added_to_list", "crm.removed_from_list"))
 """Event types whose payload updates the profile's own fields (time zone, segment, attributes)."""
 
 
@@ -73,6 +73,10 @@ def _track(data: dict[str, Any], at: Any, values: dict[str, Any], tracked: Seque
 def _fold_crm(fields: dict[str, Any], etype: str, data: dict[str, Any], at: Any) -> None:
     if etype == "crm.customer_registered" and fields["registered_at"] is None:
         fields["registered_at"] = at
+    if etype == "crm.added_to_list" and data["list"] not in fields["lists"]:
+        fields["lists"] = sorted([*fields["lists"], data["list"]])[-PROFILE_LISTS:]
+    elif etype == "crm.removed_from_list" and data["list"] in fields["lists"]:
+        fields["lists"] = [name for name in fields["lists"] if name != data["list"]]
     if data.get("timezone"):
         fields["timezone"] = data["timezone"]
     if data.get("segment") is not None:

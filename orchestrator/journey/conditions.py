@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.state import Profile
 
 FIELD_ROOTS = ("data", "entry", "event", "profile")
-PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes")
+PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes", "lists")
 EVENT_FIELDS = ("type", "id", "occurred_at")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains")
 _OPERATOR_WORDS = {

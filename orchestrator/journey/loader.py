@@ -81,6 +81,8 @@ class CompiledJourney:
     source: str = ""
     entry_when: Predicate = field(init=False)
     entry_profile: Predicate = field(init=False)
+    audience_when: Predicate = field(init=False)
+    """The audience's conditions (always true without an audience: check ``journey.entry.audience`` first)."""
     goals: dict[str, list[CompiledRule]] = field(init=False)
     exits: dict[str, list[CompiledRule]] = field(init=False)
     matchers: dict[str, list[CompiledMatcher]] = field(init=False)
@@ -98,6 +100,7 @@ class CompiledJourney:
         self.id, self.version, self.steps = j.id, j.version, j.steps
         self.entry_when = compile_all(j.entry.when)
         self.entry_profile = compile_all(j.entry.profile)
+        self.audience_when = compile_all(j.entry.audience.when if j.entry.audience is not None else [])
         self.goals = _rules(j.goals, "goal")
         self.exits = _rules(j.exits, "exit")
         self.matchers = {}
@@ -143,6 +146,8 @@ def _rules(rules: list[m.EventRule], kind: str) -> dict[str, list[CompiledRule]]
 def _all_conditions(j: m.Journey) -> Iterable[Any]:
     yield from j.entry.when
     yield from j.entry.profile
+    if j.entry.audience is not None:
+        yield from j.entry.audience.when
     for r in (*j.goals, *j.exits):
         yield from r.when
     for step in j.steps.values():
@@ -171,6 +176,11 @@ class JourneySet:
         for journey in self.live.values():
             for etype in dict.fromkeys(journey.journey.entry.events):
                 self.by_trigger.setdefault(etype, []).append(journey)
+        audiences = [j for j in self.live.values() if j.journey.entry.audience is not None]
+        self.scheduled: list[CompiledJourney] = [j for j in audiences if j.journey.entry.audience.schedule is not None]  # type: ignore[union-attr]
+        """Live journeys whose audience runs on a schedule (campaigns)."""
+        self.qualifying: list[CompiledJourney] = [j for j in audiences if j.journey.entry.audience.qualify == "on_change"]  # type: ignore[union-attr]
+        """Live journeys a customer enters as soon as an event makes them qualify (segments)."""
         self.tracked: dict[str, tuple[str, ...]] = {}
         acc: dict[str, set[str]] = {}
         for by_version in self.versions.values():

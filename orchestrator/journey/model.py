@@ -21,7 +21,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import time
+from datetime import datetime, time
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -40,7 +40,7 @@ from pydantic_core import PydanticCustomError
 
 from orchestrator.durations import Duration
 from orchestrator.events import CHANNELS, Channel, event_types
-from orchestrator.journey.conditions import Condition, FieldPath, Scalar, check_field_path
+from orchestrator.journey.conditions import Condition, FieldPath, Scalar, check_field_path, condition_fields
 from orchestrator.pressure.basket import COMM_TYPES, CommType
 from orchestrator.timeutil import find_tz
 
@@ -132,19 +132,101 @@ def _single_or_list_event(schema: dict[str, Any]) -> None:
     }
 
 
+def _schedule_at(value: Any) -> Any:
+    """YAML reads an unquoted date-time as a datetime and an unquoted 10:00 as the integer 600: take both as written."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
+class Schedule(_Model):
+    """When a campaign's audience is evaluated; each evaluation is one *run* (a customer enters at most once per run).
+
+    Once: ``at: "2026-12-01T10:00:00Z"``. Recurring: ``every: day|week|month|hour`` with ``at: "HH:MM"``
+    (``on: mon`` for weeks, ``day: 1`` for months; for hours only the minutes count). ``local: true``:
+    the time is in each customer's time zone (a once-only ``at`` is then written without an offset).
+    The semantics are in ``orchestrator/journey/schedule.py``.
+    """
+
+    at: Annotated[str, BeforeValidator(_schedule_at)] = Field(
+        description="Once: an ISO date-time (with offset, or without one when local). Recurring: HH:MM."
+    )
+    every: Literal["hour", "day", "week", "month"] | None = Field(default=None, description="Repeat; omitted: once.")
+    on: Weekday | None = Field(default=None, description="every: week: the weekday.")
+    day: int | None = Field(default=None, ge=1, le=28, description="every: month: the day of the month (1-28).")
+    local: bool = Field(default=False, description="At that time in each customer's time zone (profile.timezone; UTC when unknown).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Schedule:
+        from orchestrator.journey.schedule import schedule_problem  # the schedule's rules live with its semantics
+
+        problem = schedule_problem(self)
+        if problem is not None:
+            raise PydanticCustomError("schedule", problem)
+        return self
+
+
+class Throttle(_Model):
+    per_second: float = Field(
+        default=100, gt=0, le=100_000, description="Most customers entered per second by this campaign, across all workers."
+    )
+
+
+class Audience(_Model):
+    """Customers who enter without a trigger event: by conditions over what we know about them, on a schedule
+    (a campaign) and/or as soon as they come to qualify (a segment)."""
+
+    when: list[Condition] = Field(
+        default_factory=list,
+        description="Conditions over profile and history (profile.X, profile.lists, seen/not_seen, since); all must hold.",
+    )
+    schedule: Schedule | None = Field(default=None, description="Evaluate the audience at these times (a campaign run).")
+    qualify: Literal["on_change"] | None = Field(
+        default=None, description="on_change: also enter a customer as soon as one of their events makes them qualify."
+    )
+    throttle: Throttle = Field(default_factory=Throttle, description="How fast a scheduled run enters customers.")
+
+    @model_validator(mode="after")
+    def _when_it_runs(self) -> Audience:
+        if self.schedule is None and self.qualify is None:
+            raise PydanticCustomError("audience", "an audience needs a schedule, qualify: on_change, or both")
+        for cond in self.when:
+            for path in condition_fields(cond):
+                if not path.startswith("profile."):
+                    raise PydanticCustomError(
+                        "audience",
+                        "audience conditions read what we know about the customer (profile.X, seen/not_seen, since), "
+                        "not {path}: there is no event payload when a campaign runs",
+                        {"path": path},
+                    )
+        return self
+
+
 class Entry(_Model):
-    """What starts the journey: an event type plus conditions."""
+    """What starts the journey: a trigger event plus conditions, and/or an audience."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, json_schema_extra=_single_or_list_event
     )
 
     event: Annotated[list[EventType], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(
-        min_length=1, description="Qualified inbound event type, e.g. web.cart_abandoned, or a list of types (any of them)."
+        default_factory=list,
+        description="Qualified inbound event type, e.g. web.cart_abandoned, or a list of types (any of them).",
     )
     when: list[Condition] = Field(default_factory=list, description="Conditions on the trigger event (all must hold).")
     profile: list[Condition] = Field(default_factory=list, description="Conditions on the customer's profile and history (all must hold).")
+    audience: Audience | None = Field(
+        default=None, description="Enter customers by audience (campaigns, segments) instead of or besides an event."
+    )
     reentry: Reentry = Field(default_factory=Reentry)
+
+    @model_validator(mode="after")
+    def _some_way_in(self) -> Entry:
+        if not self.event and self.audience is None:
+            raise PydanticCustomError("entry", "an entry needs an event (event: TYPE), an audience (audience: ...), or both")
+        return self
 
     @property
     def events(self) -> list[str]:
