@@ -57,6 +57,7 @@ def approve(send: Send) -> Decision:
         send_id=send.send_id,
         customer_id=send.customer_id,
         outcome="approved",
+        code="fits",
         reason="fits",
         cost=10.0,
         balance=10.0,

@@ -6,6 +6,7 @@ orchestrator simulate ...         replay an event file offline through the real 
 orchestrator render FILE          draw a journey as a Mermaid flowchart
 orchestrator report               per journey, version and split variant: entered, converted (95 % interval), uplift
 orchestrator explain CUSTOMER     one customer's story on the running system: entered or not and why, sends and why
+orchestrator campaign preview|load-list   campaigns: preview a scheduled audience; put a file of customers on a list
 orchestrator basket show C        a customer's contact-pressure basket in Redis
 orchestrator lag [--json]         consumer lag per topic/partition: committed, end, lag, owner
 orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
@@ -88,14 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(func=_worker)
 
+    from orchestrator.designer import campaign, explain, report
     from orchestrator.designer import cli as designer_cli
-    from orchestrator.designer import explain, report
     from orchestrator.pressure import cli as basket_cli
     from orchestrator.runtime import lag_cli
 
     designer_cli.register(sub)
     report.register(sub)
     explain.register(sub)
+    campaign.register(sub)
     basket_cli.register(sub)
     lag_cli.register(sub)
 

@@ -7,11 +7,15 @@ and the table in the README explains each.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from orchestrator.actions import Disposition
 
 LagSource = Callable[[], Iterable[tuple[str, int, int]]]
 """Yields (topic, partition, lag) for every partition of the group's input topics."""
@@ -93,6 +97,51 @@ class Metrics:
             "orchestrator_journey_reloads", "Journey directory reloads by outcome (ok | refused).", ["outcome"], registry=r
         )
         self.journeys_loaded = Gauge("orchestrator_journeys_loaded", "Journey versions currently live.", registry=r)
+        # campaigns (runtime/campaigns.py): per journey and run, on this worker's partitions; a run's series
+        # are removed once the journey has had CAMPAIGN_RUNS_KEPT newer runs (later counts go to run="older")
+        run = ["journey", "run"]
+        self.campaign_evaluated = Counter(
+            "orchestrator_campaign_evaluated",
+            "Customers of this worker whose campaign audience conditions were evaluated (due, run open, not reached before).",
+            run,
+            registry=r,
+        )
+        self.campaign_audience = Counter(
+            "orchestrator_campaign_audience",
+            "Customers of this worker who qualified for the campaign run: an AudienceCheck was published (Kafka acknowledged).",
+            run,
+            registry=r,
+        )
+        self.campaign_entered = Counter(
+            "orchestrator_campaign_entered", "Customers the engine entered into the journey by the campaign run.", run, registry=r
+        )
+        self.campaign_decisions = Counter(
+            "orchestrator_campaign_decisions",
+            "Basket decisions on sends of instances a campaign run started, by result (approved = sent, capped, ...).",
+            [*run, "result"],
+            registry=r,
+        )
+        self.campaign_progress = Gauge(
+            "orchestrator_campaign_progress",
+            "Share (0..1) of this worker's customers the run has settled (evaluated, reached before, or closed for them).",
+            run,
+            registry=r,
+        )
+        self.campaign_rate = Gauge(
+            "orchestrator_campaign_throttle_per_second",
+            "This worker's share of the campaign's throttle: AudienceChecks per second (per_second x owned / all partitions).",
+            ["journey"],
+            registry=r,
+        )
+
+    def forget_campaign_run(self, journey: str, run: str) -> None:
+        """Drop a campaign run's series (its counts live on in Prometheus' history)."""
+        for metric in (self.campaign_evaluated, self.campaign_audience, self.campaign_entered, self.campaign_progress):
+            with contextlib.suppress(KeyError):  # never set on this worker (older clients raise)
+                metric.remove(journey, run)
+        for result in get_args(Disposition.model_fields["result"].annotation):
+            with contextlib.suppress(KeyError):
+                self.campaign_decisions.remove(journey, run, result)
 
     def watch(self, lag: LagSource, timers: TimerSource) -> None:
         """Register the scrape-time collectors (call once the app exists)."""

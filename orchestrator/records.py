@@ -4,7 +4,8 @@
   The CCM platform must echo ``send_id`` on its delivered/opened/clicked events.
 - ``<prefix>.decisions``: :class:`DecisionRecord` — every basket decision and what the
   journey made of it (approved, capped, suppressed, deferred, fallback, cancelled).
-- ``<prefix>.journey-log``: :class:`JourneyLogRecord` — each observable journey step.
+- ``<prefix>.journey-log``: :class:`JourneyLogRecord` — each observable journey step, and
+  the progress of campaign runs (``what: campaign_progress``, detail :class:`CampaignProgress`).
 - ``<prefix>.dead-letter``: the original bytes of an invalid inbound message, with the
   reason in headers (``dlq.reason``, ``dlq.source.topic`` ...), Kafka Connect style.
 
@@ -132,6 +133,50 @@ class JourneyLogRecord(BaseModel):
     @classmethod
     def of(cls, t: Trace) -> JourneyLogRecord:
         return cls(**t.model_dump(exclude={"kind"}))
+
+
+CAMPAIGN_PROGRESS = "campaign_progress"
+"""The ``what`` of a journey-log record that reports a campaign run's progress on one partition."""
+
+
+class CampaignProgress(BaseModel):
+    """How far one worker's pass of a campaign run over one partition got: the ``detail`` of a
+    ``campaign_progress`` journey-log record (``orchestrator.runtime.campaigns``).
+
+    The record is a plain :class:`JourneyLogRecord` (same topic, same schema) with
+    ``what: campaign_progress``, ``journey_id``/``journey_version`` of the campaign,
+    ``customer_id: ""``, ``instance_id: ""``, ``step_id``/``edge`` null, ``at`` the engine time,
+    keyed by the journey id (not a customer: ``orchestrator explain`` never shows it, and
+    ``orchestrator report`` skips records without an instance). One is published every
+    ``ORCH_CAMPAIGN_PROGRESS_EVERY`` customers settled and one when the pass completes. After a
+    rebalance the partition's new owner passes it again and publishes its own records: the
+    newest record per (journey, run, partition) is the current one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run: str = Field(description="The run id, e.g. 2026-12-01T10:00Z.")
+    partition: int = Field(description="The customer-events partition passed.")
+    customers: int = Field(description="Customers the partition held when the pass started.")
+    evaluated: int = Field(description="Customers whose audience conditions were evaluated (due, run open, not reached before).")
+    audience: int = Field(description="Of them, those who qualified: an AudienceCheck was published for each (the engine decides).")
+    remembered: int = Field(description="Customers whose state already remembers the run (reached before): skipped.")
+    closed: int = Field(description="Customers for whom the run had closed (more than its grace after their due time): skipped.")
+    pending: int = Field(description="Customers the run has not reached yet (their local time is still before it).")
+    complete: bool = Field(description="Every customer of the pass is settled.")
+
+    def record(self, journey_id: str, journey_version: int, at: datetime) -> JourneyLogRecord:
+        return JourneyLogRecord(
+            customer_id="",
+            journey_id=journey_id,
+            journey_version=journey_version,
+            instance_id="",
+            step_id=None,
+            what=CAMPAIGN_PROGRESS,
+            edge=None,
+            detail=self.model_dump(),
+            at=at,
+        )
 
 
 OUTBOUND_MODELS: dict[str, type[BaseModel]] = {

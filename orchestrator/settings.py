@@ -74,6 +74,26 @@ class Settings(BaseSettings):
     )
     clock_origin: float | None = Field(default=None, description="Epoch seconds where the sped-up clock starts; defaults to worker start.")
 
+    # --- campaigns (runtime/campaigns.py) ---
+    campaign_tick: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between campaign checks while no run has work: how soon a run starts once due, how often not-yet-due "
+        "local-time customers are revisited.",
+    )
+    campaign_slice: int = Field(
+        default=1000, ge=1, description="Customers a campaign scan evaluates before it lets the batch loop run (~10 ms of work)."
+    )
+    campaign_progress_every: int = Field(
+        default=10_000, ge=1, description="A campaign_progress journey-log record every this many customers settled per partition pass."
+    )
+    campaign_max_lag: int = Field(
+        default=20_000,
+        ge=0,
+        description="Campaigns publish nothing while this worker's customer-events partitions lag more than this many records "
+        "(0: never pause).",
+    )
+
     # --- observability ---
     web_port: int = Field(default=6066, description="Faust web server: /metrics, /health, /ready.")
     web_host: str = "127.0.0.1"

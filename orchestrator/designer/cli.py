@@ -171,7 +171,8 @@ def register(subparsers: Any) -> None:
         '{"send_of": STEP} (optionally with "journey": ID) for the send id of the latest approved send of that step for that '
         'customer; {"deploy": FILE, "at": TIME} to load a journey version at that time (FILE relative to the event file); '
         '{"retire": JOURNEY_ID, "version": N, "at": TIME} to stop new entries into a version. '
-        "Deploy and retire problems are reported as file:line:col before anything runs.",
+        "Deploy and retire problems are reported as file:line:col before anything runs. Scheduled audiences (campaigns) run "
+        "on the same clock over the customers seen so far, each customer at their due time; a line per run sums it up.",
     )
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.add_argument("--journeys", default="journeys", metavar="DIR", help="journey directory (default: journeys)")
@@ -183,7 +184,9 @@ def register(subparsers: Any) -> None:
         f"policy (capacity {PressurePolicy().capacity:g} points per calendar month) is used and a notice saying so is printed "
         "on stderr: a journey can be tried before its policy exists, and the output never hides which policy decided the sends",
     )
-    s.add_argument("--until", default=None, metavar="TIME", help="fire timers up to this ISO time (default: last line + 90 days)")
+    s.add_argument(
+        "--until", default=None, metavar="TIME", help="fire timers and campaign runs up to this ISO time (default: last line + 90 days)"
+    )
     s.add_argument("--customer", default=None, help="only print this customer")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--strict", action="store_true", help="exit 1 when an event line is skipped (invalid, or a send_of with no send)")

@@ -8,6 +8,24 @@ timer due at or before its time fires, in due order; after the last line the rem
 timers fire up to ``until`` (default: the last line + 90 days). Cancelled timers
 never fire.
 
+Campaign runs
+=============
+
+The runs of every live scheduled audience (``entry.audience.schedule``; the run semantics
+are :func:`orchestrator.journey.schedule.open_runs` and ``Run.due_for``) happen on the
+same clock, in time order with the timers (a timer first on a tie) and before an event
+line of the same time. A run begins at the first instant it can reach a customer (a UTC
+run at its instant, a local run 14 h before its wall-clock time, in UTC+14) with every
+customer seen so far, as a worker's pass over its partitions does; each of them is
+checked at their due time (``Run.due_for`` their time zone as it is then): when the
+audience's conditions (``CompiledJourney.audience_when``) hold on their state, an
+:class:`~orchestrator.events.AudienceCheck` goes through :func:`~orchestrator.processor.process`
+like an event (the engine deduplicates the run, checks the audience and the re-entry
+rule). Customers outside the audience leave no record. Each run is summed up as a
+:class:`CampaignRun` (evaluated, in the audience, entered, kept out by re-entry, and how
+long its largest burst would take at the throttle, which is not simulated). A deploy or
+retire line plans the runs again: a run follows the journey's live version when it begins.
+
 The event file
 ==============
 
@@ -48,7 +66,7 @@ none, the built-in default policy is used and :func:`choose_policy` returns a no
 saying so (the CLI prints it on stderr).
 
 The result is structured (:class:`SimulationResult`): the records in the order they
-happened, per customer, the journey version changes, plus the final states; the CLI
+happened, per customer, the journey version changes, the campaign runs, plus the final states; the CLI
 prints it (``--json``: one line per record, described by ``schemas/simulate-record.json``)
 and ``render`` counts customers per edge from its traces.
 """
@@ -70,10 +88,13 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Trace
+from orchestrator.engine.audience import run_event
 from orchestrator.errors import DefinitionError
-from orchestrator.events import Channel, CustomerEvent, InvalidEvent, TimerFired, parse_inbound
+from orchestrator.events import AudienceCheck, Channel, CustomerEvent, InvalidEvent, TimerFired, parse_inbound
 from orchestrator.journey import model as m
+from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet, journey_files, load_journeys, parse_file
+from orchestrator.journey.schedule import Run, ScheduleSpec, open_runs
 from orchestrator.pressure.basket import Basket, CommType
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.pressure.policy import POLICY_FILE, PolicyError, PressurePolicy, load_policy
@@ -84,7 +105,7 @@ from orchestrator.yamlpos import load_yaml_with_positions, locate
 
 DEFAULT_HORIZON = timedelta(days=90)
 
-RecordKind = Literal["event", "timer", "trace", "send", "consent", "timer_armed", "timer_cancelled"]
+RecordKind = Literal["event", "timer", "audience", "trace", "send", "consent", "timer_armed", "timer_cancelled"]
 
 
 class EventFileError(DefinitionError):
@@ -167,6 +188,79 @@ class VersionChange:
         return out
 
 
+def duration_text(seconds: float) -> str:
+    """``0.05 s``, ``12 s``, ``4.2 min``, ``1.5 h``."""
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.2g} min"
+    return f"{seconds / 3600:.2g} h"
+
+
+@dataclass
+class CampaignRun:
+    """One run of a scheduled audience (a campaign), as it went on the virtual clock."""
+
+    journey_id: str
+    version: int
+    """The live version when the run began."""
+    run: Run
+    per_second: float
+    """The audience's throttle (not simulated: every customer is checked at their due time)."""
+    evaluated: int = 0
+    """Customers seen by their due time, whose audience conditions were evaluated."""
+    in_audience: int = 0
+    entered: int = 0
+    not_entered: int = 0
+    """In the audience, but kept out by the re-entry rule."""
+    first_due: datetime | None = None
+    """When the run reached its first customer."""
+    bursts: Counter[datetime] = field(default_factory=Counter)
+    """Customers in the audience per due time (a UTC run: one burst; a local run: one per UTC offset)."""
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def at(self) -> datetime:
+        """When the run began: its instant, or (local) when it reached its first customer."""
+        if not self.run.local:
+            return self.run.moment
+        return self.first_due or self.run.due_for(None)
+
+    @property
+    def throttle_seconds(self) -> float:
+        """How long the run's largest burst takes at the throttle (each customer in the audience takes one token)."""
+        return max(self.bursts.values(), default=0) / self.per_second
+
+    @property
+    def text(self) -> str:
+        kept = f", {self.not_entered} kept out by re-entry" if self.not_entered else ""
+        return (
+            f"campaign {self.journey_id} run {self.run_id}: {self.evaluated} evaluated, {self.in_audience} in the audience, "
+            f"{self.entered} entered{kept}; at {self.per_second:g}/s about {duration_text(self.throttle_seconds)} (throttle not simulated)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (a ``campaign_run`` line of ``simulate --json``)."""
+        return {
+            "at": iso_utc(self.at),
+            "kind": "campaign_run",
+            "journey": self.journey_id,
+            "version": self.version,
+            "run_id": self.run_id,
+            "local": self.run.local,
+            "evaluated": self.evaluated,
+            "in_audience": self.in_audience,
+            "entered": self.entered,
+            "not_entered": self.not_entered,
+            "throttle_per_second": self.per_second,
+            "throttle_seconds": round(self.throttle_seconds, 3),
+            "text": self.text,
+        }
+
+
 @dataclass
 class SimulationResult:
     """Everything a simulation produced."""
@@ -181,6 +275,8 @@ class SimulationResult:
     """Deploy and retire lines, in the order they took effect."""
     notices: list[str] = field(default_factory=list)
     """Things the designer should know about the run, e.g. that the built-in default policy was used."""
+    campaigns: list[CampaignRun] = field(default_factory=list)
+    """The runs of scheduled audiences, in the order they began (the output leaves out runs that reached nobody)."""
 
     def customers(self) -> list[str]:
         """Customer ids in order of first appearance."""
@@ -560,20 +656,137 @@ class _Clock:
                 return TimerFired(customer_id=cid, timer_id=tid, due_at=due)
         return None
 
+    def next_at(self) -> datetime | None:
+        """When the next armed timer is due (None: no timer armed)."""
+        while self.heap:
+            due, _, cid, tid = self.heap[0]
+            if self.live.get((cid, tid)) == due:
+                return due
+            heapq.heappop(self.heap)
+        return None
+
+
+# ------------------------------------------------------------------ campaign runs on the virtual clock
+
+_AHEAD = timedelta(hours=14)
+"""How long before its wall-clock time a local run can reach a customer (UTC+14); ``open_runs`` reads its clock there."""
+_BEHIND = timedelta(hours=12)
+"""How long after it (UTC-12)."""
+_PERIOD = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
+"""From one occurrence, this far on is the next one and not yet the one after (months: days 1-28 are 28-31 days apart)."""
+
+
+def reach(run: Run) -> tuple[datetime, datetime]:
+    """The first and the last instant a run can reach a customer, whatever their time zone."""
+    if not run.local:
+        return run.moment, run.moment
+    wall = run.moment.replace(tzinfo=UTC)
+    return wall - _AHEAD, wall + _BEHIND
+
+
+def runs_between(schedule: ScheduleSpec, start: datetime, end: datetime) -> list[Run]:
+    """Every run of ``schedule`` that can reach a customer between ``start`` and ``end``, in the order they begin.
+
+    Built on :func:`~orchestrator.journey.schedule.open_runs`, where the semantics live:
+    from one run, the newest run a period later is the next one.
+    """
+    found: dict[str, Run] = {}
+    if schedule.every is None:
+        found = {r.run_id: r for r in open_runs(schedule, start)}
+    else:
+        probe = start - timedelta(days=2)
+        shift = _AHEAD if schedule.local else timedelta(0)
+        while True:
+            newest = open_runs(schedule, probe)
+            if newest[0].run_id in found:  # pragma: no cover - every period moves on by at least an occurrence
+                break
+            found.update((r.run_id, r) for r in newest)
+            if reach(newest[0])[0] > end:
+                break
+            probe = newest[0].moment.replace(tzinfo=UTC) + _PERIOD[schedule.every] - shift
+    runs = [r for r in found.values() if reach(r)[1] >= start and reach(r)[0] <= end]
+    return sorted(runs, key=lambda r: reach(r)[0])
+
+
+class _Campaigns:
+    """The runs of the scheduled audiences, and the customers each run reaches, in due order.
+
+    A run begins (:meth:`begin`) at the first instant it can reach a customer (a local run:
+    14 h before its wall-clock time, in UTC+14), with the customers seen so far, as a
+    worker's pass over its partitions does; each of them is checked at their due time
+    (``Run.due_for`` their time zone, as it is then). Deploy and retire lines plan the runs
+    again (:meth:`plan`): a run follows the journey's live version when it begins.
+    """
+
+    def __init__(self) -> None:
+        self.planned: list[tuple[datetime, int, str, Run]] = []
+        """Runs not begun yet: (first reach, seq, journey id, run)."""
+        self.checks: list[tuple[datetime, int, CampaignRun, str]] = []
+        """Customers to check: (due, seq, run, customer id)."""
+        self.runs: dict[tuple[str, str], CampaignRun] = {}
+        self.seq = 0
+
+    def plan(self, journeys: JourneySet, start: datetime, end: datetime) -> None:
+        """(Re)plan the runs of every live scheduled journey that begin between ``start`` and ``end``."""
+        self.planned = []
+        for journey in journeys.scheduled:
+            schedule = journey.journey.entry.audience.schedule  # type: ignore[union-attr]
+            for run in runs_between(schedule, start, end):  # type: ignore[arg-type]
+                if (journey.id, run.run_id) not in self.runs:
+                    self.seq += 1
+                    self.planned.append((max(reach(run)[0], start), self.seq, journey.id, run))
+        heapq.heapify(self.planned)
+
+    def next_at(self) -> datetime | None:
+        times = [heap[0][0] for heap in (self.planned, self.checks) if heap]
+        return min(times) if times else None
+
+    def begin_due(self) -> bool:
+        """Does a run begin before the next check is due?"""
+        return bool(self.planned) and (not self.checks or self.planned[0][0] <= self.checks[0][0])
+
+    def begin(self, journeys: JourneySet, states: dict[str, CustomerState], now: datetime) -> CampaignRun | None:
+        """Begin the next planned run: queue every customer seen so far (None: its journey is no longer a live campaign)."""
+        _, _, journey_id, run = heapq.heappop(self.planned)
+        journey = journeys.live.get(journey_id)
+        audience = journey.journey.entry.audience if journey is not None else None
+        if journey is None or audience is None or audience.schedule is None:
+            return None
+        campaign = CampaignRun(journey_id, journey.version, run, audience.throttle.per_second)
+        self.runs[(journey_id, run.run_id)] = campaign
+        for cid, state in states.items():
+            due = run.due_for(state.profile.timezone)
+            if due >= now:  # (a run planned again by a deploy may have passed some zones)
+                self.push(due, campaign, cid)
+        return campaign
+
+    def push(self, due: datetime, campaign: CampaignRun, cid: str) -> None:
+        self.seq += 1
+        heapq.heappush(self.checks, (due, self.seq, campaign, cid))
+
+    def pop_check(self) -> tuple[datetime, CampaignRun, str]:
+        due, _, campaign, cid = heapq.heappop(self.checks)
+        return due, campaign, cid
+
 
 class _Run:
     """One simulation under way: the journeys (changed by deploy and retire lines), states, clock and records."""
 
-    def __init__(self, journeys: JourneySet, basket: Basket) -> None:
+    def __init__(self, journeys: JourneySet, basket: Basket, until: datetime) -> None:
         self.journeys = journeys
         self.basket = basket
+        self.until = until
         self.clock = _Clock()
+        self.campaigns = _Campaigns()
+        self.now: datetime | None = None
         self.states: dict[str, CustomerState] = {}
         self.result = SimulationResult()
         self.approved: dict[tuple[str, str | None, str], str] = {}
         """(customer, journey or None for any, step) -> the send id of the latest approved send."""
 
-    async def message(self, message: CustomerEvent | TimerFired, now: datetime, resolved: dict[str, str] | None = None) -> None:
+    async def message(
+        self, message: CustomerEvent | TimerFired | AudienceCheck, now: datetime, resolved: dict[str, str] | None = None
+    ) -> Result:
         cid = message.customer_id
         state = self.states.get(cid) or CustomerState.new(cid)
         res = await process(state, message, self.journeys, now, self.basket)
@@ -587,10 +800,57 @@ class _Run:
                 self.clock.arm(op)
             else:
                 self.clock.cancel(op)
+        return res
+
+    def tick(self, at: datetime) -> datetime:
+        """Move the virtual clock to ``at`` (never back) and return the time now."""
+        self.now = at if self.now is None or at > self.now else self.now
+        return self.now
 
     async def timers_until(self, until: datetime) -> None:
-        while (fired := self.clock.pop_due(until)) is not None:
-            await self.message(fired, fired.due_at)
+        """Fire the timers and carry out the campaign runs due at or before ``until``, in due order (timers first on a tie)."""
+        while True:
+            timer, campaign = self.clock.next_at(), self.campaigns.next_at()
+            if timer is not None and timer <= until and (campaign is None or timer <= campaign):
+                fired = self.clock.pop_due(until)
+                if fired is not None:
+                    await self.message(fired, self.tick(fired.due_at))
+            elif campaign is not None and campaign <= until:
+                await self._campaign_step(self.tick(campaign))
+            else:
+                return
+
+    async def _campaign_step(self, now: datetime) -> None:
+        if self.campaigns.begin_due():
+            begun = self.campaigns.begin(self.journeys, self.states, now)
+            if begun is not None:
+                self.result.campaigns.append(begun)
+            return
+        due, campaign, cid = self.campaigns.pop_check()
+        await self.audience_check(campaign, cid, due, now)
+
+    async def audience_check(self, campaign: CampaignRun, cid: str, due: datetime, now: datetime) -> None:
+        """The run reaches ``cid``: evaluate the audience on what we know now, and enter them through the engine if they are in it."""
+        state = self.states[cid]
+        timezone = state.profile.timezone
+        due_now = campaign.run.due_for(timezone)
+        if due_now > due:  # the customer moved west since they were queued
+            self.campaigns.push(due_now, campaign, cid)
+            return
+        journey = self.journeys.live.get(campaign.journey_id)
+        if journey is None or journey.journey.entry.audience is None or not campaign.run.open_for(timezone, now):
+            return
+        check = AudienceCheck(customer_id=cid, journey_id=campaign.journey_id, run_id=campaign.run_id, due_at=due_now)
+        campaign.evaluated += 1
+        campaign.first_due = min(campaign.first_due or due_now, due_now)
+        entry = run_event(check)
+        if not journey.audience_when(Ctx(entry.type, entry.event_id, entry.occurred_at, entry.data, state.profile, now)):
+            return
+        campaign.in_audience += 1
+        campaign.bursts[due_now] += 1
+        res = await self.message(check, now)
+        campaign.entered += sum(t.what == "entered" for t in res.traces)
+        campaign.not_entered += sum(t.what == "not_entered" for t in res.traces)
 
     async def event(self, item: InputEvent) -> None:
         """Process an event line, its ``send_of`` placeholders resolved now (or report and skip it)."""
@@ -618,7 +878,7 @@ class _Run:
         return text
 
     def change(self, item: Deploy | Retire) -> None:
-        """Apply a deploy or retire line to the journeys."""
+        """Apply a deploy or retire line to the journeys (and plan the campaign runs again)."""
         current: list[CompiledJourney] = list(self.journeys)
         if isinstance(item, Deploy):
             if item.journey is None:
@@ -628,6 +888,7 @@ class _Run:
         else:
             jid, version, file = item.journey_id, item.version, None
             self.journeys = JourneySet([_retired(j) if (j.id, j.version) == (jid, version) else j for j in current])
+        self.campaigns.plan(self.journeys, item.at, self.until)
         live = self.journeys.newest(jid)
         kind: Literal["deploy", "retire"] = "deploy" if file is not None else "retire"
         self.result.versions.append(VersionChange(item.at, kind, jid, version, live.version if live else None, item.where, file))
@@ -645,15 +906,19 @@ async def simulate_async(
 ) -> SimulationResult:
     """Replay ``events`` (in time order, stable) through the processor with a virtual clock.
 
-    Deploy and retire lines change the journeys at their time. Raises
-    :class:`EventFileError` before anything runs when one of them cannot be used.
+    Deploy and retire lines change the journeys at their time; scheduled audiences run on
+    the same clock (see the module docs). Raises :class:`EventFileError` before anything
+    runs when one of them cannot be used.
     """
     items = prepare(journeys, events)
     if until is None:
         until = (_at(items[-1]) if items else datetime.now(UTC)) + DEFAULT_HORIZON
-    run = _Run(journeys, basket)
+    run = _Run(journeys, basket, until)
+    if items:
+        run.campaigns.plan(journeys, _at(items[0]), until)
     for item in items:
         await run.timers_until(_at(item))
+        run.tick(_at(item))
         if isinstance(item, InputEvent):
             await run.event(item)
         else:
@@ -697,10 +962,19 @@ def simulate_files(
 # ------------------------------------------------------------------ records
 
 
-def _message_record(message: CustomerEvent | TimerFired, now: datetime, resolved: dict[str, str] | None) -> SimRecord:
+def _message_record(message: CustomerEvent | TimerFired | AudienceCheck, now: datetime, resolved: dict[str, str] | None) -> SimRecord:
     cid = message.customer_id
     if isinstance(message, TimerFired):
         return SimRecord(now, cid, "timer", f"timer fired {message.timer_id}", data={"timer_id": message.timer_id})
+    if isinstance(message, AudienceCheck):
+        return SimRecord(
+            now,
+            cid,
+            "audience",
+            f"campaign {message.journey_id} run {message.run_id}: in the audience",
+            message.journey_id,
+            data={"run_id": message.run_id, "due_at": iso_utc(message.due_at)},
+        )
     text = f"event {message.type} ({message.event_id})"
     data: dict[str, Any] = {"event_id": message.event_id, "type": message.type}
     if resolved:
@@ -710,7 +984,11 @@ def _message_record(message: CustomerEvent | TimerFired, now: datetime, resolved
 
 
 def _record(
-    result: SimulationResult, message: CustomerEvent | TimerFired, now: datetime, res: Result, resolved: dict[str, str] | None = None
+    result: SimulationResult,
+    message: CustomerEvent | TimerFired | AudienceCheck,
+    now: datetime,
+    res: Result,
+    resolved: dict[str, str] | None = None,
 ) -> None:
     cid = message.customer_id
     add = result.records.append
@@ -856,7 +1134,8 @@ def _trace_text(t: Trace) -> str:
 
 
 def format_text(result: SimulationResult, customers: Iterable[str] | None = None) -> str:
-    """Human-readable output: the journey version changes, then per customer each event, step, send (with outcome and why) and timer.
+    """Human-readable output: the journey version changes, the campaign runs (that reached someone; not with
+    ``customers``), then per customer each event, step, send (with outcome and why) and timer.
 
     Linear in the records: they are grouped by customer once (:meth:`SimulationResult.by_customer`).
     """
@@ -866,6 +1145,11 @@ def format_text(result: SimulationResult, customers: Iterable[str] | None = None
     if result.versions:
         lines.append("journey versions")
         lines.extend(f"  {iso_utc(v.at)}  {v.text}" for v in result.versions)
+        lines.append("")
+    campaigns = [c for c in result.campaigns if c.evaluated] if customers is None else []
+    if campaigns:
+        lines.append("campaign runs")
+        lines.extend(f"  {iso_utc(c.at)}  {c.text}" for c in campaigns)
         lines.append("")
     for cid in wanted:
         lines.append(f"customer {cid}")
@@ -878,13 +1162,16 @@ def format_text(result: SimulationResult, customers: Iterable[str] | None = None
 
 
 def format_json_lines(result: SimulationResult, customers: Iterable[str] | None = None) -> str:
-    """One JSON object per line (:data:`SimulateRecord`): the version changes, then per customer in order of appearance.
+    """One JSON object per line (:data:`SimulateRecord`): the version changes, the campaign runs (as in :func:`format_text`),
+    then per customer in order of appearance.
 
     Linear in the records: they are grouped by customer once.
     """
     index = result.by_customer()
     wanted = list(customers) if customers is not None else list(index)
     out = [json.dumps(v.to_json()) for v in result.versions]
+    if customers is None:
+        out += [json.dumps(c.to_json()) for c in result.campaigns if c.evaluated]
     for cid in wanted:
         for r in index.get(cid, ()):
             out.append(json.dumps(r.to_json(), sort_keys=False, default=str))
@@ -933,6 +1220,14 @@ class TimerRecord(_CustomerLine):
 
     kind: Literal["timer"]
     timer_id: str
+
+
+class AudienceRecord(_CustomerLine):
+    """A campaign run reached the customer and they were in its audience: the engine decides on their entry (traces follow)."""
+
+    kind: Literal["audience"]
+    run_id: str = Field(description="The run, e.g. 2026-12-01T10:00Z, or 2026-12-01T10:00L for a local run.")
+    due_at: AwareDatetime = Field(description="When the run reached this customer (their local time for a local run).")
 
 
 class ConsentRecord(_CustomerLine):
@@ -1018,16 +1313,36 @@ class RetireRecord(_VersionLine):
     kind: Literal["retire"]
 
 
+class CampaignRunRecord(_Line):
+    """One run of a scheduled audience, summed up (no customer: it comes after the version changes, before the customers)."""
+
+    kind: Literal["campaign_run"]
+    journey: str
+    version: int = Field(description="The live version when the run began.")
+    run_id: str = Field(description="The run, e.g. 2026-12-01T10:00Z, or 2026-12-01T10:00L for a local run.")
+    local: bool = Field(description="Each customer at that time in their time zone.")
+    evaluated: int = Field(description="Customers seen by their due time, whose audience conditions were evaluated.")
+    in_audience: int = Field(description="Of those, the customers the audience's conditions held for.")
+    entered: int = Field(description="Of those, the customers the journey's re-entry rule let in.")
+    not_entered: int = Field(description="In the audience, but kept out by the re-entry rule.")
+    throttle_per_second: float = Field(description="The audience's throttle (not simulated: customers enter at their due time).")
+    throttle_seconds: float = Field(
+        description="How long the run's largest burst (customers in the audience due at the same time) takes at the throttle."
+    )
+
+
 SimulateRecord = Annotated[
     EventRecord
     | TimerRecord
+    | AudienceRecord
     | ConsentRecord
     | TraceRecord
     | SendRecord
     | TimerArmedRecord
     | TimerCancelledRecord
     | DeployRecord
-    | RetireRecord,
+    | RetireRecord
+    | CampaignRunRecord,
     Field(discriminator="kind"),
 ]
 """One line of ``simulate --json``."""
@@ -1042,8 +1357,8 @@ def record_json_schema() -> dict[str, Any]:
         "$id": "simulate-record.json",
         "title": "simulate --json record",
         "description": (
-            "One line of `orchestrator simulate --json`: the deploy/retire lines first, then per customer in order of "
-            "appearance every event, trace, send, consent change and timer, told apart by `kind`."
+            "One line of `orchestrator simulate --json`: the deploy/retire lines first, then the campaign runs, then per "
+            "customer in order of appearance every event, campaign check, trace, send, consent change and timer, told apart by `kind`."
         ),
         **RECORD_ADAPTER.json_schema(),
     }

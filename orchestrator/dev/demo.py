@@ -113,6 +113,8 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
                 add(start + rnd.uniform(1, 10) * 24 * HOUR, "web", c, "feature_used", feature="export")
             continue
         add(start - 60, "crm", c, "profile_updated", timezone=tz, segment=rnd.choice(["retail", "premium"]))
+        if i % 3 == 0:  # on the newsletter list: the monthly newsletter campaign (1st of the month, 10:00 local) reaches them
+            add(start - 30, "crm", c, "added_to_list", list="newsletter")
         add(start, "web", c, "page_view", url="/home")
         _persona_events(add, rnd, i, c, kind, start)
     # a few malformed events, as happens in real life
@@ -276,6 +278,7 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
             ORCH_CLOCK_SPEED=str(clock_speed),
             ORCH_CLOCK_ORIGIN=str(clock.origin),
             ORCH_TIMER_TICK="0.1",
+            ORCH_CAMPAIGN_TICK="0.1",  # at 1 s = 12 h a campaign run stays open for 2 s of wall time
         ),
         tmp / "worker.log",
     )

@@ -18,6 +18,14 @@ None of that fails loudly, so ``orchestrator validate`` checks every ``data.`` a
   needs (any operator except ``ne``, ``not_in`` and ``exists: false``, outside ``any`` and
   ``not``) must be in *every* entry event, because the entry events without it never enter.
 * ``data.attributes.X`` (a free mapping in every event) accepts any ``X``.
+* A journey entered by its audience (``entry.audience``) has more entry "events": a
+  campaign run enters with :data:`AUDIENCE_RUN` (payload ``journey`` and ``run``, so
+  ``entry.run`` and ``entry.journey`` are known), and ``qualify: on_change`` with the
+  event that made the customer qualify, which can be of any type (only
+  ``attributes``, which every event has, is known). A ``data.``/``entry.`` field that
+  only such an entry could bring is reported with what to read instead (``profile.``,
+  or wait for an event first). ``entry.when`` and ``entry.profile`` apply to trigger
+  events only: in a journey without ``entry.event`` they are reported.
 * Literals: ``gt gte lt lte`` need a number for a number field and a string for a string
   field; ``eq ne in not_in`` need a literal of the field's JSON type (an integer for a
   number field is fine) and, for a field with a fixed set of values, one of those values;
@@ -41,6 +49,12 @@ from orchestrator.journey.conditions import All, AnyOf, Compare, Not, Seen, Sinc
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
+
+AUDIENCE_RUN = "audience.run"
+"""The type of a campaign run's entry event (``orchestrator.engine.audience.AUDIENCE_EVENT_TYPE``)."""
+QUALIFYING = "any event (qualify: on_change)"
+"""Stands for the event that makes a customer qualify for a ``qualify: on_change`` audience: any type."""
+AUDIENCE_ENTRIES = frozenset({AUDIENCE_RUN, QUALIFYING})
 
 ENVELOPE = frozenset({"event_id", "customer_id", "occurred_at", "type"})
 """Fields of an inbound event that are not in ``data`` (see :func:`orchestrator.events.parse_inbound`)."""
@@ -149,6 +163,10 @@ def payloads() -> dict[str, FieldType]:
             event = defs[str(ref).rsplit("/", 1)[-1]]
             props = {k: _field_type(v, defs) for k, v in event.get("properties", {}).items() if k not in ENVELOPE}
             out[f"{family}.{name}"] = FieldType(frozenset({"object"}), fields=props)
+    text = FieldType(frozenset({"string"}))
+    out[AUDIENCE_RUN] = FieldType(frozenset({"object"}), fields={"journey": text, "run": text})
+    attributes = next(p.fields["attributes"] for p in out.values() if p.fields and "attributes" in p.fields)
+    out[QUALIFYING] = FieldType(frozenset({"object"}), fields={"attributes": attributes})
     return out
 
 
@@ -182,6 +200,8 @@ class Events:
     """How a message names a single type, e.g. ``the entry event {}``."""
     many: str = "{}"
     """How a message names several, e.g. ``the events that can reach step 'route' ({})``."""
+    reach: str = "come there without an event payload"
+    """What customers who enter by the audience find at this place, e.g. ``reach step 'route' without an event payload``."""
 
     def describe(self, types: Sequence[str] | None = None) -> str:
         """``the entry event web.cart_abandoned``, ``the entry events geo.store_entered, geo.geofence_entered`` ..."""
@@ -250,7 +270,26 @@ def _hint(path: str, misses: Sequence[_Miss]) -> str:
     return f" (fields: {', '.join(names)})"
 
 
+def _audience_only(found: _Found) -> str:
+    """Unknown where only an audience entry can bring the customer: there is no event payload to read."""
+    root = found.path.split(".", 1)[0]
+    types = set(found.events.types)
+    why = []
+    if AUDIENCE_RUN in types:
+        why.append(f"a campaign run's entry event {AUDIENCE_RUN} has only {root}.journey and {root}.run")
+    if QUALIFYING in types:
+        why.append("the event that makes them qualify (qualify: on_change) can be of any type")
+    hint = _hint(found.path, [found.missing[t] for t in found.events.types])
+    close = hint if hint.startswith(" (did you mean") else ""
+    return (
+        f"unknown field {found.path!r}: customers who enter by the audience {found.events.reach} "
+        f"({'; '.join(why)}): read what we know about the customer (profile.X, seen/not_seen, since) or wait for an event first" + close
+    )
+
+
 def _unknown(found: _Found) -> str:
+    if set(found.events.types) <= AUDIENCE_ENTRIES:
+        return _audience_only(found)
     parts = found.path.split(".")[1:]
     misses = [found.missing[t] for t in found.events.types]
     part = parts[misses[0].depth]
@@ -439,16 +478,27 @@ def _conditions(conds: Sequence[Any], loc: Loc, scope: Scope) -> Iterator[Proble
 # ---------------------------------------------------------------- the journey
 
 
+def entry_types(journey: m.Journey) -> list[str]:
+    """Every type the entry event of an instance can have: the trigger events, :data:`AUDIENCE_RUN`, :data:`QUALIFYING`."""
+    types = list(journey.entry.events)
+    audience = journey.entry.audience
+    if audience is not None and audience.schedule is not None:
+        types.append(AUDIENCE_RUN)
+    if audience is not None and audience.qualify is not None:
+        types.append(QUALIFYING)
+    return types
+
+
 def arrivals(journey: m.Journey) -> dict[str, frozenset[str]]:
     """For each reachable step, the event types the instance's context (``data.`` in branches and sends) can hold there.
 
-    The entry events at ``start``; an awaited event that arrives replaces the context
+    The entry events (:func:`entry_types`) at ``start``; an awaited event that arrives replaces the context
     on its edge; every other edge (a wait's timeout too) passes the context on.
     """
     steps = journey.steps
     if journey.start not in steps:
         return {}
-    reach: dict[str, set[str]] = {journey.start: set(journey.entry.events)}
+    reach: dict[str, set[str]] = {journey.start: set(entry_types(journey))}
     todo = [journey.start]
     while todo:
         sid = todo.pop()
@@ -475,7 +525,10 @@ def _moves(step: Any, here: frozenset[str]) -> Iterator[tuple[str | None, frozen
 def _step_problems(sid: str, step: Any, here: frozenset[str] | None, entry: Events) -> Iterator[Problem]:
     base: Loc = ("steps", sid)
     arriving = Events(
-        tuple(sorted(here or ())), f"the event that reaches step {sid!r} ({{}})", f"the events that can reach step {sid!r} ({{}})"
+        tuple(sorted(here or ())),
+        f"the event that reaches step {sid!r} ({{}})",
+        f"the events that can reach step {sid!r} ({{}})",
+        f"reach step {sid!r} without an event payload",
     )
     if isinstance(step, m.WaitStep):
         for i, mt in enumerate(step.matchers):
@@ -493,13 +546,25 @@ def _step_problems(sid: str, step: Any, here: frozenset[str] | None, entry: Even
                 yield (*base, "variables_from", name), problem
 
 
+def _entry_problems(journey: m.Journey, entry: Events) -> Iterator[Problem]:
+    """``entry.when`` / ``entry.profile`` against the trigger events; the audience's ``seen`` conditions."""
+    triggers = Events(tuple(journey.entry.events), "the entry event {}", "the entry events {}")
+    at_entry = Scope(triggers, triggers, strict=True)
+    for key in ("when", "profile"):
+        conds = getattr(journey.entry, key)
+        if conds and not journey.entry.events:
+            why = f"entry.{key} applies to the trigger event, and this journey has none (it enters by its audience)"
+            yield ("entry", key), why + ": move these conditions to entry.audience.when"
+            continue
+        yield from _conditions(conds, ("entry", key), at_entry)
+    if journey.entry.audience is not None:  # profile conditions only (the model says so); a seen's where reads its event
+        yield from _conditions(journey.entry.audience.when, ("entry", "audience", "when"), Scope(Events(()), entry))
+
+
 def check_fields(journey: m.Journey) -> list[Problem]:
     """Every ``data.``/``entry.`` path and literal in the journey checked against the event schemas (see the module docs)."""
-    entry = Events(tuple(journey.entry.events), "the entry event {}", "the entry events {}")
-    problems: list[Problem] = []
-    at_entry = Scope(entry, entry, strict=True)
-    problems += _conditions(journey.entry.when, ("entry", "when"), at_entry)
-    problems += _conditions(journey.entry.profile, ("entry", "profile"), at_entry)
+    entry = Events(tuple(entry_types(journey)), "the entry event {}", "the entry events {}", "have no trigger event")
+    problems: list[Problem] = list(_entry_problems(journey, entry))
     for kind, rules in (("goals", journey.goals), ("exits", journey.exits)):
         for i, rule in enumerate(rules):
             problems += _conditions(rule.when, (kind, i, "when"), Scope(Events((rule.event,)), entry))

@@ -275,13 +275,76 @@ def parse_text(text: str, name: str = "<journey>") -> tuple[m.Journey | None, li
 
 def _check(name: str, data: dict[str, Any], positions: Positions) -> tuple[m.Journey | None, list[Located]]:
     """The model (None when it rejects the mapping) and every problem of one journey mapping."""
+    _schedule_on(data, positions)
     try:
         journey = m.Journey.model_validate(data)
     except ValidationError as exc:
         references = [_at(name, positions, loc, message) for loc, message in m.raw_reference_problems(data)]
-        return None, _format_validation(name, data, positions, exc) + references
+        audience = [_at(name, positions, loc, f"{_dotted(loc)}: {message}") for loc, message in _audience_condition_problems(data)]
+        return None, _format_validation(name, data, positions, exc) + references + audience
     problems = m.check_graph(journey) + check_fields(journey)
     return journey, [_at(name, positions, loc, message) for loc, message in problems]
+
+
+_SCHEDULE: m.Loc = ("entry", "audience", "schedule")
+
+
+def _schedule_on(data: dict[str, Any], positions: Positions) -> None:
+    """YAML 1.1 reads the key ``on`` (``{every: week, on: mon}``) as ``True``: give the schedule its ``on`` back, in place."""
+    node: Any = data
+    for key in _SCHEDULE:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or True not in node or "on" in node:
+        return
+    node["on"] = node.pop(True)
+    for path in [p for p in positions if p[: len(_SCHEDULE) + 1] == (*_SCHEDULE, True)]:
+        positions[(*_SCHEDULE, "on", *path[len(_SCHEDULE) + 1 :])] = positions.pop(path)
+
+
+def _audience_condition_problems(data: dict[str, Any]) -> list[tuple[m.Loc, str]]:
+    """Audience conditions that read an event payload, each at its field (the model names only the first, at the audience).
+
+    Read from the raw mapping, so that they are reported next to the audience's other
+    problems (a bad schedule keeps the model from looking at the conditions at all).
+    """
+    entry = data.get("entry")
+    audience = entry.get("audience") if isinstance(entry, dict) else None
+    conditions = audience.get("when") if isinstance(audience, dict) else None
+    problems: list[tuple[m.Loc, str]] = []
+    for i, cond in enumerate(conditions if isinstance(conditions, list) else ()):
+        try:
+            m.Audience.model_validate({"when": [cond], "qualify": "on_change"})
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                path = (err.get("ctx") or {}).get("path")
+                if _is_audience_path_error(err) and isinstance(path, str):
+                    problems.append((("entry", "audience", "when", i, *_where_in(cond, path)), err["msg"]))
+    return problems
+
+
+def _is_audience_path_error(err: ErrorDetails) -> bool:
+    """The model's "audience conditions read the profile, not data.X" error (reported per condition instead)."""
+    return err["type"] == "audience" and "path" in (err.get("ctx") or {})
+
+
+def _where_in(cond: Any, path: str) -> m.Loc:
+    """The location of the first ``field:``/``since:`` reading ``path`` inside a raw condition (``()``: the condition)."""
+    if not isinstance(cond, dict):
+        return ()
+    for key in ("field", "since"):
+        if cond.get(key) == path:
+            return (key,)
+    inner = [(key, j, c) for key in ("all", "any") if isinstance(cond.get(key), list) for j, c in enumerate(cond[key])]
+    for key, j, c in inner:
+        found = _where_in(c, path)
+        if found:
+            return (key, j, *found)
+    found = _where_in(cond.get("not"), path)
+    return ("not", *found) if found else ()
+
+
+def _dotted(loc: m.Loc) -> str:
+    return ".".join(str(p) for p in loc)
 
 
 def _at(name: str, positions: Positions, loc: m.Loc, message: str) -> Located:
@@ -459,6 +522,8 @@ def _format_validation(name: str, data: Any, positions: Positions, exc: Validati
     out: list[Located] = []
     seen: set[str] = set()
     for err in exc.errors(include_url=False):
+        if _is_audience_path_error(err):
+            continue  # located at the condition by _audience_condition_problems
         loc = _clean_loc(data, tuple(err["loc"]), keep_last=err["type"] == "missing")
         if err["type"] == "missing":
             parent = ".".join(str(p) for p in loc[:-1]) or "the journey"

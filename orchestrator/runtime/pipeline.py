@@ -63,6 +63,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError,
 from mode import Service
 from prometheus_client import Counter
 
+from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
 from orchestrator.errors import DefinitionError
 from orchestrator.events import (
     InboundLimits,
@@ -78,6 +79,7 @@ from orchestrator.pressure.policy import PressurePolicy, load_policy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.processor import CustomerWork, Failure, Result, process_batch
 from orchestrator.records import DecisionRecord, JourneyLogRecord, SendRequest
+from orchestrator.runtime.campaigns import CampaignScheduler, Work, run_of_event, run_of_instance
 from orchestrator.runtime.lag import LagProbe, LagUnavailable, PartitionLag
 from orchestrator.runtime.logs import pseudonym
 from orchestrator.runtime.preflight import aiokafka_kwargs
@@ -183,6 +185,14 @@ class Pipeline(Service):
         self.basket = RedisBasket(self.redis, policy)
         self._kw = aiokafka_kwargs(settings)
         self._pseudo_key = settings.app_id.encode()
+        self.campaigns = CampaignScheduler(
+            self.store,
+            metrics,
+            reach_limit=self.engine_limits.dedupe_window / 2,
+            slice_size=settings.campaign_slice,
+            progress_every=settings.campaign_progress_every,
+            pseudo_key=self._pseudo_key,
+        )
         self._lock = asyncio.Lock()
         self._revoking = False
         self._stopping = False
@@ -231,6 +241,7 @@ class Pipeline(Service):
         self._loops = [
             loop.create_task(self._consume(), name="consume"),
             loop.create_task(self._fire_timers(), name="timers"),
+            loop.create_task(self._run_campaigns(), name="campaigns"),
             loop.create_task(self._watch_lag(), name="lag"),
             loop.create_task(self._reload_journeys(), name="reload"),
         ]
@@ -537,6 +548,22 @@ class Pipeline(Service):
             value = JourneyLogRecord.of(t).model_dump_json().encode()
             out.records.append((topic("journey-log"), None, t.customer_id.encode(), value, None))
             out.counts.append(_count(m.journey_steps, t.journey_id or "(none)", t.what))
+        self._campaign_counts(out, res)
+
+    def _campaign_counts(self, out: _Out, res: Result) -> None:
+        """Campaign metrics of one message: customers a run entered, and the decisions on sends of run-started instances."""
+        m = self.metrics
+        for t in res.traces:
+            if t.what == "entered" and t.detail.get("event_type") == AUDIENCE_EVENT_TYPE:
+                run = run_of_event(t.journey_id, t.detail.get("event_id"))
+                if run is not None:
+                    out.counts.append(_count(m.campaign_entered, t.journey_id, self.campaigns.run_label(t.journey_id, run)))
+        for d in res.dispositions:
+            run = run_of_instance(d.send.journey_id, d.send.instance_id)
+            if run is not None:
+                out.counts.append(
+                    _count(m.campaign_decisions, d.send.journey_id, self.campaigns.run_label(d.send.journey_id, run), d.result)
+                )
 
     async def _publish(self, out: _Out) -> list[Any]:
         """Hand the batch's records to the producer, then its states; returns the state records' metadata.
@@ -613,6 +640,65 @@ class Pipeline(Service):
             failed = [t for t, r in zip(due, results, strict=True) if isinstance(r, BaseException)]
             self.heap.refire(failed)
             self.metrics.timers_fired.inc(len(due) - len(failed))
+
+    async def _run_campaigns(self) -> None:
+        """Campaign runs: scan the owned customers, publish AudienceChecks onto their partitions (runtime/campaigns.py)."""
+        backoff = self.s.campaign_tick
+        while not self._stopping:
+            try:
+                wait = await self._campaign_round()
+                backoff = self.s.campaign_tick
+            except Exception as exc:  # a bug in the campaign scan must not stop the batches: log it, back off, go on
+                log.exception("campaign loop failed (%s); its passes start again in %.0fs", type(exc).__name__, backoff)
+                self.campaigns.restart()  # nothing half-counted survives: the passes start again from the states
+                wait, backoff = backoff, min(backoff * 2, 60.0)
+            await asyncio.sleep(wait)
+
+    async def _campaign_round(self) -> float:
+        """One round: follow the open runs, scan one slice, publish; returns how long to wait before the next."""
+        tick = self.s.campaign_tick
+        if not self.health.assigned or self.producer is None:
+            return tick
+        owned = set(self.health.partitions)
+        now = self.now()
+        self.campaigns.refresh(self.journeys, now, owned, self.s.partitions)
+        if not self.campaigns.campaigns or self._campaign_lagging(owned):
+            return tick
+        work = self.campaigns.work(now)
+        if work.checks or work.records:
+            await self._publish_campaign(work, owned)
+        return 0.0 if work.busy else min(work.wait, tick)
+
+    def _campaign_lagging(self, owned: set[int]) -> bool:
+        limit = self.s.campaign_max_lag
+        if limit <= 0:
+            return False
+        lag = sum(row.lag for row in self.health.lag if row.topic == self.customer_topic and row.partition in owned)
+        return lag > limit
+
+    async def _publish_campaign(self, work: Work, owned: set[int]) -> None:
+        """Hand the checks and progress records to the producer and await them; failed checks are looked at again."""
+        assert self.producer is not None
+        log_topic = self.s.topic("journey-log")
+        futures: list[Any] = []
+        try:
+            for item in work.checks:
+                if item.partition not in owned:  # the partition moved meanwhile: its new owner passes it
+                    continue
+                value = encode_internal(item.check)
+                futures.append(
+                    await self.producer.send(self.customer_topic, value, key=item.check.customer_id.encode(), partition=item.partition)
+                )
+            for r in work.records:
+                futures.append(await self.producer.send(log_topic, r.value, key=r.key.encode()))
+        except KafkaError as exc:
+            retry_log.warning("publishing campaign checks failed (%s); those customers are looked at again", exc)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        acked = iter([not isinstance(r, BaseException) for r in results])
+        checks_ok = [item.partition in owned and next(acked, False) for item in work.checks]
+        records_ok = [next(acked, False) for _ in work.records]
+        self.campaigns.published(work.checks, checks_ok)
+        self.campaigns.unreported([r for r, ok in zip(work.records, records_ok, strict=True) if not ok])
 
     async def _watch_lag(self) -> None:
         assert self.lag_probe is not None

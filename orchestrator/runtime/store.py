@@ -15,7 +15,8 @@ so restoring rebuilds the timer heap without parsing states.
 Restore: on assignment, a partition is read from the beginning of its changelog to its
 end offset into memory. A partition that was ours before the rebalance and whose
 changelog end is still the offset of our own last write is kept as it is (nobody else
-wrote it meanwhile).
+wrote it meanwhile); a partition read again gets a new :class:`PartitionState` (so the
+campaign scan, ``runtime/campaigns.py``, knows to pass it again).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PartitionState:
     states: dict[str, bytes] = field(default_factory=dict)
     timers: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     end_offset: int = 0
-    """The changelog offset after our last write (or the restored end)."""
+    """The changelog offset after our last write (or the restored end); -1 while a restore of it is under way."""
 
 
 class StateStore:
@@ -63,6 +64,15 @@ class StateStore:
     def get(self, partition: int, customer_id: str) -> bytes | None:
         part = self.partitions.get(partition)
         return part.states.get(customer_id) if part is not None else None
+
+    def cached(self, customer_id: str) -> CustomerState | None:
+        """The customer's parsed state if it is in the cache (never parses)."""
+        return self._parsed.get(customer_id)
+
+    def customer_ids(self, partition: int) -> list[str]:
+        """A snapshot of the partition's customer ids (empty if it is not held here); safe to walk across awaits."""
+        part = self.partitions.get(partition)
+        return list(part.states) if part is not None else []
 
     def load(self, partition: int, customer_id: str) -> CustomerState:
         """The customer's state (a new one if unknown); raises ``ValueError`` if the stored JSON does not load."""
@@ -155,6 +165,7 @@ class StateStore:
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
+                        self.partitions[tp.partition].end_offset = ends[tp]  # complete only now
             log.info(
                 "restored %d state records of partitions %s in %.1fs",
                 sum(read.values()),
@@ -168,14 +179,15 @@ class StateStore:
     def _reset_moved(self, tps: list[TopicPartition], ends: dict[TopicPartition, int], read: dict[int, int]) -> list[TopicPartition]:
         """Empty every partition whose changelog is no longer at our last write; returns those with records to read.
 
-        ``read`` gets a 0 for each partition reset.
+        ``read`` gets a 0 for each partition reset. A reset partition counts as complete only once it is read to
+        its end (:meth:`restore`): a restore that failed half-way is started again, never taken for our own state.
         """
         todo = []
         for tp in tps:
             mine = self.partitions.get(tp.partition)
             if mine is not None and mine.end_offset == ends[tp]:
                 continue  # still exactly what we wrote
-            self.partitions[tp.partition] = PartitionState(end_offset=ends[tp])
+            self.partitions[tp.partition] = PartitionState(end_offset=ends[tp] if ends[tp] == 0 else -1)
             if ends[tp] > 0:
                 todo.append(tp)
             read[tp.partition] = 0

@@ -41,6 +41,10 @@ EXAMPLES = [
     "refund_feedback",
     "churn_apology",
     "service_outage",
+    "feature_announcement",
+    "outage_notice",
+    "event_invitation",
+    "monthly_newsletter",
 ]
 """The example journeys in journeys/ (each has a scenario below)."""
 
@@ -201,6 +205,107 @@ def test_service_outage_calamity():
         ("03-02 11:00", "email", "outage_notice", "fallback"),
         ("03-02 11:00", "sms", "outage_notice", "suppressed"),
     ]
+
+
+# ---------------------------------------------------------------- campaigns (entry.audience with a schedule)
+
+
+def codes(result: SimulationResult, cid: str) -> list[tuple[str, str, str | None]]:
+    """(template, result, basket code) of every decision on the customer's sends."""
+    return [(d.send.template, d.result, getattr(d.decision, "code", None)) for d in result.sends(cid)]
+
+
+def runs(result: SimulationResult, journey: str) -> list[tuple[str, int, int, int]]:
+    """(run id, evaluated, in the audience, entered) of every run of a campaign that reached someone."""
+    return [(c.run_id, c.evaluated, c.in_audience, c.entered) for c in result.campaigns if c.journey_id == journey and c.evaluated]
+
+
+def test_feature_announcement_once_to_active_customers_who_never_used_export():
+    r = run("feature_announcement")
+    assert runs(r, "feature_announcement") == [("2026-06-16T10:00Z", 6, 4, 4)]
+    # f1: announced, clicks
+    assert at_sends(r, "f1") == [("06-16 10:00", "email", "export_announcement", "approved")]
+    assert r.sends("f1")[0].send.send_id == "f1:feature_announcement:v1:audience:feature_announcement:2026-06-16T10:00Z:announce"
+    assert r.path("f1", "feature_announcement") == ["announce", "wait_click", "done"]
+    # f2 used export, f3 was last seen in April: not in the audience, nothing on record for the campaign
+    for cid in ("f2", "f3"):
+        assert r.path(cid) == [] and not [rec for rec in r.for_customer(cid) if rec.kind == "audience"]
+    # f4's basket holds the two cart emails: the priority-4 announcement may fill it only up to 20
+    assert codes(r, "f4")[-1] == ("export_announcement", "capped", "reserve")
+    # f5 unsubscribed from the shop's emails
+    assert codes(r, "f5") == [("export_announcement", "suppressed", "unsubscribed")]
+    # f6 used export after the announcement: a conversion
+    assert outcomes(r, "f6") == [("feature_announcement", "goal")]
+    assert r.states["f6"].history["feature_announcement"].conversions == 1
+
+
+def test_outage_notice_to_one_region_locks_marketing():
+    r = run("outage_notice")
+    assert runs(r, "outage_notice") == [("2026-08-04T09:00Z", 4, 2, 2)]
+    notice = r.sends("n1")[0]
+    assert (notice.send.template, notice.send.comm_type, notice.result, notice.decision.code) == (
+        "regional_outage_notice",
+        "calamity",
+        "approved",
+        "calamity",
+    )
+    assert notice.send.variables == {"service": "payments", "region": "north"}
+    # n1 abandons a cart three hours later: the commercial email is locked until the 72 h lock ends
+    cart = [d for d in r.sends("n1") if d.send.journey_id == "abandoned_cart"]
+    assert (cart[0].result, cart[0].decision.code) == ("deferred", "locked")
+    assert cart[0].decision.retry_at is not None and cart[0].decision.retry_at.isoformat() == "2026-08-07T09:00:00+00:00"
+    # after the lock the calamity's 20 points leave no room this month: the email goes out in September
+    assert [(d.result, d.decision.code) for d in cart[1:]] == [("deferred", "capacity"), ("approved", "fits"), ("approved", "fits")]
+    # n2 unsubscribed from email: not even a calamity overrides consent; the SMS fallback goes out
+    assert codes(r, "n2") == [("regional_outage_notice", "fallback", "unsubscribed"), ("regional_outage_notice", "approved", "calamity")]
+    assert [d.send.channel for d in r.sends("n2")] == ["email", "sms"]
+    # n3 moved south before the outage; s1 lives in the south: no notice, no lock, the cart email goes out at once
+    assert r.sends("n3") == []
+    assert at_sends(r, "s1")[0] == ("08-04 12:00", "email", "cart_reminder", "approved")
+
+
+def test_event_invitation_local_time_with_a_subject_test():
+    r = run("event_invitation")
+    journey = load_journeys([JOURNEYS]).newest("event_invitation")
+    assert journey is not None
+    split = journey.steps["subject_test"]
+    assert runs(r, "event_invitation") == [("2026-09-15T09:00L", 5, 4, 4)]
+    # 09:00 in each customer's zone; the variant is the sticky hash of customer, journey and step
+    expected = {
+        "e3": ("09-15 00:00", "plain_subject", "evening_invitation_plain", "approved"),  # Tokyo
+        "e1": ("09-15 07:00", "plain_subject", "evening_invitation_plain", "approved"),  # Berlin (CEST)
+        "e5": ("09-15 09:00", "plain_subject", "evening_invitation_plain", "capped"),  # no time zone: UTC; full basket
+        "e2": ("09-15 13:00", "personal_subject", "evening_invitation_personal", "approved"),  # New York (EDT)
+    }
+    for cid, (at, variant, template, result) in expected.items():
+        assert choose_variant(cid, "event_invitation", split, "subject_test").name == variant
+        assert r.states[cid].variants == {"event_invitation/subject_test": variant}
+        assert at_sends(r, cid)[-1] == (at, "email", template, result)
+        [check] = [rec for rec in r.for_customer(cid) if rec.kind == "audience"]
+        assert check.data["due_at"] == f"2026-{at[:5]}T{at[6:]}:00Z"
+    assert outcomes(r, "e1") == [("event_invitation", "goal")]  # registered
+    assert r.path("e2", "event_invitation") == ["subject_test", "invite_personal", "wait_click", "done"]
+    assert r.path("e4") == []  # retail: not in the audience
+
+
+def test_monthly_newsletter_every_month_in_local_time_to_the_list():
+    r = run("monthly_newsletter")
+    assert runs(r, "monthly_newsletter") == [
+        ("2026-11-01T10:00L", 4, 2, 2),
+        ("2026-12-01T10:00L", 4, 2, 2),
+        ("2027-01-01T10:00L", 4, 2, 2),
+        ("2027-02-01T10:00L", 4, 2, 2),
+    ]
+    # m1 (Berlin): every month at 10:00 CET, a new instance each month (reentry: always)
+    assert at_sends(r, "m1") == [(f"{month}-01 09:00", "email", "monthly_newsletter", "approved") for month in ("11", "12", "01", "02")]
+    entered = [t.instance_id for t in r.traces if t.customer_id == "m1" and t.what == "entered"]
+    assert entered[0] == "monthly_newsletter@audience:monthly_newsletter:2026-11-01T10:00L" and len(set(entered)) == 4
+    assert r.sends("m1")[0].send.variables == {"edition": "2026-11-01T10:00L"}  # entry.run
+    # m2 (New York) left the list on 2026-11-20: the November issue only, at 10:00 EST
+    assert at_sends(r, "m2") == [("11-01 15:00", "email", "monthly_newsletter", "approved")]
+    # m3 is not on the list; m4 (Tokyo) joined on 2026-11-25: from December, at 10:00 JST
+    assert at_sends(r, "m3") == []
+    assert [a for a, *_ in at_sends(r, "m4")] == ["12-01 01:00", "01-01 01:00", "02-01 01:00"]
 
 
 @pytest.mark.parametrize(

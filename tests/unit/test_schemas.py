@@ -41,6 +41,7 @@ def test_simulate_record_schema_describes_every_kind_and_the_send_code() -> None
     assert kinds == {
         "EventRecord",
         "TimerRecord",
+        "AudienceRecord",
         "ConsentRecord",
         "TraceRecord",
         "SendRecord",
@@ -48,7 +49,16 @@ def test_simulate_record_schema_describes_every_kind_and_the_send_code() -> None
         "TimerCancelledRecord",
         "DeployRecord",
         "RetireRecord",
+        "CampaignRunRecord",
     }
     assert schema["discriminator"]["propertyName"] == "kind"
     send = schema["$defs"]["SendRecord"]
     assert "code" in send["required"] and {t["type"] for t in send["properties"]["code"]["anyOf"]} == {"string", "null"}
+
+
+def test_simulate_record_schema_describes_campaign_runs() -> None:
+    schema = json.loads((ROOT / "simulate-record.json").read_text())
+    run = schema["$defs"]["CampaignRunRecord"]
+    assert {"journey", "run_id", "evaluated", "in_audience", "entered", "throttle_per_second", "throttle_seconds"} <= set(run["required"])
+    assert run["properties"]["kind"]["const"] == "campaign_run"
+    assert {"run_id", "due_at", "customer"} <= set(schema["$defs"]["AudienceRecord"]["required"])

@@ -16,6 +16,7 @@ from orchestrator.designer.simulate import (
     choose_policy,
     format_json_lines,
     format_text,
+    load_scenario,
     read_events,
     simulate,
     simulate_files,
@@ -441,3 +442,212 @@ def test_a_malformed_placeholder_is_an_invalid_line(tmp_path):
     f = _events(tmp_path, CART % {"c": "c2"}, OPENED % {"c": "c2", "ph": '{"send_of": 3}'})
     _, errors = read_events(f)
     assert errors == [f'{f}:2: send_id: a placeholder is {{"send_of": STEP}} or {{"send_of": STEP, "journey": ID}}, got {{"send_of": 3}}']
+
+
+# ------------------------------------------------------------------ campaign runs on the virtual clock (issue 10)
+
+CAMPAIGN = """
+id: camp
+version: 1
+name: Campaign
+entry:
+  audience:
+    when: [{field: profile.segment, eq: vip}]
+    schedule: SCHEDULE
+  reentry: {policy: REENTRY}
+start: mail
+steps:
+  mail: {type: send, channel: email, template: news, comm_type: editorial, next: wait}
+  wait: {type: wait, for: {opened_of: mail}, timeout: 1d, on_event: done, on_timeout: done}
+  done: {type: end}
+"""
+
+
+def camp(schedule: str = '{at: "2026-03-10T10:00:00Z"}', reentry: str = "never", **changes: str) -> str:
+    text = CAMPAIGN.replace("SCHEDULE", schedule).replace("REENTRY", reentry)
+    for old, new in changes.items():
+        text = text.replace(old, new)
+    return text
+
+
+def crm(cid: str, day: int, hour: int = 9, **data) -> CustomerEvent:
+    at = datetime(2026, 3, day, hour, tzinfo=UTC)
+    return CustomerEvent(event_id=f"{cid}-{day}-{hour}", customer_id=cid, type="crm.profile_updated", occurred_at=at, data=data)
+
+
+def entered_at(r, cid: str) -> list[str]:
+    return [rec.at.strftime("%m-%d %H:%M") for rec in r.for_customer(cid) if rec.kind == "trace" and rec.data["what"] == "entered"]
+
+
+def test_a_once_run_checks_every_customer_seen_so_far_and_enters_those_in_the_audience():
+    js = load_text(camp())
+    events = [crm("v1", 1, segment="vip"), crm("r1", 1, segment="retail"), crm("v2", 11, segment="vip")]  # v2 comes after the run
+    r = simulate(js, events, Approve())
+    [run] = r.campaigns
+    assert (run.journey_id, run.version, run.run_id, run.evaluated, run.in_audience, run.entered) == (
+        "camp",
+        1,
+        "2026-03-10T10:00Z",
+        2,
+        1,
+        1,
+    )
+    assert entered_at(r, "v1") == ["03-10 10:00"] and entered_at(r, "r1") == entered_at(r, "v2") == []
+    [check] = [rec for rec in r.for_customer("v1") if rec.kind == "audience"]
+    assert check.text == "campaign camp run 2026-03-10T10:00Z: in the audience"
+    assert check.data == {"run_id": "2026-03-10T10:00Z", "due_at": "2026-03-10T10:00:00Z"}
+    assert r.path("v1") == ["mail", "wait", "done"]
+    assert r.sends("v1")[0].send.send_id == "v1:camp:v1:audience:camp:2026-03-10T10:00Z:mail"
+
+
+def test_campaign_checks_run_in_time_order_with_timers_and_events():
+    js = load_text(camp(), WAIT)
+    march = [
+        crm("c", 1, segment="vip"),
+        CustomerEvent(event_id="f", customer_id="c", type="web.form_submitted", occurred_at=datetime(2026, 3, 5, tzinfo=UTC), data={}),
+        crm("c", 10, 10),  # at the time of the run
+    ]
+    r = simulate(js, march, Approve())
+    kinds = [(rec.at.strftime("%m-%d %H:%M"), rec.kind) for rec in r.for_customer("c") if rec.kind in ("event", "audience", "timer")]
+    # the run at 10:00 comes before the event line of the same time (as timers do); the timeouts fire in due order
+    assert kinds == [
+        ("03-01 09:00", "event"),
+        ("03-05 00:00", "event"),
+        ("03-10 10:00", "audience"),
+        ("03-10 10:00", "event"),
+        ("03-11 10:00", "timer"),  # camp: the open's 1-day timeout
+        ("03-15 00:00", "timer"),  # w: the page view's 10-day timeout
+    ]
+
+
+def test_a_local_run_reaches_each_customer_at_their_local_time():
+    js = load_text(camp('{every: day, at: "09:00", local: true}', reentry="always"))
+    events = [
+        crm("tokyo", 1, segment="vip", timezone="Asia/Tokyo"),
+        crm("ny", 1, segment="vip", timezone="America/New_York"),
+        crm("utc", 1, segment="vip"),
+    ]
+    r = simulate(js, events, Approve(), until=datetime(2026, 3, 2, 18, tzinfo=UTC))
+    # the run of the 1st began before anyone was known (it reaches nobody); the next one reaches all three
+    assert [(c.run_id, c.evaluated, c.entered) for c in r.campaigns] == [("2026-03-01T09:00L", 0, 0), ("2026-03-02T09:00L", 3, 3)]
+    assert entered_at(r, "tokyo") == ["03-02 00:00"] and entered_at(r, "utc") == ["03-02 09:00"] and entered_at(r, "ny") == ["03-02 14:00"]
+    run = r.campaigns[1]
+    assert run.at == datetime(2026, 3, 2, 0, tzinfo=UTC) and max(run.bursts.values()) == 1
+
+
+def test_a_customer_who_moves_west_before_their_due_time_is_reached_at_the_new_time():
+    js = load_text(camp('{at: "2026-03-10T09:00", local: true}'))
+    events = [crm("c", 1, segment="vip", timezone="Europe/Berlin"), crm("c", 9, 20, timezone="America/New_York")]
+    r = simulate(js, events, Approve())
+    assert entered_at(r, "c") == ["03-10 13:00"]  # 09:00 EDT (the run began before the move, with Berlin's time)
+
+
+def test_recurring_runs_follow_the_reentry_rule():
+    js = load_text(camp('{every: week, on: tue, at: "10:00"}'))
+    r = simulate(js, [crm("c", 1, segment="vip")], Approve(), until=datetime(2026, 3, 20, tzinfo=UTC))
+    assert [(c.run_id, c.in_audience, c.entered, c.not_entered) for c in r.campaigns] == [
+        ("2026-03-03T10:00Z", 1, 1, 0),
+        ("2026-03-10T10:00Z", 1, 0, 1),
+        ("2026-03-17T10:00Z", 1, 0, 1),
+    ]
+    assert "kept out by re-entry" in r.campaigns[1].text
+    not_entered = [rec.text for rec in r.for_customer("c") if rec.kind == "trace" and rec.data["what"] == "not_entered"]
+    assert not_entered[0] == "camp v1 not entered (audience.run): reentry: never, and the customer entered before (1 time)"
+
+
+def test_campaign_runs_in_text_and_json_output():
+    js = load_text(camp())
+    r = simulate(js, [crm("v1", 1, segment="vip"), crm("r1", 1, segment="retail")], Approve())
+    text = format_text(r)
+    assert text.startswith(
+        "campaign runs\n"
+        "  2026-03-10T10:00:00Z  campaign camp run 2026-03-10T10:00Z: 2 evaluated, 1 in the audience, 1 entered; "
+        "at 100/s about 0.01 s (throttle not simulated)\n\ncustomer v1\n"
+    )
+    lines = [json.loads(line) for line in format_json_lines(r).splitlines()]
+    assert lines[0] == {
+        "at": "2026-03-10T10:00:00Z",
+        "kind": "campaign_run",
+        "journey": "camp",
+        "version": 1,
+        "run_id": "2026-03-10T10:00Z",
+        "local": False,
+        "evaluated": 2,
+        "in_audience": 1,
+        "entered": 1,
+        "not_entered": 0,
+        "throttle_per_second": 100.0,
+        "throttle_seconds": 0.01,
+        "text": r.campaigns[0].text,
+    }
+    for line in lines:
+        RECORD_ADAPTER.validate_python(line)
+    assert "audience" in {line["kind"] for line in lines}
+    # one customer: their own lines only
+    assert "campaign runs" not in format_text(r, ["v1"])
+    assert {json.loads(line).get("customer") for line in format_json_lines(r, ["v1"]).splitlines()} == {"v1"}
+
+
+def test_a_run_that_reaches_nobody_is_left_out_of_the_output():
+    js = load_text(camp('{at: "2026-03-01T09:00:00Z"}'))
+    r = simulate(js, [crm("v1", 1, segment="vip")], Approve())  # the run begins as the first line comes: nobody is known yet
+    assert [(c.run_id, c.evaluated) for c in r.campaigns] == [("2026-03-01T09:00Z", 0)]
+    assert "campaign runs" not in format_text(r) and '"campaign_run"' not in format_json_lines(r)
+
+
+def test_deploys_and_retires_change_the_campaigns(tmp_path):
+    (tmp_path / "camp.yaml").write_text(camp())
+    later = tmp_path / "v2.yaml"
+    later.write_text(camp('{at: "2026-03-20T10:00:00Z"}').replace("version: 1", "version: 2"))
+    f = tmp_path / "e.jsonl"
+    f.write_text(
+        '{"family": "crm", "type": "profile_updated", "event_id": "p", "customer_id": "c", "occurred_at": "2026-03-01T00:00:00Z", '
+        '"segment": "vip"}\n'
+        '{"deploy": "v2.yaml", "at": "2026-03-05T00:00:00Z"}\n'
+    )
+    journeys, items, _ = load_scenario([tmp_path], f)
+    r = simulate(journeys, items, Approve())
+    # v2 moves the run: v1's run on the 10th does not happen, v2's on the 20th does
+    assert [(c.run_id, c.version, c.entered) for c in r.campaigns] == [("2026-03-20T10:00Z", 2, 1)]
+    f.write_text(f.read_text() + '{"retire": "camp", "version": 2, "at": "2026-03-15T00:00:00Z"}\n')
+    journeys, items, _ = load_scenario([tmp_path], f)
+    r = simulate(journeys, items, Approve())
+    # v2 retires on the 15th: v1 is live again, but its run (the 10th) has passed, and v2's (the 20th) no longer comes
+    assert r.campaigns == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "start", "end", "expected"),
+    [
+        ({"at": "2026-12-01T10:00:00Z"}, "2026-11-01T00:00", "2027-01-01T00:00", ["2026-12-01T10:00Z"]),
+        ({"at": "2026-12-01T10:00:00Z"}, "2026-12-02T00:00", "2027-01-01T00:00", []),
+        (
+            {"every": "month", "day": 31 - 3, "at": "10:00"},
+            "2027-01-01T00:00",
+            "2027-04-01T00:00",
+            ["2027-01-28T10:00Z", "2027-02-28T10:00Z", "2027-03-28T10:00Z"],
+        ),
+        ({"every": "week", "on": "mon", "at": "08:00"}, "2026-11-30T09:00", "2026-12-15T00:00", ["2026-12-07T08:00Z", "2026-12-14T08:00Z"]),
+        (
+            {"every": "hour", "at": "00:30"},
+            "2026-12-01T00:00",
+            "2026-12-01T03:00",
+            ["2026-12-01T00:30Z", "2026-12-01T01:30Z", "2026-12-01T02:30Z"],
+        ),
+        # a local run is under way for 26 hours: at 21:00Z the 1st's still reaches the far west, the 2nd's the far east
+        (
+            {"every": "day", "at": "10:00", "local": True},
+            "2026-12-01T21:00",
+            "2026-12-01T21:30",
+            ["2026-12-01T10:00L", "2026-12-02T10:00L"],
+        ),
+    ],
+)
+def test_runs_between_lists_the_runs_that_reach_someone_in_a_period(schedule, start, end, expected):
+    from orchestrator.designer.simulate import runs_between
+    from orchestrator.journey.model import Schedule
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    assert [r.run_id for r in runs_between(Schedule.model_validate(schedule), at(start), at(end))] == expected

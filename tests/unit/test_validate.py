@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.designer import cli as designer_cli
 from orchestrator.journey.loader import JourneyError, load_journeys
+from orchestrator.journey.model import Schedule
 from orchestrator.yamlpos import DuplicateKey, DuplicateKeyError, loads_yaml_with_positions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -530,3 +531,212 @@ def test_yaml_duplicates_and_merge_keys():
     assert [d.message for d in duplicates] == ["duplicate key 'y' (first at line 5): YAML keeps only the last value"]
     assert positions[("y",)] == (6, 1) and positions[("y", 0)] == (6, 5)  # where the winning value is
     assert positions[("x", "a")] == (4, 3)
+
+
+# ---------------------------------------------------------------- issue 10: campaigns and segments (entry.audience)
+
+
+def test_audience_schedule_and_condition_problems_each_at_their_place(tmp_path):
+    got = check(
+        tmp_path,
+        """
+        id: camp
+        version: 1
+        name: Campaign
+        entry:
+          audience:
+            when:
+              - {field: profile.lists, contains: beta_testers}
+              - {field: data.cart_value, gte: 20}
+              - {any: [{field: profile.segment, eq: vip}, {not: {since: event.occurred_at, older_than: 3d}}]}
+            schedule: {every: week, at: "10:00"}
+        start: done
+        steps:
+          done: {type: end}
+        """,
+    )
+    why = (
+        "audience conditions read what we know about the customer (profile.X, seen/not_seen, since), not {}: "
+        "there is no event payload when a campaign runs"
+    )
+    assert got == [
+        "8:10: entry.audience.when.1.field: " + why.format("data.cart_value"),
+        "9:58: entry.audience.when.2.any.1.not.since: " + why.format("event.occurred_at"),
+        "10:5: entry.audience.schedule: every: week needs on: mon..sun (and only weeks take on:)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ('{at: "2026-12-01T10:00"}', 'at needs a UTC offset, e.g. "2026-12-01T10:00Z"; or add local: true for each customer\'s local time'),
+        (
+            '{at: "2026-12-01T10:00Z", local: true}',
+            "a local schedule's at has no UTC offset (it is each customer's local time): write 2026-12-01T10:00",
+        ),
+        ("{at: tomorrow}", "a once-only schedule's at is an ISO date-time, e.g. \"2026-12-01T10:00:00Z\", got 'tomorrow'"),
+        ('{every: hour, at: "00:15", local: true}', "every: hour cannot be local (an hour is the same everywhere): drop local"),
+        ('{every: month, at: "10:00", day: 31}', "entry.audience.schedule.day: Input should be less than or equal to 28 (got 31)"),
+        (
+            '{every: fortnight, at: "10:00"}',
+            "entry.audience.schedule.every: Input should be 'hour', 'day', 'week' or 'month' (got 'fortnight')",
+        ),
+    ],
+)
+def test_schedule_problems_are_reported_at_the_schedule(tmp_path, schedule, problem):
+    text = f"""
+        id: camp
+        version: 1
+        name: Campaign
+        entry:
+          audience:
+            when: [{{field: profile.segment, eq: vip}}]
+            schedule: {schedule}
+        start: done
+        steps:
+          done: {{type: end}}
+        """
+    [line] = check(tmp_path, text)
+    assert line.startswith("7:") and line.endswith(problem)
+
+
+def test_a_weekly_schedule_reads_on_unquoted(tmp_path):
+    # YAML 1.1 reads the key `on` as true: the loader gives the schedule its `on` back
+    text = """
+        id: weekly
+        version: 1
+        name: Weekly
+        entry:
+          audience:
+            when: [{field: profile.lists, contains: newsletter}]
+            schedule: {every: week, on: mon, at: "10:00"}
+        start: done
+        steps:
+          done: {type: end}
+        """
+    assert check(tmp_path, text) == []
+    journey = load_journeys([tmp_path]).newest("weekly")
+    assert journey is not None and journey.journey.entry.audience is not None
+    assert journey.journey.entry.audience.schedule == Schedule(every="week", on="mon", at="10:00")
+    assert check(tmp_path, text.replace("on: mon", "on: someday"))[0].startswith("7:29: entry.audience.schedule.on: Input should be")
+
+
+AUDIENCE_ONLY = """
+    id: news
+    version: 1
+    name: News
+    entry:
+      audience:
+        when:
+          - {field: profile.lists, contains: newsletter}
+          - {not_seen: web.feature_used, where: [{field: data.featur, eq: export}]}
+        schedule: {every: month, day: 1, at: "10:00", local: true}
+      reentry: {policy: always}
+    start: route
+    steps:
+      route:
+        type: branch
+        cases:
+          - {when: [{field: data.cart_value, gte: 1}], next: mail}
+          - {when: [{field: entry.run, eq: "2026-12-01T10:00L"}], next: mail}
+        default: mail
+      mail:
+        type: send
+        channel: email
+        template: news
+        comm_type: editorial
+        variables_from: {edition: entry.run, campaign: data.journey, typo: entry.journy}
+        next: wait
+      wait:
+        type: wait
+        for: {clicked_of: mail}
+        timeout: 1d
+        on_event: thanks
+        on_timeout: thanks
+      thanks:
+        type: send
+        channel: email
+        template: thanks
+        comm_type: service
+        variables_from: {send: data.send_id, edition: data.run}
+    """
+
+
+def test_a_journey_entered_by_its_audience_has_no_event_payload(tmp_path):
+    run = "a campaign run's entry event audience.run has only {0}.journey and {0}.run"
+    read = "read what we know about the customer (profile.X, seen/not_seen, since) or wait for an event first"
+    assert check(tmp_path, AUDIENCE_ONLY) == [
+        "8:47: unknown field 'data.featur': web.feature_used has no 'featur' (did you mean 'data.feature'?)",
+        (
+            "16:18: unknown field 'data.cart_value': customers who enter by the audience reach step 'route' without an event "
+            f"payload ({run.format('data')}): {read}"
+        ),
+        (
+            "24:66: unknown field 'entry.journy': customers who enter by the audience have no trigger event "
+            f"({run.format('entry')}): {read} (did you mean 'entry.journey'?)"
+        ),
+        # after the wait, data. is the click or (timeout) still the run: data.send_id is in one of them, data.run too
+    ]
+
+
+def test_entry_conditions_without_a_trigger_event_belong_in_the_audience(tmp_path):
+    text = """
+        id: seg
+        version: 1
+        name: Segment
+        entry:
+          audience: {when: [{field: profile.lists, contains: beta}], qualify: on_change}
+          when: [{field: data.cart_value, gte: 1}]
+          profile: [{field: profile.segment, eq: vip}]
+        start: mail
+        steps:
+          mail:
+            type: send
+            channel: email
+            template: t
+            comm_type: service
+            variables_from: {tier: data.attributes.tier, url: data.url}
+        """
+    move = "applies to the trigger event, and this journey has none (it enters by its audience): move these conditions to "
+    assert check(tmp_path, text) == [
+        f"6:3: entry.when {move}entry.audience.when",
+        f"7:3: entry.profile {move}entry.audience.when",
+        (
+            "15:50: unknown field 'data.url': customers who enter by the audience reach step 'mail' without an event payload "
+            "(the event that makes them qualify (qualify: on_change) can be of any type): read what we know about the customer "
+            "(profile.X, seen/not_seen, since) or wait for an event first"
+        ),
+    ]
+
+
+def test_an_audience_next_to_a_trigger_event(tmp_path):
+    text = """
+        id: both
+        version: 1
+        name: Both
+        entry:
+          event: web.cart_abandoned
+          when: [{field: data.cart_value, gte: 20}]
+          audience: {when: [{field: profile.lists, contains: carts}], schedule: {at: "2026-12-01T10:00:00Z"}}
+        start: mail
+        steps:
+          mail:
+            type: send
+            channel: email
+            template: t
+            comm_type: commercial
+            variables_from: {value: data.cart_value, run: entry.run, nope: entry.nope}
+        """
+    assert check(tmp_path, text) == [
+        (
+            "15:62: unknown field 'entry.nope': none of the entry events web.cart_abandoned, audience.run has 'nope' "
+            "(fields: attributes, brand, cart_id, cart_value, currency, items, journey, run)"
+        )
+    ]
+
+
+def test_the_audience_run_event_type_is_the_engines():
+    from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
+    from orchestrator.journey.fields import AUDIENCE_RUN
+
+    assert AUDIENCE_RUN == AUDIENCE_EVENT_TYPE
