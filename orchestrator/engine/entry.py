@@ -11,10 +11,9 @@ puts it on the journey log as a ``not_entered`` trace (``simulate`` and
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from orchestrator.engine.draft import Draft
-from orchestrator.journey.conditions import MISSING, Compare, Ctx, compile_condition, field_getter
+from orchestrator.journey.conditions import MISSING, Ctx
 from orchestrator.journey.loader import CompiledJourney
 from orchestrator.timeutil import iso_utc
 
@@ -25,9 +24,9 @@ def refusal(draft: Draft, journey: CompiledJourney, ctx: Ctx) -> str | None:
     if why is not None:
         return why
     if not journey.entry_when(ctx):
-        return "entry.when: " + _failed_condition(journey.journey.entry.when, ctx, "entry.when")
+        return "entry.when: " + _failed_condition(journey, "entry.when", ctx)
     if not journey.entry_profile(ctx):
-        return "entry.profile: " + _failed_condition(journey.journey.entry.profile, ctx, "entry.profile")
+        return "entry.profile: " + _failed_condition(journey, "entry.profile", ctx)
     return None
 
 
@@ -53,20 +52,14 @@ def reentry_refusal(draft: Draft, journey: CompiledJourney) -> str | None:
     return f"reentry cooldown: last {what} at {iso_utc(since)}, may enter again from {iso_utc(since + rule.cooldown)}"
 
 
-def _failed_condition(conditions: list[Any], ctx: Ctx, where: str) -> str:
-    """The first condition of ``conditions`` that is false for ``ctx``, with the value it saw."""
-    for i, cond in enumerate(conditions):
-        if compile_condition(cond)(ctx):
+def _failed_condition(journey: CompiledJourney, where: str, ctx: Ctx) -> str:
+    """The first condition of ``entry.when`` or ``entry.profile`` that is false for ``ctx``, with the value it saw."""
+    for i, part in enumerate(journey.entry_parts[where]):
+        if part.predicate(ctx):
             continue
-        text = f"{where}[{i}] {_show(cond)} is false"
-        if isinstance(cond, Compare):
-            value = field_getter(cond.field)(ctx)
-            text += " (the field is missing)" if value is MISSING else f" ({cond.field} = {json.dumps(value, default=str)})"
+        text = f"{where}[{i}] {part.text} is false"
+        if part.value is not None:
+            value = part.value(ctx)
+            text += " (the field is missing)" if value is MISSING else f" ({part.field} = {json.dumps(value, default=str)})"
         return text
     return "the conditions are false"  # pragma: no cover - compile_all is the conjunction of these
-
-
-def _show(cond: Any) -> str:
-    """A condition as the designer wrote it, e.g. ``{field: data.cart_value, gte: 20}``."""
-    dumped = cond.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    return json.dumps(dumped, separators=(", ", ": ")).replace('"', "")

@@ -16,6 +16,7 @@ the version they entered; new entrants take the newest version whose status is
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +32,11 @@ from orchestrator.errors import DefinitionError
 from orchestrator.journey import model as m
 from orchestrator.journey.conditions import (
     OPERATOR_SYNONYMS,
+    Compare,
     Ctx,
     Predicate,
     compile_all,
+    compile_condition,
     condition_fields,
     field_getter,
     seen_conditions,
@@ -73,6 +76,26 @@ class CompiledRule:
     predicate: Predicate
 
 
+@dataclass(frozen=True)
+class ConditionPart:
+    """One condition, compiled, with the text a designer wrote (``{field: data.cart_value, gte: 20}``)."""
+
+    condition: Any
+    predicate: Predicate
+    text: str
+    field: str | None
+    """The field a ``{field: ..., op: ...}`` condition compares (None for the other kinds)."""
+    value: Callable[[Ctx], Any] | None
+    """Reads that field (to say what value the condition saw)."""
+
+    @classmethod
+    def of(cls, condition: Any) -> ConditionPart:
+        dumped = condition.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        text = json.dumps(dumped, separators=(", ", ": ")).replace('"', "")
+        path = condition.field if isinstance(condition, Compare) else None
+        return cls(condition, compile_condition(condition), text, path, field_getter(path) if path else None)
+
+
 @dataclass
 class CompiledJourney:
     """One journey version, ready to run: the model plus compiled predicates and indexes."""
@@ -81,6 +104,8 @@ class CompiledJourney:
     source: str = ""
     entry_when: Predicate = field(init=False)
     entry_profile: Predicate = field(init=False)
+    entry_parts: dict[str, list[ConditionPart]] = field(init=False)
+    """``entry.when`` and ``entry.profile`` one condition at a time, to say which one kept a customer out."""
     audience_when: Predicate = field(init=False)
     """The audience's conditions (always true without an audience: check ``journey.entry.audience`` first)."""
     goals: dict[str, list[CompiledRule]] = field(init=False)
@@ -100,6 +125,10 @@ class CompiledJourney:
         self.id, self.version, self.steps = j.id, j.version, j.steps
         self.entry_when = compile_all(j.entry.when)
         self.entry_profile = compile_all(j.entry.profile)
+        self.entry_parts = {
+            "entry.when": [ConditionPart.of(c) for c in j.entry.when],
+            "entry.profile": [ConditionPart.of(c) for c in j.entry.profile],
+        }
         self.audience_when = compile_all(j.entry.audience.when if j.entry.audience is not None else [])
         self.goals = _rules(j.goals, "goal")
         self.exits = _rules(j.exits, "exit")
