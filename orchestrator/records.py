@@ -14,10 +14,11 @@ Their JSON Schemas are in ``schemas/outbound/``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.actions import Disposition, Send, Trace
 from orchestrator.pressure.basket import DecisionCode
@@ -184,3 +185,27 @@ OUTBOUND_MODELS: dict[str, type[BaseModel]] = {
     "decision": DecisionRecord,
     "journey_log": JourneyLogRecord,
 }
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_records(model: type[M], items: Iterable[M | Mapping[str, Any] | bytes]) -> tuple[list[M], int]:
+    """Validate records of one outbound topic (models, dicts, or JSON bytes as read from Kafka).
+
+    Returns the valid ones and how many were not records of ``model`` (skipped: a reader of a
+    topic goes on past a record it does not understand, and may say how many it skipped).
+    """
+    out: list[M] = []
+    bad = 0
+    for item in items:
+        try:
+            if isinstance(item, model):
+                out.append(item)
+            elif isinstance(item, bytes | bytearray):
+                out.append(model.model_validate_json(item))
+            else:
+                out.append(model.model_validate(item))
+        except ValidationError:
+            bad += 1
+    return out, bad

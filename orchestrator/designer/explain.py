@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.designer.report import KafkaReadError, log_records, parse_time, read_to_end
-from orchestrator.records import JourneyLogRecord
+from orchestrator.records import JourneyLogRecord, read_records
 from orchestrator.timeutil import iso_utc
 
 if TYPE_CHECKING:
@@ -247,18 +247,8 @@ def _decision_line(d: DecisionView) -> StoryLine:
 
 
 def _decisions(items: Iterable[DecisionView | Mapping[str, Any] | bytes]) -> list[DecisionView]:
-    out: list[DecisionView] = []
-    for item in items:
-        try:
-            if isinstance(item, DecisionView):
-                out.append(item)
-            elif isinstance(item, bytes | bytearray):
-                out.append(DecisionView.model_validate_json(item))
-            else:
-                out.append(DecisionView.model_validate(item))
-        except ValidationError:
-            continue  # not a decision record this command understands: the story goes on without it
-    return out
+    """The decision records this command understands; others are left out (the story goes on without them)."""
+    return read_records(DecisionView, items)[0]
 
 
 def build_story(

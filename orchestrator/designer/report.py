@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.records import JourneyLogRecord
+from orchestrator.records import JourneyLogRecord, read_records
 from orchestrator.timeutil import iso_utc
 
 if TYPE_CHECKING:
@@ -333,19 +333,7 @@ def read_simulate_file(path: str | Path) -> tuple[list[dict[str, Any]], list[str
 
 def log_records(items: Iterable[JourneyLogRecord | Mapping[str, Any] | bytes]) -> tuple[list[JourneyLogRecord], int]:
     """Validate journey-log records (models, dicts or JSON bytes from the topic); returns them and how many were invalid."""
-    out: list[JourneyLogRecord] = []
-    bad = 0
-    for item in items:
-        try:
-            if isinstance(item, JourneyLogRecord):
-                out.append(item)
-            elif isinstance(item, bytes | bytearray):
-                out.append(JourneyLogRecord.model_validate_json(item))
-            else:
-                out.append(JourneyLogRecord.model_validate(item))
-        except ValidationError:
-            bad += 1
-    return out, bad
+    return read_records(JourneyLogRecord, items)
 
 
 def variant_order(journeys_dir: str | Path) -> tuple[dict[tuple[str, int, str], list[tuple[str, int]]], str | None]:
