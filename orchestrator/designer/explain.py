@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from orchestrator.designer.report import KafkaReadError, log_records, parse_time, read_to_end
+from orchestrator.designer.report import KafkaReadError, load_settings, log_records, parse_time, quiet_kafka_client, read_to_end
 from orchestrator.records import JourneyLogRecord, read_records
 from orchestrator.timeutil import iso_utc
 
@@ -369,11 +368,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _read(args: argparse.Namespace, settings: Settings) -> tuple[list[bytes], list[bytes], dict[str, int]]:
     from orchestrator.runtime.preflight import aiokafka_kwargs
 
-    loggers = [logging.getLogger("aiokafka")] if not logging.getLogger().handlers else []
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    try:
+    with quiet_kafka_client():
         return asyncio.run(
             read_customer(
                 settings.kafka_bootstrap_servers,
@@ -384,19 +379,12 @@ def _read(args: argparse.Namespace, settings: Settings) -> tuple[list[bytes], li
                 **aiokafka_kwargs(settings),
             )
         )
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def _explain_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from orchestrator.settings import Settings
-
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"orchestrator explain: invalid configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=err)
+    settings = load_settings("explain", err)
+    if settings is None:
         return 1
     try:
         log, decisions, partitions = _read(args, settings)

@@ -64,7 +64,8 @@ import logging
 import math
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -853,33 +854,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_report_command)
 
 
-def _read_kafka(args: argparse.Namespace, settings: Settings, err: TextIO) -> tuple[list[bytes], str] | None:
-    from orchestrator.runtime.preflight import aiokafka_kwargs
+@contextmanager
+def quiet_kafka_client() -> Iterator[None]:
+    """Keep aiokafka's own connection errors off a command's terminal (the command says what failed, once).
 
-    topic = settings.topic("journey-log")
+    Only when nothing configured logging (a command line, not a worker or a test with handlers).
+    """
     loggers = [logging.getLogger("aiokafka")] if not logging.getLogger().handlers else []
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        raw, _ = asyncio.run(read_to_end(settings.kafka_bootstrap_servers, [topic], args.timeout, **aiokafka_kwargs(settings)))
-    except KafkaReadError as exc:
-        print(f"orchestrator report: {exc}", file=err)
-        return None
+        yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+def load_settings(command: str, err: TextIO) -> Settings | None:
+    """The worker's settings from the environment, or None after saying on ``err`` what is wrong."""
+    from orchestrator.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"orchestrator {command}: invalid configuration: {first['loc']}: {first['msg']}", file=err)
+        return None
+
+
+def _read_kafka(args: argparse.Namespace, settings: Settings, err: TextIO) -> tuple[list[bytes], str] | None:
+    from orchestrator.runtime.preflight import aiokafka_kwargs
+
+    topic = settings.topic("journey-log")
+    try:
+        with quiet_kafka_client():
+            raw, _ = asyncio.run(read_to_end(settings.kafka_bootstrap_servers, [topic], args.timeout, **aiokafka_kwargs(settings)))
+    except KafkaReadError as exc:
+        print(f"orchestrator report: {exc}", file=err)
+        return None
     return [r.value for r in raw if r.value is not None], topic
 
 
 def _report_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from orchestrator.settings import Settings
-
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"orchestrator report: invalid configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=err)
+    settings = load_settings("report", err)
+    if settings is None:
         return 1
     records: Sequence[Mapping[str, Any] | bytes]
     if args.from_simulate:
