@@ -17,6 +17,11 @@ item itself, and the document root at ``()``.
 YAML syntax errors propagate as :class:`yaml.YAMLError`; :func:`format_yaml_error`
 turns one into the same ``file:line:col: message`` form.
 
+Booleans are YAML 1.2's: only ``true``/``false`` (any case) are booleans. PyYAML follows
+YAML 1.1, where ``on``, ``off``, ``yes`` and ``no`` are booleans too, so the key of
+``{every: week, on: mon}`` would become ``True``; here it stays the string ``on``. (pydantic
+still reads ``yes``/``on`` as true where a field is a boolean.)
+
 Duplicate keys in one mapping (PyYAML silently keeps the last one) are errors: by
 default the loaders raise :class:`DuplicateKeyError` (a :class:`yaml.YAMLError`, so a
 caller that reports syntax errors reports them too, all in one message); a caller that
@@ -28,6 +33,7 @@ receives one :class:`DuplicateKey` per repeated key while loading goes on. Eithe
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -51,6 +57,17 @@ __all__ = [
 ]
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans (``true``/``false`` only)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 class DuplicateKey(NamedTuple):
@@ -102,7 +119,7 @@ def load_yaml_with_positions(path: str | os.PathLike[str], duplicates: list[Dupl
 
 def loads_yaml_with_positions(text: str, duplicates: list[DuplicateKey] | None = None) -> tuple[Any, Positions]:
     """Like :func:`load_yaml_with_positions` but for YAML already in a string."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         if root is None:
@@ -126,13 +143,13 @@ def _mark(node: yaml.Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _key(loader: yaml.SafeLoader, key_node: yaml.Node) -> Hashable | None:
+def _key(loader: _Loader, key_node: yaml.Node) -> Hashable | None:
     """The constructed key of a mapping entry, or None for a complex (unhashable) key."""
     key = loader.construct_object(key_node, deep=True)
     return key if isinstance(key, Hashable) else None
 
 
-def _duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> list[tuple[DuplicateKey, yaml.Mark]]:
+def _duplicate_keys(loader: _Loader, root: yaml.Node) -> list[tuple[DuplicateKey, yaml.Mark]]:
     """Every key repeated in one mapping of the composed (not yet merged) tree, in file order.
 
     Runs before ``construct_document``: keys a merge (``<<: *x``) brings in may be
@@ -163,7 +180,7 @@ def _duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> list[tuple[Dupl
     return sorted(found, key=lambda f: f[0].position)
 
 
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, out: Positions, at: Position | None = None) -> None:
+def _walk(loader: _Loader, node: yaml.Node, path: Path, out: Positions, at: Position | None = None) -> None:
     """Record ``path -> position`` for ``node`` and, recursively, its children (a repeated key: its last entry, the one that wins)."""
     out.setdefault(path, at or _mark(node))
     if isinstance(node, yaml.MappingNode):

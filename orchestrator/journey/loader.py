@@ -304,7 +304,6 @@ def parse_text(text: str, name: str = "<journey>") -> tuple[m.Journey | None, li
 
 def _check(name: str, data: dict[str, Any], positions: Positions) -> tuple[m.Journey | None, list[Located]]:
     """The model (None when it rejects the mapping) and every problem of one journey mapping."""
-    _schedule_on(data, positions)
     try:
         journey = m.Journey.model_validate(data)
     except ValidationError as exc:
@@ -313,21 +312,6 @@ def _check(name: str, data: dict[str, Any], positions: Positions) -> tuple[m.Jou
         return None, _format_validation(name, data, positions, exc) + references + audience
     problems = m.check_graph(journey) + check_fields(journey)
     return journey, [_at(name, positions, loc, message) for loc, message in problems]
-
-
-_SCHEDULE: m.Loc = ("entry", "audience", "schedule")
-
-
-def _schedule_on(data: dict[str, Any], positions: Positions) -> None:
-    """YAML 1.1 reads the key ``on`` (``{every: week, on: mon}``) as ``True``: give the schedule its ``on`` back, in place."""
-    node: Any = data
-    for key in _SCHEDULE:
-        node = node.get(key) if isinstance(node, dict) else None
-    if not isinstance(node, dict) or True not in node or "on" in node:
-        return
-    node["on"] = node.pop(True)
-    for path in [p for p in positions if p[: len(_SCHEDULE) + 1] == (*_SCHEDULE, True)]:
-        positions[(*_SCHEDULE, "on", *path[len(_SCHEDULE) + 1 :])] = positions.pop(path)
 
 
 def _audience_condition_problems(data: dict[str, Any]) -> list[tuple[m.Loc, str]]:
