@@ -18,7 +18,9 @@ the customer's zone) and stays **open** for that customer for :data:`GRACE` (24 
 hourly schedule, one hour): a worker that was down when the run came due still carries it
 out when it is back within that time, and a worker down longer misses that run (the next
 one comes). Only the newest occurrence of a recurring schedule is carried out: runs missed
-entirely are not made up.
+entirely are not made up. The due time is the customer's as it is then: a customer who
+first appears while the run is open, or whose zone changes before they are due, is reached
+at their due time (at once if it has passed but the run is still open for them).
 """
 
 from __future__ import annotations

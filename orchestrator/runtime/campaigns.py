@@ -16,13 +16,17 @@ The pipeline's campaign loop (``Pipeline._run_campaigns``, its own asyncio task)
    from its instant to the end of its grace; a local run from 14 h before its wall-clock time
    (UTC+14) to 14 h after it plus the grace. Runs outside that are dropped with their progress.
 2. **Passes.** Per run and owned partition, a *pass*: a snapshot of the partition's customer
-   ids (a list of the ids the store already holds) walked with a cursor. For each customer:
+   ids (a list of the ids the store already holds) walked with a cursor, extended by the
+   customers who first appear in the partition while the pass is open (see below). For each
+   customer:
 
    - the state (the store's parsed-state cache, else :class:`AudienceView` parsed from the
      stored bytes and not kept) **remembers** the run's event id ``audience:<journey>:<run>``:
      reached before (by this or an earlier owner) → settled, nothing published;
    - the run is not due for them yet (``Run.due_for(profile.timezone)`` later than now: local
-     runs) → parked by due time and revisited when due;
+     runs) → parked by due time and revisited when due (their state is read again then: a
+     zone that moved the due time later parks them again; see below for one that moved it
+     earlier);
    - the run has closed for them (due + grace passed) → settled;
    - else the audience conditions (``CompiledJourney.audience_when``, the engine's own
      predicate, over the same :class:`~orchestrator.journey.conditions.Ctx` the engine builds)
@@ -38,11 +42,29 @@ The pipeline's campaign loop (``Pipeline._run_campaigns``, its own asyncio task)
 3. **Completion.** A pass completes when its cursor is at the end and nothing is parked or in
    flight; its snapshot is released. A ``campaign_progress`` record (see
    :class:`~orchestrator.records.CampaignProgress`) goes to the journey-log topic every
-   ``ORCH_CAMPAIGN_PROGRESS_EVERY`` customers settled and on completion.
+   ``ORCH_CAMPAIGN_PROGRESS_EVERY`` customers settled and on completion (again on each
+   completion of a pass opened again, with its counts then: the newest record is right).
 
-Customers who first appear after their partition's pass started are not in its snapshot;
-a later pass of that partition (after a rebalance or restart, within the run's grace) may
-reach them. Either way the engine decides on the state it holds when the check arrives.
+Customers who first appear after their partition's pass started are not in its snapshot.
+While a run has a pass over a partition, the store (``StateStore.put``) notes every customer
+new to that partition (a state put for a key it did not hold) in the partition's
+``arrivals``; each round (:meth:`CampaignScheduler.refresh` and :meth:`CampaignScheduler.work`)
+appends them to every open pass of the partition taken from those states, before any new
+snapshot is taken, so each pass has each customer once. They are then looked at like the
+snapshot's customers: parked until due, reached at their due time, closed if it passed
+beyond the reach. A pass that had completed is opened again for them (``customers`` grows;
+``campaign_progress`` gauge and records follow). So a run reaches every customer who is in
+the audience at their due time within the run's reach, wherever their state first appeared.
+A partition read again from its changelog (a rebalance) gets a new pass from its states.
+
+A parked customer's time zone may change before they are due (a CRM update). Woken at the
+old due time, a later new due time parks them again. For an earlier one, local runs keep a
+zone index per partition (``PartitionState.zones``, the zone each parked customer was parked
+with); ``StateStore.put`` notes a parked customer whose new state has another zone in
+``rezoned``, and the next round takes them out of the parking of every local pass of the
+partition (found by the old zone's due time) and looks at them again: parked at the new due
+time, or reached at once if it has come. Either way the engine decides on the state it holds
+when the check arrives.
 
 Why a redo is harmless (idempotent and resumable)
 -------------------------------------------------
@@ -66,6 +88,10 @@ or not). What a redo can do, and why nothing happens twice:
 - **A customer evaluated as outside the audience, evaluated again** by the next owner: a pure
   function of the state; if they qualify now, the run is still open for them, and entering
   them is what the run means.
+- **A customer in a pass twice** cannot happen: the store's arrivals are handed to the passes
+  open before the next snapshot is taken, and a customer is new to a partition only once
+  (states are never deleted by a put); a zone change moves a parked customer, never copies
+  them. A pass taken again (restart, rebalance) is the redo of the cases above.
 - The run is remembered for ``ORCH_DEDUPE_WINDOW_DAYS`` (7) from when the check was
   processed (itself after the due time); the scan reaches a customer only until due +
   min(grace, half that window), so a redo always finds the run still remembered. (A customer
@@ -92,14 +118,20 @@ Memory
 Per (run, partition): the snapshot of ids (references to the store's own key strings, 8
 bytes each plus the list), the parked ids of a local run, and counters; per campaign a token
 bucket. So at most proportional to the owned customers per open run, and released when the
-pass completes, the run closes, or the partition moves. States are parsed for the scan into
-a light view (the profile and the remembered ids; the profile is the engine's own model) and
-dropped at once; the store's parsed cache is read, never filled.
+pass completes, the run closes, or the partition moves. Per partition while some run has a
+pass over it: the ids of customers new to it since the last round (handed over and cleared
+each round); while a local run has one: the zone index of its parked customers (a dict
+entry, ~50 bytes each, the zone strings interned; a customer leaves it when woken, unless
+another local run still has customers parked there). Nothing of this is kept while no run
+has a pass over the partition. States are parsed for the scan into a light view (the profile
+and the remembered ids; the profile is the engine's own model) and dropped at once; the
+store's parsed cache is read, never filled.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -218,10 +250,34 @@ class Pass:
     settled: int = 0
     reported: int = 0
     complete: bool = False
+    reopened: int = 0
+    """How often customers new to the partition opened the pass again after it had completed."""
 
     @property
     def pending(self) -> int:
         return sum(len(ids) for ids in self.parked.values())
+
+    def arrive(self, ids: list[str]) -> None:
+        """Customers new to the partition since the snapshot: walked after it; a completed pass is opened again for them."""
+        if self.complete:
+            self.complete = False
+            self.reopened += 1
+        self.order.extend(ids)
+        self.customers += len(ids)
+
+    def unpark(self, due_ts: float, cid: str) -> bool:
+        """Take ``cid`` out of the customers parked for ``due_ts`` and look at them again; whether they were parked there."""
+        ids = self.parked.get(due_ts)
+        if ids is None:
+            return False
+        try:
+            ids.remove(cid)
+        except ValueError:
+            return False
+        if not ids:
+            del self.parked[due_ts]
+        self.again.append(cid)
+        return True
 
     def next_customer(self) -> str | None:
         if self.again:
@@ -231,9 +287,12 @@ class Pass:
             return self.order[self.cursor - 1]
         return None
 
-    def wake(self, now_ts: float) -> None:
-        for due in [d for d in self.parked if d <= now_ts]:
-            self.again.extend(self.parked.pop(due))
+    def wake(self, now_ts: float) -> list[list[str]]:
+        """Customers whose due time has come are looked at again; returns them (by due time)."""
+        woken = [self.parked.pop(due) for due in [d for d in self.parked if d <= now_ts]]
+        for ids in woken:
+            self.again.extend(ids)
+        return woken
 
     def done(self) -> bool:
         return not self.again and self.cursor >= len(self.order) and not self.parked and self.inflight == 0
@@ -385,11 +444,15 @@ class CampaignScheduler:
         for campaign in self.campaigns.values():
             for run in campaign.runs.values():
                 run.passes.clear()
+        for part in self.store.partitions.values():  # nothing to report to until the passes are taken again
+            part.arrivals = part.zones = None
+            part.rezoned = []
 
     def refresh(self, journeys: JourneySet, now: datetime, owned: set[int], total_partitions: int) -> None:
         """Follow the live campaigns, their open runs and this worker's partitions (cheap: call every round)."""
         mono = self.clock()
         share = len(owned) / total_partitions if total_partitions > 0 else 0.0
+        self._collect()  # before any new snapshot: what the store noted belongs to the passes open until now
         live: dict[str, Campaign] = {}
         for journey in journeys.scheduled:
             audience = journey.journey.entry.audience
@@ -407,6 +470,7 @@ class CampaignScheduler:
         for gone in set(self.campaigns) - set(live):
             self.metrics.campaign_rate.remove(gone)
         self.campaigns = live
+        self._watch()
 
     def _open(self, campaign: Campaign, runs: list[Run], now: datetime, owned: set[int]) -> None:
         open_now: dict[str, RunState] = {}
@@ -428,6 +492,78 @@ class CampaignScheduler:
             open_now[run.run_id] = state
         campaign.runs = open_now
 
+    def _watch(self) -> None:
+        """Which partitions the store reports on: arrivals where a run has a pass, zones where a local run has one.
+
+        Called right after the snapshots are taken (no put in between), so a pass misses no customer and gets none twice.
+        """
+        watched: dict[int, bool] = {}  # partition -> a local run has a pass there
+        for campaign in self.campaigns.values():
+            for run in campaign.runs.values():
+                for partition in run.passes:
+                    watched[partition] = watched.get(partition, False) or run.run.local
+        for partition, part in self.store.partitions.items():
+            local = watched.get(partition)
+            if local is None:
+                part.arrivals = part.zones = None
+                part.rezoned = []
+                continue
+            if part.arrivals is None:
+                part.arrivals = []
+            if not local:
+                part.zones = None
+                part.rezoned = []
+            elif part.zones is None:
+                part.zones = {}
+
+    def _passes_of(self, partition: int, part: PartitionState) -> list[tuple[RunState, Pass]]:
+        """The open passes over ``partition`` taken from ``part`` (the store's current state of it)."""
+        return [
+            (run, p)
+            for campaign in self.campaigns.values()
+            for run in campaign.runs.values()
+            if (p := run.passes.get(partition)) is not None and p.source is part
+        ]
+
+    def _collect(self) -> None:
+        """What the store noted since the last round: customers new to a partition join its open passes (a completed
+        pass opens again); a parked customer whose time zone changed is taken out of parking and looked at again."""
+        for partition, part in self.store.partitions.items():
+            arrivals, rezoned = part.arrivals, part.rezoned
+            if not arrivals and not rezoned:
+                continue
+            passes = self._passes_of(partition, part)
+            if arrivals:
+                for _, p in passes:
+                    p.arrive(arrivals)
+                arrivals.clear()
+            if not rezoned:
+                continue
+            part.rezoned = []
+            zones = part.zones
+            if zones is not None:
+                for cid in rezoned:
+                    zone = zones.pop(cid, None)  # parked again (under the zone they have now) when looked at
+                    if zone is None:
+                        continue  # noted twice, or no longer parked
+                    for run, p in passes:
+                        if run.run.local:
+                            p.unpark(run.due(zone)[1], cid)
+
+    def _forget_zones(self, p: Pass, woken: list[list[str]]) -> None:
+        """Woken customers leave the zone index, unless another local run still has customers parked on the partition
+        (they may be among them: their entries stay and are dropped with the index)."""
+        part = p.source
+        zones = part.zones if part is not None else None
+        if zones is None or part is None:
+            return
+        for other, q in self._passes_of(p.partition, part):
+            if q is not p and other.run.local and q.parked:
+                return
+        for ids in woken:
+            for cid in ids:
+                zones.pop(cid, None)
+
     def _seen_run(self, journey_id: str, run_id: str) -> None:
         runs = self._runs_seen.setdefault(journey_id, deque())
         if run_id in runs:
@@ -445,6 +581,7 @@ class CampaignScheduler:
 
     def work(self, now: datetime) -> Work:
         """Walk the passes for up to one slice of customers, as far as each campaign's tokens allow."""
+        self._collect()
         out = Work(records=self._take_unreported())
         mono = self.clock()
         budget = self.slice_size
@@ -471,7 +608,9 @@ class CampaignScheduler:
     def _walk(self, campaign: Campaign, run: RunState, p: Pass, now: datetime, mono: float, budget: int, out: Work) -> tuple[int, bool]:
         """Look at up to ``budget`` customers of one pass; returns (customers looked at, stopped for lack of tokens)."""
         now_ts = now.timestamp()
-        p.wake(now_ts)
+        woken = p.wake(now_ts)
+        if woken and run.run.local:
+            self._forget_zones(p, woken)
         evaluated = p.evaluated
         looked = 0
         starved = False
@@ -519,9 +658,13 @@ class CampaignScheduler:
             p.remembered += 1
             p.settled += 1
             return None
-        due, due_ts, closes_ts = run.due(profile.timezone if profile is not None else None)
+        zone = profile.timezone if profile is not None else ""
+        due, due_ts, closes_ts = run.due(zone)
         if now_ts < due_ts:
             p.parked.setdefault(due_ts, []).append(cid)
+            zones = p.source.zones if p.source is not None else None
+            if zones is not None:  # a local run: the store notes a change of zone (a due time earlier or later)
+                zones[cid] = sys.intern(zone)
             return None
         if now_ts >= closes_ts:
             p.closed += 1
@@ -577,7 +720,7 @@ class CampaignScheduler:
         """A progress record every ``progress_every`` customers settled, and one when the pass completes."""
         if p.done():
             p.complete = True
-            p.order = []  # the snapshot is no longer needed
+            p.order, p.cursor = [], 0  # the snapshot is no longer needed (customers new to the partition may follow)
         elif p.settled - p.reported < self.progress_every:
             return
         p.reported = p.settled
@@ -586,7 +729,8 @@ class CampaignScheduler:
         out.records.append(ProgressOut(campaign.journey.id, run.run.run_id, p.partition, value))
         self._unreported.pop((campaign.journey.id, run.run.run_id, p.partition), None)  # superseded
         if p.complete:
-            log.info(
+            log.log(
+                logging.INFO if p.reopened == 0 else logging.DEBUG,  # again after customers new to the partition: quieter
                 "campaign %s run %s: partition %d passed: %d customers, %d evaluated, %d in the audience, %d reached before, %d closed",
                 campaign.journey.id,
                 run.run.run_id,

@@ -17,6 +17,13 @@ end offset into memory. A partition that was ours before the rebalance and whose
 changelog end is still the offset of our own last write is kept as it is (nobody else
 wrote it meanwhile); a partition read again gets a new :class:`PartitionState` (so the
 campaign scan, ``runtime/campaigns.py``, knows to pass it again).
+
+What the campaign scan is told: while a campaign run has a pass over a partition, the scan
+sets that partition's :attr:`PartitionState.arrivals` (and, for a local-time run,
+:attr:`PartitionState.zones`); :meth:`StateStore.put` then notes each customer new to the
+partition in ``arrivals`` and each customer the scan parked whose time zone changed in
+``rezoned``, for the scan to pick up in its next round. Without an open pass both are off
+and a put costs what it did (with one: one dict lookup more, for a customer already known).
 """
 
 from __future__ import annotations
@@ -43,6 +50,12 @@ class PartitionState:
     timers: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     end_offset: int = 0
     """The changelog offset after our last write (or the restored end); -1 while a restore of it is under way."""
+    arrivals: list[str] | None = None
+    """Set by the campaign scan while a run has a pass here: customers first put since (new keys), oldest first."""
+    zones: dict[str, str] | None = None
+    """Set by the campaign scan while a local-time run has a pass here: each parked customer's time zone when parked."""
+    rezoned: list[str] = field(default_factory=list)
+    """Customers in :attr:`zones` put since with another time zone (or a state not given): parked at a stale due time."""
 
 
 class StateStore:
@@ -95,21 +108,36 @@ class StateStore:
 
         Only for a partition restored here: a partition we never restored would look
         complete to the next :meth:`restore` once our write is the changelog's last.
+
+        While the campaign scan watches the partition, a customer new to it is noted in
+        ``arrivals`` (told by the size of the map: no lookup), and a parked customer whose
+        time zone is no longer the one they were parked with in ``rezoned`` (one lookup in
+        ``zones``; without ``state`` the zone is not known here, so they are noted anyway).
         """
         part = self.partitions.get(partition)
         if part is None:
             raise KeyError(f"state partition {partition} was not restored on this worker")
-        part.states[customer_id] = raw
+        states = part.states
+        known = len(states)
+        states[customer_id] = raw
+        if len(states) != known:
+            if part.arrivals is not None:
+                part.arrivals.append(customer_id)
+        elif part.zones is not None:
+            zone = part.zones.get(customer_id)
+            if zone is not None and (state is None or state.profile.timezone != zone):
+                part.rezoned.append(customer_id)
         if timers:
             part.timers[customer_id] = timers
         else:
             part.timers.pop(customer_id, None)
         part.end_offset = max(part.end_offset, offset + 1)
-        if state is not None and self.cache_size:
-            self._parsed.pop(customer_id, None)
-            self._parsed[customer_id] = state  # newest last
-            if len(self._parsed) > self.cache_size:
-                del self._parsed[next(iter(self._parsed))]
+        if self.cache_size:
+            self._parsed.pop(customer_id, None)  # without ``state``, a parsed copy of the old state would be stale
+            if state is not None:
+                self._parsed[customer_id] = state  # newest last
+                if len(self._parsed) > self.cache_size:
+                    del self._parsed[next(iter(self._parsed))]
 
     def drop(self, partitions: Iterable[int]) -> None:
         for p in partitions:

@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -193,3 +194,55 @@ def test_a_campaign_run_survives_a_kill_9_enters_each_qualifying_customer_once_a
     assert row.total.entered == len(qualifying)
     assert "unreadable record" not in report.skipped
     assert survivor.proc is not None and survivor.proc.poll() is None
+
+
+def test_a_local_run_reaches_a_customer_registered_after_the_workers_pass_began(deployment: Deployment) -> None:
+    """A local-time run is open and the worker's pass over the partitions has begun; a New York customer registered
+    then (08:30 their time, engine clock 1 s = 10 min) is entered at 10:00 New York time."""
+    dep = deployment
+    speed = 600.0
+    origin = time.time()
+    worker = dep.start_worker(ORCH_CLOCK_SPEED=str(speed), ORCH_CLOCK_ORIGIN=str(origin), ORCH_CAMPAIGN_TICK="0.1")
+
+    def engine(wall: float | None = None) -> datetime:
+        wall = time.time() if wall is None else wall
+        return datetime.fromtimestamp(origin + (wall - origin) * speed, UTC)
+
+    new_york = ZoneInfo("America/New_York")
+    known, newcomer = f"{dep.prefix}-known", f"{dep.prefix}-newcomer"
+    dep.publish("crm", event(known, "customer_registered", f"{known}-reg", engine(), segment="gold", timezone="America/New_York"))
+    assert wait_until(lambda: metric(worker.metrics(), "orchestrator_processed_total", kind="event") >= 1, 30)
+
+    # the run: 10:00 New York time about 3 engine hours (18 s) from now, so it is open already (since 14 h before 10:00 UTC)
+    local_ten = (engine() + timedelta(hours=3)).astimezone(new_york).replace(second=0, microsecond=0, tzinfo=None)
+    due = local_ten.replace(tzinfo=new_york).astimezone(UTC)
+    run_id = f"{local_ten:%Y-%m-%dT%H:%M}L"
+    doc = campaign(due)
+    doc["entry"]["audience"]["schedule"] = {"at": f"{local_ten:%Y-%m-%dT%H:%M}", "local": True}
+    (dep.journeys_dir / f"{JOURNEY}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))  # hot-reloaded
+
+    def pass_began() -> bool:  # the run's progress gauge exists once the worker has walked its pass (the known customer parked)
+        return any(
+            line.startswith("orchestrator_campaign_progress{") and f'journey="{JOURNEY}"' in line and f'run="{run_id}"' in line
+            for line in worker.metrics().splitlines()
+        )
+
+    assert wait_until(pass_began, 10, interval=0.1), worker.log_tail()
+    registered_at = engine()
+    assert registered_at < due - timedelta(hours=1), "too slow: the test needs the registration well before the due time"
+    dep.publish(
+        "crm", event(newcomer, "customer_registered", f"{newcomer}-reg", registered_at, segment="gold", timezone="America/New_York")
+    )
+
+    wanted = {known, newcomer}
+    records = dep.read(
+        "journey-log",
+        until=lambda rs: {r.json()["customer_id"] for r in rs if r.json()["what"] == "entered"} >= wanted,
+        timeout=40,
+    )
+    entered = {r.json()["customer_id"]: r.json() for r in records if r.json()["what"] == "entered"}
+    assert set(entered) == wanted, f"entered: {sorted(entered)}\n{worker.log_tail()}"
+    for cid, record in entered.items():
+        assert record["instance_id"] == f"{JOURNEY}@audience:{JOURNEY}:{run_id}", record
+        at = datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
+        assert due <= at < due + timedelta(hours=1), (cid, at, due)  # at 10:00 New York time (within 6 s of wall time)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,10 @@ from orchestrator.events import AudienceCheck, CustomerEvent
 from orchestrator.journey.loader import load_text
 from orchestrator.journey.model import Audience, Entry, Schedule
 from orchestrator.journey.schedule import open_runs, schedule_problem
-from orchestrator.state import CustomerState
+from orchestrator.metrics import Metrics
+from orchestrator.runtime.campaigns import CampaignScheduler, Pass
+from orchestrator.runtime.store import PartitionState, StateStore
+from orchestrator.state import CustomerState, Profile
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -206,3 +210,157 @@ def test_schedule_problem_is_none_for_good_schedules():
         {"at": "07:30", "every": "week", "on": "fri", "local": True},
     ):
         assert schedule_problem(Schedule.model_validate(spec)) is None
+
+
+# ---------------------------------------------------------------- a worker's pass: customers who appear after it began
+
+LOCAL_NEWS = """
+id: local_news
+version: 1
+name: Local newsletter
+entry:
+  audience:
+    when: [{field: profile.segment, eq: gold}]
+    schedule: {at: "2026-12-01T10:00", local: true}
+    throttle: {per_second: 100000}
+  reentry: {policy: never}
+start: hello
+steps:
+  hello: {type: send, channel: email, template: news, comm_type: editorial, next: done}
+  done: {type: end}
+"""
+LOCAL_RUN = "2026-12-01T10:00L"
+NY_DUE = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+"""10:00 in New York (UTC-5 in December)."""
+LA_DUE = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
+
+
+class Worker:
+    """A CampaignScheduler over a real in-memory StateStore of partition 0, written to as the batch path does."""
+
+    def __init__(self, text: str = LOCAL_NEWS, *customers: CustomerState) -> None:
+        self.journeys = load_text(text)
+        self.store = StateStore("changelog")
+        self.store.partitions[0] = PartitionState()
+        self.offset = 0
+        for state in customers:
+            self.put(state)
+        self.t = 1000.0
+        self.metrics = Metrics()
+        self.scheduler = CampaignScheduler(self.store, self.metrics, clock=lambda: self.t)
+
+    def put(self, state: CustomerState, *, parsed: bool = True) -> None:
+        """A state write the batch path had acknowledged (``parsed``: with the parsed state, as the pipeline does)."""
+        self.offset += 1
+        self.store.put(0, state.customer_id, state.model_dump_json().encode(), [], self.offset, state if parsed else None)
+
+    def rounds(self, now: datetime) -> tuple[list[AudienceCheck], list[dict]]:
+        """Campaign rounds at ``now`` until nothing more is published: the checks (acknowledged) and the progress details."""
+        checks: list[AudienceCheck] = []
+        records: list[dict] = []
+        for _ in range(100):
+            self.t += 1.0
+            self.scheduler.refresh(self.journeys, now, {0}, 1)
+            work = self.scheduler.work(now)
+            self.scheduler.published(work.checks, [True] * len(work.checks))
+            checks += [c.check for c in work.checks]
+            records += [json.loads(r.value)["detail"] for r in work.records]
+            if not work.checks and not work.records and not work.busy and work.wait == float("inf"):
+                return checks, records
+        raise AssertionError("the scan did not settle")
+
+    def pass_(self, run: str = LOCAL_RUN, journey: str = "local_news") -> Pass:
+        return self.scheduler.campaigns[journey].runs[run].passes[0]
+
+
+def gold(cid: str, timezone: str = "America/New_York") -> CustomerState:
+    return CustomerState(customer_id=cid, profile=Profile(segment="gold", timezone=timezone))
+
+
+def test_a_customer_registered_after_the_pass_began_is_reached_at_their_due_time():
+    worker = Worker(LOCAL_NEWS, gold("known", "America/Los_Angeles"))
+    assert worker.rounds(datetime(2026, 12, 1, 5, 0, tzinfo=UTC)) == ([], [])  # the pass began: "known" parked until 10:00 LA
+    worker.put(gold("newcomer"))  # registered at 08:30 in New York, after the pass began
+    assert worker.rounds(datetime(2026, 12, 1, 13, 30, tzinfo=UTC)) == ([], [])  # parked: not due yet
+    checks, _ = worker.rounds(NY_DUE - timedelta(seconds=1))
+    assert checks == []
+    checks, _ = worker.rounds(NY_DUE)
+    assert [(c.customer_id, c.run_id, c.due_at) for c in checks] == [("newcomer", LOCAL_RUN, NY_DUE)]
+    assert worker.pass_().customers == 2 and not worker.pass_().complete
+    checks, (record,) = worker.rounds(LA_DUE)
+    assert [c.customer_id for c in checks] == ["known"]
+    assert (record["customers"], record["audience"], record["complete"]) == (2, 2, True)
+
+
+def test_a_customer_new_after_the_pass_completed_opens_it_again_and_the_counts_follow():
+    worker = Worker(LOCAL_NEWS, gold("early", "Pacific/Auckland"))
+    now = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)  # 11:00 in Auckland
+    checks, (record,) = worker.rounds(now)
+    assert [c.customer_id for c in checks] == ["early"] and record["complete"]
+    assert worker.metrics.registry.get_sample_value("orchestrator_campaign_progress", {"journey": "local_news", "run": LOCAL_RUN}) == 1.0
+
+    worker.put(gold("late", "Europe/Berlin"))  # due at 09:00 UTC: later
+    checks, records = worker.rounds(now + timedelta(minutes=1))
+    assert checks == [] and records == []
+    p = worker.pass_()
+    assert not p.complete and p.customers == 2 and p.pending == 1  # open again, "late" parked
+    assert worker.metrics.registry.get_sample_value("orchestrator_campaign_progress", {"journey": "local_news", "run": LOCAL_RUN}) == 0.5
+    checks, (record,) = worker.rounds(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    assert [(c.customer_id, c.due_at) for c in checks] == [("late", datetime(2026, 12, 1, 9, 0, tzinfo=UTC))]
+    assert {k: record[k] for k in ("customers", "evaluated", "audience", "pending", "complete")} == {
+        "customers": 2,
+        "evaluated": 2,
+        "audience": 2,
+        "pending": 0,
+        "complete": True,
+    }
+
+
+def test_a_customer_new_after_their_due_time_is_reached_within_the_reach_and_not_beyond():
+    worker = Worker(LOCAL_NEWS, gold("west", "Pacific/Pago_Pago"))  # UTC-11: the run stays open for the far west
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    worker.rounds(now)
+    worker.put(gold("kiritimati", "Pacific/Kiritimati"))  # due 2026-11-30 20:00 UTC: 40 h ago, beyond the 24 h reach
+    worker.put(gold("honolulu", "Pacific/Honolulu"))  # due 2026-12-01 20:00 UTC: 16 h ago, still within it
+    checks, _ = worker.rounds(now + timedelta(minutes=1))
+    assert [(c.customer_id, c.due_at) for c in checks] == [("honolulu", datetime(2026, 12, 1, 20, 0, tzinfo=UTC))]
+    p = worker.pass_()
+    assert (p.customers, p.closed, p.audience) == (3, 1, 2)
+
+
+@pytest.mark.parametrize("parsed", [True, False], ids=["with the parsed state", "bytes only"])
+def test_a_parked_customer_whose_time_zone_changes_is_reached_at_the_new_due_time(parsed: bool):
+    worker = Worker(LOCAL_NEWS, gold("moved_east", "America/Los_Angeles"), gold("moved_west"))
+    worker.rounds(datetime(2026, 12, 1, 5, 0, tzinfo=UTC))  # both parked: 18:00 UTC and 15:00 UTC
+    worker.put(gold("moved_east", "America/New_York"), parsed=parsed)  # now due at 15:00 UTC: earlier
+    worker.put(gold("moved_west", "America/Los_Angeles"), parsed=parsed)  # now due at 18:00 UTC: later
+    checks, _ = worker.rounds(NY_DUE)
+    assert [(c.customer_id, c.due_at) for c in checks] == [("moved_east", NY_DUE)]
+    checks, (record,) = worker.rounds(LA_DUE)
+    assert [(c.customer_id, c.due_at) for c in checks] == [("moved_west", LA_DUE)]
+    assert (record["customers"], record["audience"], record["complete"]) == (2, 2, True)
+    assert worker.store.partitions[0].zones == {}  # the woken customers left the zone index
+
+
+def test_a_customer_whose_zone_changed_after_their_due_time_came_is_reached_at_once():
+    worker = Worker(LOCAL_NEWS, gold("c", "America/Los_Angeles"))
+    worker.rounds(datetime(2026, 12, 1, 5, 0, tzinfo=UTC))
+    worker.put(gold("c", "Europe/Berlin"))  # at 12:00 UTC the run is three hours due in Berlin
+    checks, _ = worker.rounds(datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    assert [(c.customer_id, c.due_at) for c in checks] == [("c", datetime(2026, 12, 1, 9, 0, tzinfo=UTC))]
+
+
+def test_nothing_is_kept_for_new_customers_while_no_run_has_a_pass():
+    worker = Worker(LOCAL_NEWS.replace('{at: "2026-12-01T10:00", local: true}', '{at: "2026-12-01T10:00:00Z"}'), gold("a"))
+    worker.rounds(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))  # before the run
+    worker.put(gold("b"))
+    part = worker.store.partitions[0]
+    assert part.arrivals is None and part.zones is None and part.rezoned == []
+    checks, _ = worker.rounds(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    assert sorted(c.customer_id for c in checks) == ["a", "b"]  # both in the snapshot
+    worker.put(gold("c"))
+    assert part.arrivals == ["c"] and part.zones is None  # a UTC run parks nobody: no zone index
+    checks, _ = worker.rounds(datetime(2026, 12, 1, 10, 5, tzinfo=UTC))
+    assert [c.customer_id for c in checks] == ["c"] and part.arrivals == []
+    worker.rounds(datetime(2026, 12, 2, 10, 0, tzinfo=UTC))  # the run closed
+    assert part.arrivals is None
