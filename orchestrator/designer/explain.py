@@ -11,6 +11,34 @@ the customer's records: :func:`partition_for` computes it (murmur2 of the key, a
 client and aiokafka do) and only that partition is read, from its beginning to its end at the
 time of the call, keeping the records whose key is the customer id.
 
+It also reads the customer's partition of ``<prefix>.customer-events`` (the canonical envelopes,
+timers and campaign checks the worker republishes keyed by customer) and of ``<prefix>.dead-letter``:
+
+- **Each event at its own time.** The worker stamps every record of one batch with the batch's
+  time (``Pipeline._attempt`` takes ``now`` once per batch; the engine's traces and the decisions
+  carry it), so the journey log alone would put every event of a batch at one time. A line about
+  an event is put at that event's ``occurred_at`` from its envelope (a timeout or resume at its
+  timer's due time); the text says ``(handled <time>)`` when the worker handled it a second or
+  more later. An envelope gone with the topic's retention leaves the record's time.
+- **Dead letters.** The worker keys a dead letter by the key of the message that failed (an
+  inbound event's upstream key, the customer id by contract; a customer-events record's
+  customer id) with the default partitioner, so the customer's dead letters are on
+  :func:`partition_for` of the dead-letter topic too: that one partition is read (the headline
+  names it; ``--json`` gives how many records it held) and the records keyed by the customer,
+  or whose ``dlq.customer`` header names them, are kept. Each is shown with its ``dlq.code`` and
+  ``dlq.reason`` at the event's ``occurred_at`` when its original bytes carry a valid one, else
+  at ``dlq.at``, else at the record's timestamp. Not attributed (cannot be, without reading
+  the whole topic and guessing): an upstream message sent without a key or keyed by another id
+  (``key_mismatch`` shows under the key it was sent with), i.e. whose customer id could not be
+  parsed from the key.
+
+Lines are sorted by their own time (the log's order within one instant), so an event that came
+late is told where it happened, before lines the worker logged earlier.
+
+Cost: four partitions instead of two, each from its beginning: the customer-events partition
+is about as large as the journey log's (every event of the customers sharing the partition,
+for the topic's retention); the dead-letter partition holds only what failed.
+
 The story (:func:`build_story`, a pure function over the records) says, per journey instance:
 entered (which journey and version, on which event), did not enter (``not_entered`` records:
 why not), split into which variant, which branch, waited (for what, until when), sent or not
@@ -19,7 +47,7 @@ cost), deferred until, fell back to another channel, got the awaited event, time
 reached the goal or left (how). Decisions are joined to the journey-log record of the same send
 id and result; a decision without one (a deferred send cancelled when the journey ended) gets
 a line of its own. ``step`` records are left out unless ``--steps``: the lines around them say
-the same.
+the same. Dead-lettered events are lines of their own (journey ``-``).
 
 The customer id goes only to this command's own output (the user asked about that customer);
 nothing is logged.
@@ -29,22 +57,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.designer.report import KafkaReadError, load_settings, log_records, parse_time, quiet_kafka_client, read_to_end
+from orchestrator.designer.report import (
+    KafkaReadError,
+    _partition_counts,  # the same topic check and partition count as read_to_end
+    load_settings,
+    log_records,
+    parse_time,
+    quiet_kafka_client,
+    read_to_end,
+)
+from orchestrator.events import AudienceCheck, CustomerEvent, InvalidEvent, TimerFired, decode_internal, decode_json
 from orchestrator.records import JourneyLogRecord, read_records
 from orchestrator.timeutil import iso_utc
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
-__all__ = ["DecisionView", "Story", "StoryLine", "build_story", "format_story", "partition_for", "read_customer", "register"]
+__all__ = [
+    "CustomerRecords",
+    "DeadLetterView",
+    "DecisionView",
+    "Story",
+    "StoryLine",
+    "build_story",
+    "dead_letter_view",
+    "event_times",
+    "format_story",
+    "partition_for",
+    "read_customer",
+    "register",
+]
 
 
 class DecisionView(BaseModel):
@@ -70,17 +122,65 @@ class DecisionView(BaseModel):
     decided_at: datetime
 
 
+class DeadLetterView(BaseModel):
+    """A record of the dead-letter topic as this command reads it (:func:`dead_letter_view`).
+
+    The worker (``runtime/pipeline.py: Pipeline._dead``) writes the original bytes as the value,
+    the source message's key as the key, and why in ``dlq.*`` headers.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str | None
+    """The record's key: the key of the message that failed (by the upstream contract, the customer id)."""
+    customer_id: str | None
+    """The ``dlq.customer`` header (set only when the worker had parsed the customer id), else None."""
+    code: str
+    reason: str
+    family: str | None = None
+    exception: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    truncated: int | None = None
+    """``dlq.truncated``: the original length when the value was cut."""
+    event_id: str | None = None
+    event_type: str | None = None
+    """``event_id`` / ``type`` of the original bytes, when they are a JSON object that has them."""
+    occurred_at: datetime | None = None
+    """The original event's ``occurred_at``, when its bytes carry a valid one (with an offset)."""
+    dead_lettered_at: datetime | None = None
+    """The ``dlq.at`` header: when the worker dead-lettered it (wall clock)."""
+    timestamp: datetime | None = None
+    """The Kafka record's timestamp."""
+
+    @property
+    def at(self) -> datetime | None:
+        """Its own time: the event's ``occurred_at``, else when it was dead-lettered, else the record's timestamp."""
+        return self.occurred_at or self.dead_lettered_at or self.timestamp
+
+    def belongs_to(self, customer_id: str) -> bool:
+        """Keyed by the customer, or the worker named them in ``dlq.customer``."""
+        return customer_id in (self.key, self.customer_id)
+
+
 class StoryLine(BaseModel):
     at: datetime
+    """When what the line tells happened: the event's ``occurred_at`` (a timer's due time) for a line about an event
+    when the event is known, else the record's own time."""
     journey_id: str | None
     journey_version: int | None
     instance_id: str | None
     step_id: str | None
     what: str
-    """The journey-log record's ``what``, or ``decision`` for a decision without a journey-log record."""
+    """The journey-log record's ``what``, ``decision`` for a decision without a journey-log record, ``dead_letter``."""
     text: str
     detail: dict[str, Any]
     decision: DecisionView | None = None
+    dead_letter: DeadLetterView | None = None
+    logged_at: datetime | None = None
+    """The time on the record itself (journey-log ``at``, ``decided_at``, ``dlq.at``): when the worker handled it.
+    The worker stamps every record of one batch with the batch's time, so this is not the event's time."""
 
 
 class Story(BaseModel):
@@ -91,10 +191,14 @@ class Story(BaseModel):
     since: datetime | None
     partitions: dict[str, int]
     """Topic -> the one partition read (empty when the story was built from records in hand)."""
+    dead_letters_scanned: int = 0
+    """Records of the dead-letter partition read (0 when built from records in hand)."""
     log_records: int
     hidden_steps: int = 0
     """``step`` records left out (shown with ``--steps``)."""
     decisions: int
+    dead_letters: int = 0
+    """The customer's dead-lettered messages (keyed by the customer id, or ``dlq.customer`` names them)."""
     lines: list[StoryLine]
 
 
@@ -193,11 +297,28 @@ def _decision_key(r: JourneyLogRecord) -> tuple[str, str] | None:
     return str(send_id), "deferred" if r.what == "delayed" else str(r.detail.get("result"))
 
 
+def _own_time(r: JourneyLogRecord, times: Mapping[str, datetime]) -> datetime:
+    """When what ``r`` tells happened: its event's or timer's own time when known, else the record's (the batch's) time."""
+    about = _about(r)
+    return times.get(about, r.at) if about else r.at
+
+
+def _about(r: JourneyLogRecord) -> str | None:
+    """The id of the message a journey-log record is about: its event (``event_id``) or its timer (``timer:<id>``)."""
+    x = r.detail
+    if x.get("event_id"):
+        return str(x["event_id"])
+    if x.get("timer_id") and r.what in ("timeout", "resumed"):
+        return f"timer:{x['timer_id']}"
+    return None
+
+
 class _Teller:
     """Turns one customer's records into lines, remembering what each instance waits for."""
 
-    def __init__(self, decisions: Mapping[tuple[str, str], DecisionView]) -> None:
+    def __init__(self, decisions: Mapping[tuple[str, str], DecisionView], times: Mapping[str, datetime]) -> None:
         self.decisions = decisions
+        self.times = times
         self.used: set[tuple[str, str]] = set()
         self.awaiting: dict[str, Any] = {}
 
@@ -218,7 +339,7 @@ class _Teller:
         if r.what == "waiting":
             self.awaiting[r.instance_id] = r.detail.get("awaiting")
         return StoryLine(
-            at=r.at,
+            at=_own_time(r, self.times),  # the event's own time, not the batch's
             journey_id=r.journey_id or None,
             journey_version=r.journey_version if r.journey_id else None,
             instance_id=r.instance_id or None,
@@ -227,6 +348,7 @@ class _Teller:
             text=text,
             detail=r.detail,
             decision=d,
+            logged_at=r.at,
         )
 
 
@@ -242,7 +364,118 @@ def _decision_line(d: DecisionView) -> StoryLine:
         text=text,
         detail={"send_id": d.send_id},
         decision=d,
+        logged_at=d.decided_at,
     )
+
+
+def _dead_letter_line(d: DeadLetterView, at: datetime) -> StoryLine:
+    if d.family:
+        what = f"{d.family} event"
+    elif d.event_type:
+        what = f"{d.event_type} event"
+    else:
+        what = f"message from {d.source_topic or '?'}"
+    about = f"code {d.code}" + (f", event {d.event_id}" if d.event_id else "")
+    cut = f" [value cut: the original had {d.truncated} bytes]" if d.truncated else ""
+    return StoryLine(
+        at=at,
+        journey_id=None,
+        journey_version=None,
+        instance_id=None,
+        step_id=None,
+        what="dead_letter",
+        text=f"dead-lettered {what} ({about}): {d.reason}{cut}",
+        detail={"code": d.code, "event_id": d.event_id},
+        dead_letter=d,
+        logged_at=d.dead_lettered_at,
+    )
+
+
+# ---------------------------------------------------------------- dead letters and event times
+
+
+def _header(headers: Mapping[str, bytes], name: str) -> str | None:
+    raw = headers.get(name)
+    return raw.decode("utf-8", "replace") if raw else None
+
+
+def _time(text: Any) -> datetime | None:
+    """An ISO time with an offset, else None (a naive or malformed time is not trusted)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
+
+
+def _original(value: bytes | None) -> dict[str, Any]:
+    """The dead letter's original bytes as a JSON object, within the inbound bounds; ``{}`` when they are not one."""
+    if not value:
+        return {}
+    try:
+        doc = decode_json(value)
+    except InvalidEvent:  # not JSON, too deep, too large, cut short (dlq.truncated): no event fields to read
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def dead_letter_view(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]], timestamp_ms: int | None = None
+) -> DeadLetterView | None:
+    """A dead-letter record as read from Kafka; None when it carries no ``dlq.code`` (not written by a worker)."""
+    h = dict(headers)
+    code = _header(h, "dlq.code")
+    if code is None:
+        return None
+    doc = _original(value)
+    event_id, event_type = doc.get("event_id"), doc.get("type")
+    return DeadLetterView(
+        key=key.decode("utf-8", "replace") if key else None,
+        customer_id=_header(h, "dlq.customer"),
+        code=code,
+        reason=_header(h, "dlq.reason") or "",
+        family=_header(h, "dlq.family"),
+        exception=_header(h, "dlq.exception"),
+        source_topic=_header(h, "dlq.source.topic"),
+        source_partition=_number(_header(h, "dlq.source.partition")),
+        source_offset=_number(_header(h, "dlq.source.offset")),
+        truncated=_number(_header(h, "dlq.truncated")),
+        event_id=event_id if isinstance(event_id, str) else None,
+        event_type=event_type if isinstance(event_type, str) else None,
+        occurred_at=_time(doc.get("occurred_at")),
+        dead_lettered_at=_time(_header(h, "dlq.at")),
+        timestamp=datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms is not None and timestamp_ms >= 0 else None,
+    )
+
+
+_Internal = CustomerEvent | TimerFired | AudienceCheck
+
+
+def event_times(customer_id: str, items: Iterable[_Internal | Mapping[str, Any] | bytes | str]) -> dict[str, datetime]:
+    """Message id -> its own time, from the customer's records of ``<prefix>.customer-events``.
+
+    An event's ``occurred_at`` under its ``event_id``; a timer's due time under ``timer:<timer id>``; a campaign
+    check's due time under its event id. The first record of an id wins (a redelivery keeps the first time);
+    records of other customers and records that do not decode are left out.
+    """
+    times: dict[str, datetime] = {}
+    for item in items:
+        if isinstance(item, CustomerEvent | TimerFired | AudienceCheck):
+            msg: _Internal = item
+        else:
+            try:
+                msg = decode_internal(item if isinstance(item, bytes | str) else json.dumps(dict(item)))
+            except ValueError:  # pydantic's ValidationError is one
+                continue
+        if msg.customer_id == customer_id:
+            times.setdefault(msg.event_id, msg.occurred_at if isinstance(msg, CustomerEvent) else msg.due_at)
+    return times
 
 
 def _decisions(items: Iterable[DecisionView | Mapping[str, Any] | bytes]) -> list[DecisionView]:
@@ -255,40 +488,78 @@ def build_story(
     log: Iterable[JourneyLogRecord | Mapping[str, Any] | bytes],
     decisions: Iterable[DecisionView | Mapping[str, Any] | bytes] = (),
     *,
+    dead_letters: Iterable[DeadLetterView | Mapping[str, Any]] = (),
+    events: Iterable[_Internal | Mapping[str, Any] | bytes | str] = (),
     journey: str | None = None,
     since: datetime | None = None,
     steps: bool = False,
     partitions: Mapping[str, int] | None = None,
+    dead_letters_scanned: int = 0,
 ) -> Story:
-    """The customer's story from their journey-log records (in log order) and decision records.
+    """The customer's story from their journey-log records (in log order), decision records and dead letters.
 
-    Records of other customers are ignored; ``journey`` keeps one journey, ``since`` the records
-    at or after that time; ``step`` records only with ``steps``.
+    Records of other customers are ignored; ``journey`` keeps one journey (dead letters stay: a
+    dead-lettered event never reached a journey, so it may be why nothing happened in that one),
+    ``since`` the lines at or after that time; ``step`` records only with ``steps``.
+
+    Each line is at its own time. The worker stamps all records of one batch with the batch's
+    time, so a line about an event (entered, not entered, awaited event, goal, exit, duplicate)
+    is put at the event's ``occurred_at`` and a timeout or resume at its timer's due time, looked
+    up in ``events`` (the customer's ``customer-events`` records, :func:`event_times`); without
+    them, or when the event is no longer there, at the record's time. A dead letter is at the
+    event's ``occurred_at`` when its bytes carry one, else at ``dlq.at``, else at the record's
+    timestamp. Lines are sorted by that time, the log's order kept within one instant.
     """
     records, _ = log_records(log)
+    times = event_times(customer_id, events)
     mine = [
         r
         for r in records
-        if r.customer_id == customer_id and (journey is None or r.journey_id == journey) and (since is None or r.at >= since)
+        if r.customer_id == customer_id and (journey is None or r.journey_id == journey) and (since is None or _own_time(r, times) >= since)
     ]
     decided: dict[tuple[str, str], DecisionView] = {}
     for d in _decisions(decisions):
         if d.customer_id == customer_id and (journey is None or d.journey_id == journey) and (since is None or d.decided_at >= since):
             decided.setdefault((d.send_id, d.result), d)  # a redelivered decision once
-    teller = _Teller(decided)
+    teller = _Teller(decided, times)
     lines = [teller.line(r) for r in sorted(mine, key=lambda r: r.at) if steps or r.what != "step"]
     lines += [_decision_line(d) for key, d in decided.items() if key not in teller.used]
-    lines.sort(key=lambda line: line.at)  # stable: the log's order within one instant, lone decisions after
+    letters = [
+        _dead_letter_line(d, at)
+        for d in _dead_letters(customer_id, dead_letters)
+        if (at := d.at) is not None and (since is None or at >= since)
+    ]
+    lines += letters
+    lines.sort(key=lambda line: line.at)  # stable: the log's order within one instant, then lone decisions, then dead letters
     return Story(
         customer_id=customer_id,
         journey=journey,
         since=since,
         partitions=dict(partitions or {}),
+        dead_letters_scanned=dead_letters_scanned,
         log_records=len(mine),
         hidden_steps=0 if steps else sum(r.what == "step" for r in mine),
         decisions=len(decided),
+        dead_letters=len(letters),
         lines=lines,
     )
+
+
+def _dead_letters(customer_id: str, items: Iterable[DeadLetterView | Mapping[str, Any]]) -> list[DeadLetterView]:
+    """The customer's dead letters; one dead-lettered again by a retried batch (same source offset) once."""
+    out: list[DeadLetterView] = []
+    seen: set[tuple[str | None, int | None, int]] = set()
+    for item in items:
+        d = item if isinstance(item, DeadLetterView) else DeadLetterView.model_validate(item)
+        if not d.belongs_to(customer_id):
+            continue
+        if d.source_offset is not None:
+            source = (d.source_topic, d.source_partition, d.source_offset)
+            if source in seen:
+                continue
+            seen.add(source)
+        out.append(d)
+    return out
 
 
 def _count(n: int, what: str) -> str:
@@ -299,6 +570,7 @@ def format_story(story: Story) -> str:
     """The story as text: a headline, then one line per thing that happened, oldest first."""
     where = ", ".join(f"partition {p} of {t}" for t, p in story.partitions.items())
     head = f"customer {story.customer_id}: {_count(story.log_records, 'journey-log record')}, {_count(story.decisions, 'decision')}"
+    head += f", {_count(story.dead_letters, 'dead letter')}" if story.dead_letters else ""
     head += f" (read {where})" if where else ""
     head += f"; {_count(story.hidden_steps, 'step record')} not shown (--steps)" if story.hidden_steps else ""
     if story.journey or story.since:
@@ -309,30 +581,123 @@ def format_story(story: Story) -> str:
         lines.append("nothing happened to this customer in the journeys (no journey-log records)")
     for line in story.lines:
         who = f"{line.journey_id} v{line.journey_version}" if line.journey_id else "-"
-        lines.append(f"{iso_utc(line.at)}  {who}  {line.text}")
+        lines.append(f"{iso_utc(line.at)}  {who}  {line.text}{_handled(line)}")
     return "\n".join(lines)
+
+
+_NOTICEABLE = timedelta(seconds=1)
+
+
+def _handled(line: StoryLine) -> str:
+    """`` (handled <time>)`` when the worker handled the line's event a noticeable while after (or before) it happened."""
+    if line.logged_at is None or abs(line.logged_at - line.at) < _NOTICEABLE:
+        return ""
+    return f" (handled {iso_utc(line.logged_at)})"
 
 
 # ---------------------------------------------------------------- Kafka
 
 
+@dataclass(frozen=True)
+class CustomerRecords:
+    """What :func:`read_customer` read for one customer."""
+
+    log: list[bytes]
+    decisions: list[bytes]
+    events: list[bytes]
+    """Their ``customer-events`` records (canonical envelopes, timers, campaign checks): the events' own times."""
+    dead_letters: list[DeadLetterView]
+    partitions: dict[str, int]
+    """Topic -> the one partition read."""
+    dead_letters_scanned: int
+    """Records on the dead-letter partition read (theirs and other customers')."""
+
+
 async def read_customer(
-    bootstrap: str, log_topic: str, decisions_topic: str, customer_id: str, timeout: float, **client_kw: Any
-) -> tuple[list[bytes], list[bytes], dict[str, int]]:
-    """The customer's journey-log and decision record values, and the partition read per topic.
+    bootstrap: str,
+    log_topic: str,
+    decisions_topic: str,
+    customer_id: str,
+    timeout: float,
+    *,
+    events_topic: str,
+    dead_letter_topic: str,
+    **client_kw: Any,
+) -> CustomerRecords:
+    """The customer's journey-log, decision, customer-events and dead-letter records, and the partition read per topic.
 
     Reads only the customer's partition of each topic (:func:`partition_for`), from its
-    beginning to its end at the time of the call, and keeps the records keyed by the customer.
+    beginning to its end at the time of the call, and keeps the records keyed by the customer
+    (and, on the dead-letter topic, those whose ``dlq.customer`` header names them).
     Raises :class:`~orchestrator.designer.report.KafkaReadError`.
     """
     key = customer_id.encode()
-    raw, chosen = await read_to_end(
-        bootstrap, [log_topic, decisions_topic], timeout, choose=lambda _topic, n: [partition_for(customer_id, n)], **client_kw
+    topics = [log_topic, decisions_topic, events_topic]
+    outbound, dead = await asyncio.gather(  # both to their end (or failure), so neither reader is left unclosed
+        read_to_end(bootstrap, topics, timeout, choose=lambda _topic, n: [partition_for(customer_id, n)], **client_kw),
+        _read_dead_letters(bootstrap, dead_letter_topic, customer_id, timeout, client_kw),
+        return_exceptions=True,
     )
+    if isinstance(outbound, BaseException):
+        raise outbound
+    if isinstance(dead, BaseException):
+        raise dead
+    (raw, chosen), (letters, dlq_partition, scanned) = outbound, dead
     mine = [r for r in raw if r.key == key and r.value is not None]
-    log = [r.value for r in mine if r.topic == log_topic and r.value is not None]
-    decisions = [r.value for r in mine if r.topic == decisions_topic and r.value is not None]
-    return log, decisions, {t: ps[0] for t, ps in chosen.items()}
+    values = {t: [r.value for r in mine if r.topic == t and r.value is not None] for t in topics}
+    partitions = {t: ps[0] for t, ps in chosen.items()} | {dead_letter_topic: dlq_partition}
+    return CustomerRecords(values[log_topic], values[decisions_topic], values[events_topic], letters, partitions, scanned)
+
+
+async def _read_dead_letters(
+    bootstrap: str, topic: str, customer_id: str, timeout: float, client_kw: Mapping[str, Any]
+) -> tuple[list[DeadLetterView], int, int]:
+    """The customer's dead letters on their partition of ``topic``, the partition, and how many records it held.
+
+    The worker keys a dead letter by the key of the message that failed (inbound: the upstream
+    key, which is the customer id by contract; customer-events: the customer id) with Kafka's
+    default partitioner, so the customer's dead letters are on :func:`partition_for` of that
+    key. Its own reader, not :func:`~orchestrator.designer.report.read_to_end`: the code and
+    the reason are in the headers.
+    """
+    try:
+        return await asyncio.wait_for(_read_dead_letter_partition(bootstrap, topic, customer_id, client_kw), timeout)
+    except TimeoutError:
+        raise KafkaReadError(f"could not read {topic} at {bootstrap} to the end within {timeout:g} s") from None
+
+
+async def _read_dead_letter_partition(
+    bootstrap: str, topic: str, customer_id: str, client_kw: Mapping[str, Any]
+) -> tuple[list[DeadLetterView], int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    try:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kw)
+        await consumer.start()
+    except KafkaError as exc:
+        raise KafkaReadError(f"cannot read from Kafka at {bootstrap} ({type(exc).__name__}: {exc})") from None
+    try:
+        counts = await _partition_counts(bootstrap, [topic], client_kw)  # raises KafkaReadError for a missing topic
+        tp = TopicPartition(topic, partition_for(customer_id, counts[topic]))
+        consumer.assign([tp])
+        start, end = (await consumer.beginning_offsets([tp]))[tp], (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, start)
+        found: list[DeadLetterView] = []
+        scanned = 0
+        while start < end and await consumer.position(tp) < end:
+            for r in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                if r.offset >= end:
+                    continue
+                scanned += 1
+                view = dead_letter_view(r.key, r.value, r.headers, r.timestamp)
+                if view is not None and view.belongs_to(customer_id):
+                    found.append(view)
+        return found, tp.partition, scanned
+    except KafkaError as exc:
+        raise KafkaReadError(f"cannot read from Kafka at {bootstrap} ({type(exc).__name__}: {exc})") from None
+    finally:
+        await consumer.stop()
 
 
 # ---------------------------------------------------------------- the command
@@ -342,7 +707,8 @@ HELP = (
     "Tell one customer's story on the running system, oldest first: which journeys they entered (version, on which event) "
     "or did not enter and why, split variants and branches, what they waited for and until when, each send and the basket's "
     "decision on it (reason, code, balance/capacity, deferred until), awaited events, timeouts, goals and exits. "
-    "Reads only the customer's partition of <ORCH_TOPIC_PREFIX>.journey-log and <ORCH_TOPIC_PREFIX>.decisions "
+    "Also their dead-lettered events (code and reason), and each event at its own time (occurred_at). "
+    "Reads only the customer's partition of <ORCH_TOPIC_PREFIX>.journey-log, .decisions, .customer-events and .dead-letter "
     "(Kafka's default partitioner on the customer id), from the beginning to its current end."
 )
 
@@ -365,7 +731,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_explain_command)
 
 
-def _read(args: argparse.Namespace, settings: Settings) -> tuple[list[bytes], list[bytes], dict[str, int]]:
+def _read(args: argparse.Namespace, settings: Settings) -> CustomerRecords:
     from orchestrator.runtime.preflight import aiokafka_kwargs
 
     with quiet_kafka_client():
@@ -376,6 +742,8 @@ def _read(args: argparse.Namespace, settings: Settings) -> tuple[list[bytes], li
                 settings.topic("decisions"),
                 args.customer,
                 args.timeout,
+                events_topic=settings.topic("customer-events"),
+                dead_letter_topic=settings.topic("dead-letter"),
                 **aiokafka_kwargs(settings),
             )
         )
@@ -387,10 +755,21 @@ def _explain_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     if settings is None:
         return 1
     try:
-        log, decisions, partitions = _read(args, settings)
+        got = _read(args, settings)
     except KafkaReadError as exc:
         print(f"orchestrator explain: {exc}", file=err)
         return 1
-    story = build_story(args.customer, log, decisions, journey=args.journey, since=args.since, steps=args.steps, partitions=partitions)
+    story = build_story(
+        args.customer,
+        got.log,
+        got.decisions,
+        dead_letters=got.dead_letters,
+        events=got.events,
+        journey=args.journey,
+        since=args.since,
+        steps=args.steps,
+        partitions=got.partitions,
+        dead_letters_scanned=got.dead_letters_scanned,
+    )
     out.write((story.model_dump_json(indent=2) if args.json else format_story(story)) + "\n")
     return 0

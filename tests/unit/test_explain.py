@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.designer import explain as ex
 from orchestrator.designer.explain import Story, build_story, format_story, partition_for
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -261,3 +262,123 @@ def test_empty_story_and_json() -> None:
 def test_partition_is_the_java_default_partitioners(key: str, java_murmur2: int, partitions: int) -> None:
     # Java: Utils.toPositive(Utils.murmur2(keyBytes)) % numPartitions
     assert partition_for(key, partitions) == (java_murmur2 & 0x7FFFFFFF) % partitions
+
+
+# ---------------------------------------------------------------- dead letters and each event at its own time
+
+
+def envelope(event_id: str, occurred_at: datetime, type_: str = "web.cart_abandoned", customer: str = "c1") -> bytes:
+    """A customer-events record as the worker republishes it (the canonical envelope)."""
+    doc = {"kind": "event", "event_id": event_id, "customer_id": customer, "type": type_, "occurred_at": occurred_at.isoformat()}
+    return json.dumps({**doc, "data": {}}).encode()
+
+
+def dlq_headers(code: str, reason: str, at: datetime, customer: str = "", offset: int = 7) -> list[tuple[str, bytes]]:
+    """The headers Pipeline._dead writes on a dead-letter record."""
+    fields = {
+        "dlq.reason": reason,
+        "dlq.code": code,
+        "dlq.exception": "InvalidEvent",
+        "dlq.family": "web",
+        "dlq.customer": customer,
+        "dlq.source.topic": "orch.in.web",
+        "dlq.source.partition": "0",
+        "dlq.source.offset": str(offset),
+        "dlq.at": at.isoformat(),
+    }
+    return [(k, v.encode()) for k, v in fields.items()]
+
+
+BAD_CART = json.dumps(
+    {"event_id": "c1-bad", "customer_id": "c1", "occurred_at": "2026-03-02T09:30:00+00:00", "type": "cart_abandoned", "cart_value": "x"}
+).encode()
+REASON = "invalid web event 'cart_abandoned': cart_value: expected a number, got \"x\""
+
+
+def test_dead_letter_view_reads_the_workers_headers_and_the_original_bytes() -> None:
+    handled = T0 + timedelta(minutes=40)
+    d = ex.dead_letter_view(b"c1", BAD_CART, dlq_headers("schema", REASON, handled), 1_772_444_400_000)
+    assert d is not None
+    assert (d.key, d.customer_id, d.code, d.reason, d.family, d.source_offset) == ("c1", None, "schema", REASON, "web", 7)
+    assert (d.event_id, d.event_type, d.occurred_at, d.dead_lettered_at) == (
+        "c1-bad",
+        "cart_abandoned",
+        T0 - timedelta(minutes=30),
+        handled,
+    )
+    assert d.at == T0 - timedelta(minutes=30) and d.belongs_to("c1") and not d.belongs_to("c2")
+    # not JSON, cut short: no event fields, so its time is when it was dead-lettered
+    cut = ex.dead_letter_view(b"c1", BAD_CART[:20], [*dlq_headers("not_json", "not JSON", handled), ("dlq.truncated", b"99")])
+    assert cut is not None and (cut.event_id, cut.occurred_at, cut.truncated, cut.at) == (None, None, 99, handled)
+    # no dlq.at either: the record's timestamp; a naive occurred_at is not trusted
+    naive = BAD_CART.replace(b"+00:00", b"")
+    bare = ex.dead_letter_view(None, naive, [("dlq.code", b"processing_failed"), ("dlq.customer", b"c1")], 1_772_444_400_000)
+    assert bare is not None and bare.occurred_at is None and bare.at == datetime(2026, 3, 2, 9, 40, tzinfo=UTC) and bare.belongs_to("c1")
+    assert ex.dead_letter_view(b"c1", b"{}", [("other", b"x")]) is None  # not a worker's dead letter
+
+
+def test_dead_letters_are_in_the_story_each_at_its_own_time() -> None:
+    batch = T0 + timedelta(minutes=40)  # one batch handled the cart and the purchase: the log has one time for both
+    records = [
+        log("entered", batch, None, "send_first", event_id="c1-e1", event_type="web.cart_abandoned"),
+        log("send", batch, "send_first", "wait_open", result="approved", send_id=SEND1, channel="email", template="t", reason="fits"),
+        log("goal", batch, "send_first", outcome="goal", goal="purchased", event_id="c1-p1"),
+    ]
+    events = [envelope("c1-e1", T0), envelope("c1-p1", T0 + timedelta(minutes=20), "web.purchase"), envelope("c2-e1", T0, customer="c2")]
+    letters = [
+        ex.dead_letter_view(b"c1", BAD_CART, dlq_headers("schema", REASON, batch)),
+        ex.dead_letter_view(b"c1", BAD_CART, dlq_headers("schema", REASON, batch)),  # dead-lettered again by a retried batch: once
+        ex.dead_letter_view(b"c2", BAD_CART.replace(b'"c1', b'"c2'), dlq_headers("schema", REASON, batch, offset=8)),  # another customer
+        ex.dead_letter_view(None, b"\xff", dlq_headers("undecodable", "not a customer-events message", batch, "c1", 9)),
+    ]
+    story = build_story(
+        "c1", records, [decision(SEND1, "approved", batch, code="fits")], dead_letters=[d for d in letters if d], events=events
+    )
+    assert (story.log_records, story.decisions, story.dead_letters) == (3, 1, 2)
+    assert format_story(story).splitlines() == [
+        "customer c1: 3 journey-log records, 1 decision, 2 dead letters",
+        (
+            "2026-03-02T09:30:00Z  -  dead-lettered web event (code schema, event c1-bad): "
+            "invalid web event 'cart_abandoned': cart_value: expected a number, got \"x\" (handled 2026-03-02T10:40:00Z)"
+        ),
+        (
+            "2026-03-02T10:00:00Z  abandoned_cart v1  entered on web.cart_abandoned (event c1-e1), starts at send_first "
+            "(handled 2026-03-02T10:40:00Z)"
+        ),
+        (
+            "2026-03-02T10:20:00Z  abandoned_cart v1  GOAL purchased reached (event c1-p1) at send_first: converted, the journey ends "
+            "(handled 2026-03-02T10:40:00Z)"
+        ),
+        (
+            "2026-03-02T10:40:00Z  abandoned_cart v1  send_first: sent email t: approved (fits) "
+            "[code fits; basket 10/25 in 2026-03, cost 10] -> wait_open"
+        ),
+        "2026-03-02T10:40:00Z  -  dead-lettered web event (code undecodable): not a customer-events message",
+    ]
+    assert [line.logged_at for line in story.lines[1:3]] == [batch, batch]
+    # --since goes by the lines' own times; a dead letter is in every --journey (it never reached one)
+    later = build_story("c1", records, dead_letters=[d for d in letters if d], events=events, since=T0 + timedelta(minutes=10))
+    assert [line.what for line in later.lines] == ["goal", "send", "dead_letter"]
+    only = build_story("c1", records, dead_letters=[d for d in letters if d], events=events, journey="churn_apology")
+    assert [line.what for line in only.lines] == ["dead_letter", "dead_letter"]
+    # without the envelopes (gone with retention): the record's time, as before
+    assert [line.at for line in build_story("c1", records).lines] == [batch, batch, batch]
+
+
+def test_timeouts_at_their_timers_due_time_and_nothing_happened_but_dead_letters() -> None:
+    due = T1
+    records = [log("timeout", due + timedelta(seconds=5), "wait_open", "send_reminder", timer_id="t1")]
+    timer = json.dumps({"kind": "timer", "customer_id": "c1", "timer_id": "t1", "due_at": due.isoformat()})
+    story = build_story("c1", records, events=[timer, b"not json", {"kind": "timer", "customer_id": "c1", "timer_id": "t1"}])
+    assert story.lines[0].at == due and story.lines[0].logged_at == due + timedelta(seconds=5)
+    assert format_story(story).splitlines()[1] == (
+        "2026-03-03T10:00:00Z  abandoned_cart v1  wait_open: timed out -> send_reminder (handled 2026-03-03T10:00:05Z)"
+    )
+    letter = ex.dead_letter_view(b"c9", b"[1]", dlq_headers("not_object", "expected a JSON object, got list", T0))
+    assert letter is not None
+    only_dead = build_story("c9", [], dead_letters=[letter, letter.model_dump(mode="json")], partitions={"orch.dead-letter": 1})
+    assert format_story(only_dead).splitlines() == [
+        "customer c9: 0 journey-log records, 0 decisions, 1 dead letter (read partition 1 of orch.dead-letter)",
+        "2026-03-02T10:00:00Z  -  dead-lettered web event (code not_object): expected a JSON object, got list",
+    ]
+    assert Story.model_validate_json(only_dead.model_dump_json()) == only_dead
