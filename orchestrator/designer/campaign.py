@@ -2,12 +2,15 @@
 
 ``orchestrator/cli.py`` calls :func:`register` on its subparsers.
 
-    orchestrator campaign preview JOURNEY --journeys DIR EVENTS.jsonl
-        how a scheduled audience would go: simulate EVENTS.jsonl (the customers it builds)
-        with the journeys of DIR (and JOURNEY, a file or a journey id), then, for the next
-        run after the file's last line: customers evaluated, the audience size, entries,
-        the sends the run's instances make and how the basket answers them (result and
-        code, per step), and how long the run takes at the audience's throttle.
+    orchestrator campaign preview JOURNEY --journeys DIR EVENTS.jsonl [--at TIME] [--runs] [--json]
+        what happens if JOURNEY (a file or a journey id) is deployed now: EVENTS.jsonl builds
+        the customers' profiles and history with the other journeys of DIR live, and JOURNEY
+        is deployed at the file's last line (or --at TIME) through simulate's deploy line.
+        A summary of the next run a worker would carry out from then (a run whose time has
+        passed but which is still open, at once): customers evaluated, the audience size,
+        entries and who was kept out why, the sends the run's instances make and how the
+        basket answers them (result and code, per step), and how long the run takes at the
+        audience's throttle; then notes, and with --runs every run after the deploy.
     orchestrator campaign load-list FILE --list NAME [--brand B] [--dry-run]
         put the customers of FILE (one id per line, or a CSV with a customer_id column) on
         the list NAME: one crm.added_to_list event per customer on <prefix>.in.crm, keyed by
@@ -27,19 +30,22 @@ import asyncio
 import csv
 import json
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, Field
 
+from orchestrator.actions import Disposition
 from orchestrator.designer.simulate import (
     DEFAULT_HORIZON,
     CampaignRun,
+    Deploy,
     InputItem,
     SimulationResult,
     choose_policy,
@@ -52,8 +58,8 @@ from orchestrator.designer.simulate import (
 from orchestrator.errors import DefinitionError
 from orchestrator.events import InvalidEvent, parse_inbound
 from orchestrator.journey import model as m
-from orchestrator.journey.loader import journey_files, parse_file
-from orchestrator.journey.schedule import ScheduleSpec
+from orchestrator.journey.loader import CompiledJourney, journey_files, parse_file
+from orchestrator.journey.schedule import ScheduleSpec, open_runs
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.timeutil import iso_utc
 
@@ -70,16 +76,28 @@ class StepSends(BaseModel):
 
 
 class RunPreview(BaseModel):
-    """One run of the campaign in the simulation."""
+    """One run of the campaign after the deploy, in the simulation."""
 
     run_id: str
-    at: datetime = Field(description="When the run began: its instant, or (local) when it reached its first customer.")
+    at: datetime = Field(description="The run's time: its instant, or (local) when its first customer was due.")
+    begins: datetime = Field(
+        description="When a worker begins the run: its time, or the deploy when that time had passed but the run was still open."
+    )
+    passed_at_deploy: bool = Field(
+        description="The run's time (a local run: some customer's due time) had passed at the deploy; the run was still open "
+        "(its grace), so a worker carries it out at once, at the deploy, for the customers it is still open for."
+    )
+    grace_hours: float = Field(description="How long the run stays open for a customer after their due time (24; hourly runs: 1).")
     version: int = Field(description="The journey version live when the run began.")
     local: bool
-    evaluated: int = Field(description="Customers seen by their due time, whose audience conditions were evaluated.")
+    evaluated: int = Field(description="Customers the run reached, whose audience conditions were evaluated.")
     in_audience: int = Field(description="The audience size: customers the audience's conditions held for.")
     entered: int
     not_entered: int = Field(description="In the audience but kept out by the re-entry rule.")
+    kept_out: dict[str, int] = Field(
+        default_factory=dict,
+        description="Customers kept out by the re-entry rule, by reason, e.g. 'reentry: never, and the customer entered before'.",
+    )
     decisions: int = Field(
         description="Basket decisions on the sends of the instances this run started (retries and fallbacks each count)."
     )
@@ -87,26 +105,33 @@ class RunPreview(BaseModel):
     results: dict[str, dict[str, int]] = Field(description="result -> code -> decisions, e.g. capped -> {reserve: 3}.")
     steps: list[StepSends]
     per_second: float = Field(description="The audience's throttle: customers per second, across all workers.")
-    largest_burst: int = Field(description="Most customers in the audience due at the same time (a UTC run: all of them).")
+    largest_burst: int = Field(description="Most customers in the audience reached at the same time (a UTC run: all of them).")
     throttle_seconds: float = Field(description="How long the largest burst takes at the throttle.")
-    first_due: datetime | None = None
-    last_due: datetime | None = None
+    first_due: datetime | None = Field(default=None, description="When the run reached its first customer in the audience.")
+    last_due: datetime | None = Field(default=None, description="When the run reached its last customer in the audience.")
 
 
 class Preview(BaseModel):
-    """``orchestrator campaign preview``: how a scheduled audience would go on the customers an event file builds."""
+    """``orchestrator campaign preview``: what happens if the campaign is deployed now, on the customers an event file builds."""
 
     journey: str
     version: int
     file: str
     schedule: str = Field(description="The schedule in words.")
     events: str = Field(description="The event file that built the customers.")
+    journeys: str = Field(description="The journey directory: its other journeys are live while the events build the customers.")
     customers: int = Field(description="Customers the event file built.")
-    last_line: datetime | None = Field(description="Time of the event file's last line: the next run is the first one at or after it.")
+    last_line: datetime | None = Field(description="Time of the event file's last line (None: no line).")
+    deployed_at: datetime = Field(
+        description="When the journey under preview is deployed (--at, else the event file's last line, else now): the events "
+        "before it build the customers' profiles and history with the other journeys live; the journey takes effect from then."
+    )
+    deployed_at_source: Literal["--at", "last_line", "now"] = Field(description="Where deployed_at comes from.")
     policy: str = Field(description="The pressure policy file, or 'built-in default'.")
-    next_run: RunPreview | None = Field(description="The run previewed: the first at or after the last line (else the last one).")
-    runs: list[RunPreview] = Field(description="Every run of the campaign in the simulation, in order.")
-    notes: list[str] = Field(default_factory=list)
+    next_run: RunPreview | None = Field(description="The first run a worker carries out after the deploy (None: none comes).")
+    no_run: str | None = Field(default=None, description="Why no run comes after the deploy (when next_run is None), in words.")
+    runs: list[RunPreview] = Field(description="Every run of the journey after the deploy in the simulation, in order (next_run first).")
+    notes: list[str] = Field(default_factory=list, description="What else the designer should know, printed after the summary.")
 
 
 class PreviewError(Exception):
@@ -129,7 +154,7 @@ def describe_schedule(schedule: ScheduleSpec) -> str:
 
 @dataclass(frozen=True)
 class _Target:
-    """The campaign to preview and the journey paths to simulate with."""
+    """The campaign to preview and the other journey paths, live while the events build the customers."""
 
     journey: m.Journey
     file: str
@@ -137,7 +162,7 @@ class _Target:
 
 
 def _target(what: str, journeys_dir: Path) -> _Target:
-    """The journey named by ``what`` (a file, or a journey id in ``journeys_dir``) and the paths to load.
+    """The journey named by ``what`` (a file, or a journey id in ``journeys_dir``) and the other paths to load.
 
     Raises :class:`PreviewError`, or :class:`~orchestrator.errors.DefinitionError` for an invalid file.
     """
@@ -149,8 +174,7 @@ def _target(what: str, journeys_dir: Path) -> _Target:
         journey, errors = parse_file(given)
         if journey is None:
             raise JourneyError(errors)
-        paths = [f for f in files if f.resolve() != given.resolve()] + [given]
-        return _Target(journey, os.fspath(given), paths)
+        return _Target(journey, os.fspath(given), [f for f in files if f.resolve() != given.resolve()])
     found: list[tuple[m.Journey, Path]] = []
     for f in files:
         parsed, _ = parse_file(f)
@@ -159,7 +183,7 @@ def _target(what: str, journeys_dir: Path) -> _Target:
     if not found:
         raise PreviewError(f"{what}: no such journey file, and no journey with that id in {journeys_dir}")
     journey, file = max(found, key=lambda jf: (jf[0].status == "live", jf[0].version))
-    return _Target(journey, os.fspath(file), files)
+    return _Target(journey, os.fspath(file), [f for f in files if f != file])
 
 
 def _schedule(journey: m.Journey) -> m.Schedule:
@@ -178,22 +202,43 @@ def _last_line(items: Sequence[InputItem]) -> datetime | None:
     return max(times) if times else None
 
 
-def _horizon(schedule: ScheduleSpec, last: datetime | None) -> datetime | None:
-    """Simulate until the default horizon, or long enough for the next run after the last line to reach every zone."""
-    if last is None:
-        return None
-    until = last + DEFAULT_HORIZON
-    upcoming = runs_between(schedule, last, last + timedelta(days=400))
+def _horizon(schedule: ScheduleSpec, deployed_at: datetime, last: datetime | None) -> datetime:
+    """Simulate until the default horizon, or long enough for the first run after the deploy to reach every zone."""
+    until = max(deployed_at, last or deployed_at) + DEFAULT_HORIZON
+    upcoming = runs_between(schedule, deployed_at, deployed_at + timedelta(days=400))
     if upcoming:
         until = max(until, reach(upcoming[0])[1] + timedelta(days=1))
     return until
 
 
-def preview(
-    what: str, journeys_dir: str | os.PathLike[str], events_path: str | os.PathLike[str], policy_path: str | os.PathLike[str] | None = None
-) -> Preview:
-    """Simulate ``events_path`` with the journeys and preview the campaign ``what`` (a journey file or id).
+def _closed_before(schedule: ScheduleSpec, deployed_at: datetime) -> str | None:
+    """For a once-only schedule whose run has closed for every customer at the deploy: why no run comes, in words."""
+    if schedule.every is not None:
+        return None
+    runs = open_runs(schedule, deployed_at)
+    if not runs or reach(runs[0])[1] + runs[0].grace > deployed_at:
+        return None
+    run = runs[0]
+    ago = duration_text((deployed_at - reach(run)[1]).total_seconds())
+    return (
+        f"its only run, {run.run_id}, came {ago} before the deploy ({iso_utc(deployed_at)}), past the "
+        f"{duration_text(run.grace.total_seconds())} a run stays open: a worker never carries it out, so deploying it now "
+        "enters and sends nothing (set a later schedule.at)"
+    )
 
+
+def preview(
+    what: str,
+    journeys_dir: str | os.PathLike[str],
+    events_path: str | os.PathLike[str],
+    policy_path: str | os.PathLike[str] | None = None,
+    at: datetime | None = None,
+) -> Preview:
+    """What happens if the campaign ``what`` (a journey file or id) is deployed at ``at`` (default: the event file's last line).
+
+    The events build the customers with the other journeys of ``journeys_dir`` live; the campaign is deployed at
+    ``at`` through simulate's deploy line (:class:`~orchestrator.designer.simulate.Deploy`), so its runs are the ones a
+    worker would carry out from then on: a run whose time has passed but which is still open (its grace) at once.
     Raises :class:`PreviewError` when it is not a campaign or not found,
     :class:`~orchestrator.errors.DefinitionError` for invalid journeys, policy or event file.
     """
@@ -203,37 +248,76 @@ def preview(
     journeys, items, skipped = load_scenario(target.paths, events_path)
     choice = choose_policy(directory, policy_path)
     last = _last_line(items)
-    result = asyncio.run(simulate_async(journeys, items, MemoryBasket(choice.policy), _horizon(schedule, last)))
-    runs = [_run_preview(c, result) for c in result.campaigns if c.journey_id == target.journey.id]
-    nxt = next((r for r in runs if last is None or r.at >= last), None)
+    deployed_at = at or last or datetime.now(UTC).replace(microsecond=0)
+    source: Literal["--at", "last_line", "now"] = "--at" if at else "last_line" if last else "now"
+    compiled = CompiledJourney(target.journey, source=target.file)
+    deploy = Deploy(0, deployed_at, Path(target.file), f"campaign preview (deployed at {iso_utc(deployed_at)})", compiled)
+    basket = MemoryBasket(choice.policy)
+    result = asyncio.run(simulate_async(journeys, [*items, deploy], basket, _horizon(schedule, deployed_at, last)))
+    runs = _run_previews(result, target.journey, deployed_at)
     notes = [f"{line} (line skipped)" for line in skipped + result.errors] + ([choice.notice] if choice.notice else [])
-    if nxt is None and runs:
-        nxt = runs[-1]
-        notes.append(
-            f"no run at or after the event file's last line ({iso_utc(last or nxt.at)}): previewing the last run, {nxt.run_id}; "
-            "customers and events after it do not count for it"
-        )
-    elif nxt is None:
-        notes.append("no run of the campaign reached a customer of the event file in the simulation")
+    notes += _journey_notes(target, journeys.newest(target.journey.id), result.errors)
+    if last is not None and last > deployed_at:
+        notes.append(f"the event file goes on after the deploy (to {iso_utc(last)}): those events happen with the journey live")
+    # profile facts: a field whose history starts after the audience looks back will be warned about here
     notes.append("the throttle is not simulated: every customer enters at their due time; throttle_seconds is what it would take")
+    no_run = None if runs else _closed_before(schedule, deployed_at) or "no run of the journey came after the deploy in the simulation"
     return Preview(
         journey=target.journey.id,
         version=target.journey.version,
         file=target.file,
         schedule=describe_schedule(schedule),
         events=os.fspath(events_path),
+        journeys=os.fspath(directory),
         customers=len(result.states),
         last_line=last,
+        deployed_at=deployed_at,
+        deployed_at_source=source,
         policy=choice.source or "built-in default",
-        next_run=nxt,
+        next_run=runs[0] if runs else None,
+        no_run=no_run,
         runs=runs,
         notes=notes,
     )
 
 
-def _run_preview(campaign: CampaignRun, result: SimulationResult) -> RunPreview:
-    instance = f"{campaign.journey_id}@audience:{campaign.journey_id}:{campaign.run_id}"
-    decided = [d for d in result.dispositions if d.send.instance_id == instance]
+def _journey_notes(target: _Target, newest: CompiledJourney | None, errors: Sequence[str]) -> list[str]:
+    """Notes on the journey deployed: not live, not the newest version, or event lines that answer its sends before the deploy."""
+    journey = target.journey
+    notes: list[str] = []
+    if journey.status != "live":
+        notes.append(f"{target.file} has status: {journey.status}: a retired version takes no new entries, so no run enters anyone")
+    elif newest is not None and newest.version > journey.version:
+        notes.append(f"v{newest.version} of {journey.id} ({newest.source}) is newer and live: new runs take it, not v{journey.version}")
+    own = [f"send of step {s!r}" for s, step in journey.steps.items() if isinstance(step, m.SendStep)]
+    if any(o in e for e in errors for o in own):
+        notes.append(
+            f"lines answering a send of {journey.id} before the deploy were skipped: it is not deployed yet then (--at deploys it earlier)"
+        )
+    return notes
+
+
+_REASON_DETAIL = re.compile(r" \([^)]*\)|: last .*")
+"""The per-customer part of a re-entry reason (counts, instance, times), left out to count customers by reason."""
+
+
+def _run_previews(result: SimulationResult, journey: m.Journey, deployed_at: datetime) -> list[RunPreview]:
+    """The runs of ``journey`` (that version: the one deployed) in the simulation, with their sends and who was kept out why."""
+    mine = [c for c in result.campaigns if (c.journey_id, c.version) == (journey.id, journey.version)]
+    prefix = f"{journey.id}@audience:{journey.id}:"
+    sends: dict[str, list[Disposition]] = {}
+    for d in result.dispositions:
+        if d.send.instance_id.startswith(prefix):
+            sends.setdefault(d.send.instance_id[len(prefix) :], []).append(d)
+    kept: dict[str, Counter[str]] = {}
+    for t in result.traces:
+        run_id = str(t.detail.get("event_id", "")).removeprefix(f"audience:{journey.id}:")
+        if t.what == "not_entered" and t.journey_id == journey.id and run_id != t.detail.get("event_id"):
+            kept.setdefault(run_id, Counter())[_REASON_DETAIL.sub("", str(t.detail.get("reason", "")))] += 1
+    return [_run_preview(c, sends.get(c.run_id, []), kept.get(c.run_id, Counter()), deployed_at) for c in mine]
+
+
+def _run_preview(campaign: CampaignRun, decided: Sequence[Disposition], kept: Counter[str], deployed_at: datetime) -> RunPreview:
     results: dict[str, Counter[str]] = {}
     steps: dict[tuple[str, str, str], Counter[str]] = {}
     for d in decided:
@@ -243,12 +327,16 @@ def _run_preview(campaign: CampaignRun, result: SimulationResult) -> RunPreview:
     return RunPreview(
         run_id=campaign.run_id,
         at=campaign.at,
+        begins=max(campaign.at, deployed_at),
+        passed_at_deploy=campaign.at < deployed_at,
+        grace_hours=campaign.run.grace.total_seconds() / 3600,
         version=campaign.version,
         local=campaign.run.local,
         evaluated=campaign.evaluated,
         in_audience=campaign.in_audience,
         entered=campaign.entered,
         not_entered=campaign.not_entered,
+        kept_out=dict(kept.most_common()),
         decisions=len(decided),
         sent=sum(d.result == "approved" for d in decided),
         results={r: dict(c.most_common()) for r, c in sorted(results.items(), key=lambda rc: -sum(rc[1].values()))},
@@ -272,11 +360,33 @@ def _customers(n: int) -> str:
     return f"{n} customer{'s' if n != 1 else ''}"
 
 
-def _run_lines(run: RunPreview) -> list[str]:
-    lines = [
-        f"  audience: {run.in_audience} of {_customers(run.evaluated)} evaluated; {run.entered} entered"
-        + (f", {run.not_entered} kept out by re-entry" if run.not_entered else ""),
-    ]
+def _audience_line(run: RunPreview) -> str:
+    """``10 in the audience of 13 evaluated; 8 entered, 2 kept out (reentry: never, and the customer entered before: 2)``."""
+    kept = ""
+    if run.not_entered:
+        why = "; ".join(f"{reason}: {n}" for reason, n in run.kept_out.items())
+        kept = f", {run.not_entered} kept out" + (f" ({why})" if why else "")
+    return f"{run.in_audience} in the audience of {run.evaluated} evaluated; {run.entered} entered{kept}"
+
+
+def _passed_line(run: RunPreview, deployed_at: datetime) -> str:
+    """What a worker does with a run whose time had passed at the deploy."""
+    grace = duration_text(run.grace_hours * 3600)
+    if not run.local:
+        ago = duration_text((deployed_at - run.at).total_seconds())
+        return (
+            f"  its time passed {ago} before the deploy, but a run stays open {grace} after its time: "
+            f"a worker carries it out at once, at the deploy ({iso_utc(deployed_at)})"
+        )
+    return (
+        f"  its time had passed for some customers at the deploy: a worker reaches those within {grace} after their local "
+        f"time at once, at the deploy ({iso_utc(deployed_at)}), and the others at their local time"
+    )
+
+
+def _run_lines(run: RunPreview, deployed_at: datetime) -> list[str]:
+    lines = [_passed_line(run, deployed_at)] if run.passed_at_deploy else []
+    lines.append(f"  audience: {_audience_line(run)}")
     if run.decisions:
         by_result = ", ".join(f"{r} {sum(c.values())} ({_counts(c)})" for r, c in run.results.items())
         lines.append(f"  sends: {run.sent} sent; basket decisions: {by_result}")
@@ -293,22 +403,28 @@ def _run_lines(run: RunPreview) -> list[str]:
     return lines
 
 
-def format_preview(p: Preview) -> str:
-    """The preview as text."""
+_DEPLOYED = {"--at": "--at", "last_line": "the event file's last line", "now": "now: the event file has no line"}
+
+
+def format_preview(p: Preview, runs: bool = False) -> str:
+    """The preview as text: the summary (the deploy, the next run), the notes, then with ``runs`` every run after the deploy."""
     lines = [
         f"campaign {p.journey} v{p.version} ({p.file}): {p.schedule}",
-        f"  {p.customers} customers built by {p.events}"
-        + (f" (last line {iso_utc(p.last_line)})" if p.last_line else "")
-        + f"; policy {p.policy}",
+        f"  deployed at {iso_utc(p.deployed_at)} ({_DEPLOYED[p.deployed_at_source]})",
+        f"  {_customers(p.customers)} built by {p.events} with the other journeys of {p.journeys} live; policy {p.policy}",
     ]
     if p.next_run is not None:
-        lines.append(f"next run {p.next_run.run_id} (v{p.next_run.version}, begins {iso_utc(p.next_run.at)})")
-        lines += _run_lines(p.next_run)
-    others = [r for r in p.runs if p.next_run is None or r.run_id != p.next_run.run_id]
-    if others:
-        lines.append("other runs in the simulation:")
-        lines += [f"  {r.run_id}: {r.in_audience} of {r.evaluated} in the audience, {r.entered} entered, {r.sent} sent" for r in others]
+        lines.append(f"next run {p.next_run.run_id} (v{p.next_run.version}, begins {iso_utc(p.next_run.begins)})")
+        lines += _run_lines(p.next_run, p.deployed_at)
+    else:
+        lines.append(f"next run: none: {p.no_run}" if p.no_run else "next run: none")
+    later = p.runs[1:]
+    if later and not runs:
+        lines.append(f"later runs: {len(later)} more in the simulation, the last {later[-1].run_id} (--runs lists them)")
     lines += [f"note: {n}" for n in p.notes]
+    if runs and p.runs:
+        lines.append("runs after the deploy:")
+        lines += [f"  {r.run_id} (v{r.version}, begins {iso_utc(r.begins)}): {_audience_line(r)}; {r.sent} sent" for r in p.runs]
     return "\n".join(lines) + "\n"
 
 
@@ -432,7 +548,7 @@ def _parse_time(text: str) -> datetime:
 def _preview_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        result = preview(args.journey, args.journeys, args.events, args.policy)
+        result = preview(args.journey, args.journeys, args.events, args.policy, args.at)
     except DefinitionError as exc:
         for line in exc.problems:
             print(line, file=err)
@@ -443,7 +559,7 @@ def _preview_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     except OSError as exc:
         print(f"{exc.filename}: {exc.strerror}", file=err)
         return 1
-    out.write(result.model_dump_json(indent=2) + "\n" if args.json else format_preview(result))
+    out.write(result.model_dump_json(indent=2) + "\n" if args.json else format_preview(result, args.runs))
     return 0
 
 
@@ -508,17 +624,27 @@ def register(subparsers: Any) -> None:
     sub = c.add_subparsers(dest="campaign_command", required=True)
     p = sub.add_parser(
         "preview",
-        help="estimate a campaign run from a simulation: audience size, sends and the basket's answers, throttle time",
-        description="Simulate EVENTS.jsonl (the customers it builds) with the journeys of --journeys and JOURNEY, and preview "
-        "the campaign's next run after the file's last line: customers evaluated, the audience size, entries, the sends of the "
-        "instances it starts with the basket's answers (result and code, per step), and how long the run takes at the "
-        "audience's throttle. An estimate: the in-memory basket, each customer entered at their due time.",
+        help="what happens if I deploy this campaign now: its next run's audience, sends and the basket's answers, throttle time",
+        description="What happens if JOURNEY is deployed now: EVENTS.jsonl builds the customers' profiles and history with the "
+        "other journeys of --journeys live, and JOURNEY is deployed at the file's last line (or --at TIME). A summary of the next "
+        "run a worker would carry out from then (a run whose time passed less than its grace before the deploy: at once): "
+        "customers evaluated, the audience size, entries and who was kept out why, the sends of the instances it starts with "
+        "the basket's answers (result and code, per step), and how long the run takes at the audience's throttle; then notes. "
+        "An estimate: the in-memory basket, each customer entered at their due time.",
     )
     p.add_argument("journey", metavar="JOURNEY_FILE_OR_ID", help="a journey file, or the id of a journey in --journeys")
     p.add_argument("events", metavar="EVENTS.jsonl", help="an event file as for `orchestrator simulate`")
     p.add_argument("--journeys", default="journeys", metavar="DIR", help="journey directory (default: journeys)")
     p.add_argument("--policy", default=None, metavar="FILE", help="pressure policy (default: DIR/pressure.yaml, else the built-in one)")
-    p.add_argument("--json", action="store_true", help="print the preview as one JSON object")
+    p.add_argument(
+        "--at",
+        type=_parse_time,
+        default=None,
+        metavar="TIME",
+        help="deploy the journey at this ISO time (default: the event file's last line)",
+    )
+    p.add_argument("--runs", action="store_true", help="also list every run after the deploy in the simulation, one line each")
+    p.add_argument("--json", action="store_true", help="print the preview as one JSON object (every run included)")
     p.set_defaults(func=_preview_cmd)
 
     load = sub.add_parser(

@@ -24,7 +24,8 @@ like an event (the engine deduplicates the run, checks the audience and the re-e
 rule). Customers outside the audience leave no record. Each run is summed up as a
 :class:`CampaignRun` (evaluated, in the audience, entered, kept out by re-entry, and how
 long its largest burst would take at the throttle, which is not simulated). A deploy or
-retire line plans the runs again: a run follows the journey's live version when it begins.
+retire line plans the runs again: a run follows the journey's live version when it begins; the runs of a
+deployed journey still open at the deploy (within their grace) begin then, as a worker carries them out.
 
 The event file
 ==============
@@ -69,6 +70,14 @@ The result is structured (:class:`SimulationResult`): the records in the order t
 happened, per customer, the journey version changes, the campaign runs, plus the final states; the CLI
 prints it (``--json``: one line per record, described by ``schemas/simulate-record.json``)
 and ``render`` counts customers per edge from its traces.
+
+Timer records (armed, fired, cancelled) carry the journey instance that armed the timer. A
+deferred send's ``retry_at`` is when the journey retries it (the send window's opening when
+the basket's time falls outside the window); ``fits_at`` is the basket's time. The text
+output states a campaign run that keeps a customer out for a reason already shown only once,
+with how many runs followed (:func:`customer_lines`); the JSON keeps every record.
+``orchestrator simulate --compare-policy`` runs the file twice and compares
+(:mod:`orchestrator.designer.whatif`).
 """
 
 from __future__ import annotations
@@ -78,7 +87,7 @@ import heapq
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,13 +97,14 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Trace
-from orchestrator.engine.audience import run_event
+from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE, run_event
 from orchestrator.errors import DefinitionError
 from orchestrator.events import AudienceCheck, Channel, CustomerEvent, InvalidEvent, TimerFired, parse_inbound
 from orchestrator.journey import model as m
 from orchestrator.journey.conditions import Ctx
-from orchestrator.journey.loader import CompiledJourney, JourneySet, journey_files, load_journeys, parse_file
-from orchestrator.journey.schedule import Run, ScheduleSpec, open_runs
+from orchestrator.journey.facts import Facts, facts_file_of, load_facts
+from orchestrator.journey.loader import CompiledJourney, JourneySet, journey_files, load_journeys, parse_file, validate_paths
+from orchestrator.journey.schedule import GRACE, Run, ScheduleSpec, open_runs
 from orchestrator.pressure.basket import Basket, CommType
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.pressure.policy import POLICY_FILE, PolicyError, PressurePolicy, load_policy
@@ -514,9 +524,10 @@ def prepare(journeys: JourneySet, items: Sequence[InputItem | CustomerEvent]) ->
     loaded: dict[tuple[str, int], str] = {(j.id, j.version): j.source or "the given journeys" for j in journeys}
     problems: list[str] = []
     out: list[InputItem] = []
+    facts = journeys.facts if journeys.facts.source is not None else None
     for item in ordered:
         if isinstance(item, Deploy):
-            out.append(_load_deploy(item, loaded, problems))
+            out.append(_load_deploy(item, loaded, problems, facts))
             continue
         if isinstance(item, Retire) and (item.journey_id, item.version) not in loaded:
             problems.append(f"{item.where}: retire: journey {item.journey_id!r} version {item.version} is not loaded at {iso_utc(item.at)}")
@@ -526,11 +537,13 @@ def prepare(journeys: JourneySet, items: Sequence[InputItem | CustomerEvent]) ->
     return out
 
 
-def _load_deploy(item: Deploy, loaded: dict[tuple[str, int], str], problems: list[str]) -> Deploy:
+def _load_deploy(item: Deploy, loaded: dict[tuple[str, int], str], problems: list[str], facts: Facts | None = None) -> Deploy:
     compiled = item.journey
     if compiled is None:
         journey, errors = parse_file(item.path)
-        if journey is None:
+        if journey is not None and facts is not None:  # a deployed journey reads only what the facts file records
+            errors = validate_paths([item.path], facts)
+        if journey is None or errors:
             problems.extend(f"{e} (deployed by {item.where})" for e in errors)
             return item
         compiled = CompiledJourney(journey, source=os.fspath(item.path))
@@ -567,7 +580,8 @@ def load_scenario(
     items, errors = read_events(events_path)
     held = {item.path.resolve() for item in items if isinstance(item, Deploy)}
     files = [f for f in journey_files([Path(p) for p in journey_paths]) if f.resolve() not in held]
-    journeys = load_journeys(files)
+    facts_file = facts_file_of([Path(p) for p in journey_paths])  # profile.yaml beside the journeys, recorded from the start
+    journeys = load_journeys(files, load_facts(facts_file) if facts_file is not None else None)
     return journeys, prepare(journeys, items), errors
 
 
@@ -726,13 +740,15 @@ class _Campaigns:
         self.runs: dict[tuple[str, str], CampaignRun] = {}
         self.seq = 0
 
-    def plan(self, journeys: JourneySet, start: datetime, end: datetime) -> None:
-        """(Re)plan the runs of every live scheduled journey that begin between ``start`` and ``end``."""
+    def plan(self, journeys: JourneySet, start: datetime, end: datetime, deployed: str | None = None) -> None:
+        """(Re)plan the runs of every live scheduled journey that begin between ``start`` and ``end``; for the journey
+        ``deployed`` at ``start``, also its runs still open then (within their grace), which a worker carries out at once."""
         self.planned = []
         for journey in journeys.scheduled:
             schedule = journey.journey.entry.audience.schedule  # type: ignore[union-attr]
-            for run in runs_between(schedule, start, end):  # type: ignore[arg-type]
-                if (journey.id, run.run_id) not in self.runs:
+            late = journey.id == deployed
+            for run in runs_between(schedule, start - GRACE if late else start, end):  # type: ignore[arg-type]
+                if (journey.id, run.run_id) not in self.runs and (not late or reach(run)[1] + run.grace > start):
                     self.seq += 1
                     self.planned.append((max(reach(run)[0], start), self.seq, journey.id, run))
         heapq.heapify(self.planned)
@@ -756,8 +772,8 @@ class _Campaigns:
         self.runs[(journey_id, run.run_id)] = campaign
         for cid, state in states.items():
             due = run.due_for(state.profile.timezone)
-            if due >= now:  # (a run planned again by a deploy may have passed some zones)
-                self.push(due, campaign, cid)
+            if due >= now or run.open_for(state.profile.timezone, now):  # begun late (a deploy): the passed zones still open, now
+                self.push(max(due, now), campaign, cid)
         return campaign
 
     def push(self, due: datetime, campaign: CampaignRun, cid: str) -> None:
@@ -783,6 +799,8 @@ class _Run:
         self.result = SimulationResult()
         self.approved: dict[tuple[str, str | None, str], str] = {}
         """(customer, journey or None for any, step) -> the send id of the latest approved send."""
+        self.timer_owners: dict[tuple[str, str], TimerOwner] = {}
+        """(customer, timer id) -> the instance that armed the timer, while it is armed."""
 
     async def message(
         self, message: CustomerEvent | TimerFired | AudienceCheck, now: datetime, resolved: dict[str, str] | None = None
@@ -791,7 +809,7 @@ class _Run:
         state = self.states.get(cid) or CustomerState.new(cid)
         res = await process(state, message, self.journeys, now, self.basket)
         self.states[cid] = res.state
-        _record(self.result, message, now, res, resolved)
+        _record(self.result, message, now, res, resolved, self._owners(message, res))
         for d in res.sends:
             s = d.send
             self.approved[(cid, None, s.step_id)] = self.approved[(cid, s.journey_id, s.step_id)] = s.send_id
@@ -801,6 +819,21 @@ class _Run:
             else:
                 self.clock.cancel(op)
         return res
+
+    def _owners(self, message: CustomerEvent | TimerFired | AudienceCheck, res: Result) -> dict[str, TimerOwner]:
+        """Timer id -> the instance it belongs to, for the timers this message fired, armed or cancelled."""
+        cid = message.customer_id
+        owners: dict[str, TimerOwner] = {}
+        if isinstance(message, TimerFired) and (cid, message.timer_id) in self.timer_owners:
+            owners[message.timer_id] = self.timer_owners.pop((cid, message.timer_id))
+        for op in res.timer_ops:
+            if isinstance(op, ArmTimer):
+                owner = _armed_by(op, res)
+                if owner is not None:
+                    self.timer_owners[(cid, op.timer_id)] = owners[op.timer_id] = owner
+            elif (cid, op.timer_id) in self.timer_owners:
+                owners[op.timer_id] = self.timer_owners.pop((cid, op.timer_id))
+        return owners
 
     def tick(self, at: datetime) -> datetime:
         """Move the virtual clock to ``at`` (never back) and return the time now."""
@@ -847,7 +880,7 @@ class _Run:
         if not journey.audience_when(Ctx(entry.type, entry.event_id, entry.occurred_at, entry.data, state.profile, now)):
             return
         campaign.in_audience += 1
-        campaign.bursts[due_now] += 1
+        campaign.bursts[max(due_now, now)] += 1
         res = await self.message(check, now)
         campaign.entered += sum(t.what == "entered" for t in res.traces)
         campaign.not_entered += sum(t.what == "not_entered" for t in res.traces)
@@ -880,18 +913,41 @@ class _Run:
     def change(self, item: Deploy | Retire) -> None:
         """Apply a deploy or retire line to the journeys (and plan the campaign runs again)."""
         current: list[CompiledJourney] = list(self.journeys)
+        facts = self.journeys.facts if self.journeys.facts.source is not None else None  # a facts file stays; implied ones follow
         if isinstance(item, Deploy):
             if item.journey is None:
                 raise ValueError(f"{item.where}: deploy not loaded (call prepare first)")
             jid, version, file = item.journey.id, item.journey.version, os.fspath(item.path)
-            self.journeys = JourneySet([*current, item.journey])
+            self.journeys = JourneySet([*current, item.journey], facts)
         else:
             jid, version, file = item.journey_id, item.version, None
-            self.journeys = JourneySet([_retired(j) if (j.id, j.version) == (jid, version) else j for j in current])
-        self.campaigns.plan(self.journeys, item.at, self.until)
+            self.journeys = JourneySet([_retired(j) if (j.id, j.version) == (jid, version) else j for j in current], facts)
+        self.campaigns.plan(self.journeys, item.at, self.until, jid if isinstance(item, Deploy) else None)
         live = self.journeys.newest(jid)
         kind: Literal["deploy", "retire"] = "deploy" if file is not None else "retire"
         self.result.versions.append(VersionChange(item.at, kind, jid, version, live.version if live else None, item.where, file))
+
+
+@dataclass(frozen=True)
+class TimerOwner:
+    """The journey instance a timer belongs to (timer records carry it)."""
+
+    journey_id: str
+    version: int
+    instance_id: str
+    step_id: str | None = None
+    """The step it was armed at (None when the instance ended in the same message)."""
+
+
+def _armed_by(op: ArmTimer, res: Result) -> TimerOwner | None:
+    """The instance that armed ``op``: the one holding the timer after the message, else the traced instance the timer id names."""
+    for inst in res.state.instances:
+        if any(t.timer_id == op.timer_id for t in inst.timers):
+            return TimerOwner(inst.journey_id, inst.version, inst.instance_id, inst.step)
+    for t in res.traces:  # armed and dropped in the same message (e.g. a deferral a calamity send cancelled)
+        if t.instance_id and op.timer_id.startswith(f"{op.customer_id}:{t.instance_id}:"):
+            return TimerOwner(t.journey_id, t.journey_version, t.instance_id)
+    return None
 
 
 def _retired(journey: CompiledJourney) -> CompiledJourney:
@@ -962,10 +1018,23 @@ def simulate_files(
 # ------------------------------------------------------------------ records
 
 
-def _message_record(message: CustomerEvent | TimerFired | AudienceCheck, now: datetime, resolved: dict[str, str] | None) -> SimRecord:
+def _timer_line(now: datetime, cid: str, kind: RecordKind, text: str, owner: TimerOwner | None, data: dict[str, Any]) -> SimRecord:
+    """A timer record, with the journey instance the timer belongs to when it is known."""
+    if owner is None:
+        return SimRecord(now, cid, kind, text, data=data)
+    return SimRecord(now, cid, kind, text, owner.journey_id, owner.version, owner.instance_id, owner.step_id, data=data)
+
+
+def _message_record(
+    message: CustomerEvent | TimerFired | AudienceCheck,
+    now: datetime,
+    resolved: dict[str, str] | None,
+    owners: Mapping[str, TimerOwner] | None = None,
+) -> SimRecord:
     cid = message.customer_id
     if isinstance(message, TimerFired):
-        return SimRecord(now, cid, "timer", f"timer fired {message.timer_id}", data={"timer_id": message.timer_id})
+        owner = (owners or {}).get(message.timer_id)
+        return _timer_line(now, cid, "timer", f"timer fired {message.timer_id}", owner, {"timer_id": message.timer_id})
     if isinstance(message, AudienceCheck):
         return SimRecord(
             now,
@@ -989,10 +1058,12 @@ def _record(
     now: datetime,
     res: Result,
     resolved: dict[str, str] | None = None,
+    owners: Mapping[str, TimerOwner] | None = None,
 ) -> None:
     cid = message.customer_id
+    owners = owners or {}
     add = result.records.append
-    add(_message_record(message, now, resolved))
+    add(_message_record(message, now, resolved, owners))
     for c in res.consent_changes:
         verb = "resubscribed to" if c.subscribed else "unsubscribed from"
         add(
@@ -1004,13 +1075,11 @@ def _record(
                 data={"channel": c.channel, "brand": c.brand, "subscribed": c.subscribed},
             )
         )
-    by_send = {d.send.send_id: d for d in res.dispositions}
-    used: set[str] = set()
+    pending = list(res.dispositions)
     for t in res.traces:
         result.traces.append(t)
-        disp = by_send.get(str(t.detail.get("send_id", "")))
-        if disp is not None and t.what in ("send", "delayed") and disp.send.send_id not in used:
-            used.add(disp.send.send_id)
+        disp = _disposition_of(t, pending)
+        if disp is not None:
             add(_send_record(now, t, disp))
         else:
             add(
@@ -1027,41 +1096,56 @@ def _record(
                     data={"what": t.what, **t.detail},
                 )
             )
-    for d in res.dispositions:
-        result.dispositions.append(d)
-        if d.send.send_id not in used:  # e.g. cancelled by a goal or a calamity
-            used.add(d.send.send_id)
-            add(
-                SimRecord(
-                    now,
-                    cid,
-                    "send",
-                    _send_text(d),
-                    d.send.journey_id,
-                    d.send.journey_version,
-                    d.send.instance_id,
-                    d.send.step_id,
-                    None,
-                    data={"what": "disposition", **_send_data(d)},
-                )
+    result.dispositions.extend(res.dispositions)
+    for d in pending:  # decided outside a send step, e.g. cancelled by a goal
+        add(
+            SimRecord(
+                now,
+                cid,
+                "send",
+                _send_text(d),
+                d.send.journey_id,
+                d.send.journey_version,
+                d.send.instance_id,
+                d.send.step_id,
+                None,
+                data={"what": "disposition", **_send_data(d)},
             )
+        )
     for op in res.timer_ops:
+        owner = owners.get(op.timer_id)
         if isinstance(op, ArmTimer):
-            add(
-                SimRecord(
-                    now,
-                    cid,
-                    "timer_armed",
-                    f"timer armed {op.purpose} {op.timer_id} due {iso_utc(op.due_at)}",
-                    data={"timer_id": op.timer_id, "purpose": op.purpose, "due_at": iso_utc(op.due_at)},
-                )
-            )
+            text = f"timer armed {op.purpose} {op.timer_id} due {iso_utc(op.due_at)}"
+            data = {"timer_id": op.timer_id, "purpose": op.purpose, "due_at": iso_utc(op.due_at)}
+            add(_timer_line(now, cid, "timer_armed", text, owner, data))
         else:
-            add(SimRecord(now, cid, "timer_cancelled", f"timer cancelled {op.timer_id}", data={"timer_id": op.timer_id}))
+            add(_timer_line(now, cid, "timer_cancelled", f"timer cancelled {op.timer_id}", owner, {"timer_id": op.timer_id}))
 
 
-def _send_data(d: Disposition) -> dict[str, Any]:
+def _disposition_of(t: Trace, pending: list[Disposition]) -> Disposition | None:
+    """The disposition a ``send`` or ``delayed`` trace stands for, taken out of ``pending`` (None: the trace is no send).
+
+    A send id can have two dispositions in one message (deferred, then cancelled by a calamity send that went out):
+    a ``delayed`` trace stands for the deferral, a ``send`` trace for the disposition with its ``result``.
+    """
+    if t.what not in ("send", "delayed") or "send_id" not in t.detail:
+        return None
+    result = "deferred" if t.what == "delayed" else t.detail.get("result")
+    for i, d in enumerate(pending):
+        if d.send.send_id == t.detail["send_id"] and d.result == result:
+            return pending.pop(i)
+    return None
+
+
+def _note(d: Disposition) -> str:
+    """Why, in words: the journey's note on the decision (a deferral's states its retry once), else the basket's reason."""
+    return d.note or d.decision.reason
+
+
+def _send_data(d: Disposition, retry_at: str | None = None) -> dict[str, Any]:
+    """The send record's fields; ``retry_at``: when the journey retries a deferred send (default: the basket's retry time)."""
     s, dec = d.send, d.decision
+    fits_at = iso_utc(dec.retry_at) if dec.retry_at else None
     return {
         "result": d.result,
         "send_id": s.send_id,
@@ -1071,25 +1155,27 @@ def _send_data(d: Disposition) -> dict[str, Any]:
         "priority": s.priority,
         "brand": s.brand,
         "variables": s.variables,
-        "reason": d.note or dec.reason,
+        "reason": _note(d),
         "code": getattr(dec, "code", None),
         "cost": dec.cost,
         "balance": dec.balance,
         "capacity": dec.capacity,
         "period": dec.period,
-        "retry_at": iso_utc(dec.retry_at) if dec.retry_at else None,
+        "retry_at": retry_at or fits_at,
+        "fits_at": fits_at,
     }
 
 
 def _send_text(d: Disposition) -> str:
     s, dec = d.send, d.decision
     return (
-        f"send {s.channel} {s.template} ({s.comm_type}, p{s.priority}) -> {d.result}: {d.note or dec.reason} "
+        f"send {s.channel} {s.template} ({s.comm_type}, p{s.priority}) -> {d.result}: {_note(d)} "
         f"[basket {dec.balance:g}/{dec.capacity:g}] {s.send_id}"
     )
 
 
 def _send_record(now: datetime, t: Trace, d: Disposition) -> SimRecord:
+    retry_at = str(t.detail["until"]) if d.result == "deferred" and t.what == "delayed" and t.detail.get("until") else None
     return SimRecord(
         now,
         t.customer_id,
@@ -1100,7 +1186,7 @@ def _send_record(now: datetime, t: Trace, d: Disposition) -> SimRecord:
         t.instance_id,
         t.step_id,
         t.edge,
-        data={"what": t.what, **_send_data(d)},
+        data={"what": t.what, **_send_data(d, retry_at)},
     )
 
 
@@ -1153,12 +1239,52 @@ def format_text(result: SimulationResult, customers: Iterable[str] | None = None
         lines.append("")
     for cid in wanted:
         lines.append(f"customer {cid}")
-        for r in index.get(cid, ()):
-            if r.kind == "timer_cancelled":
-                continue
-            lines.append(f"  {iso_utc(r.at)}  {r.text}")
+        lines.extend(f"  {iso_utc(r.at)}  {text}" for r, text in customer_lines(index.get(cid, [])))
         lines.append("")
     return "\n".join(lines)
+
+
+def _refusal_key(records: Sequence[SimRecord], i: int) -> tuple[str | None, int | None, str] | None:
+    """(journey, version, reason) when ``records[i]`` is a campaign check that the engine kept out (the next record says why)."""
+    if records[i].kind != "audience" or i + 1 >= len(records):
+        return None
+    why = records[i + 1]
+    if why.kind != "trace" or why.data.get("what") != "not_entered" or why.data.get("event_type") != AUDIENCE_EVENT_TYPE:
+        return None
+    return why.journey_id, why.journey_version, str(why.data.get("reason", ""))
+
+
+def customer_lines(records: Sequence[SimRecord]) -> list[tuple[SimRecord, str]]:
+    """One customer's records and their text lines, as :func:`format_text` prints them.
+
+    A campaign run that the re-entry rule (or anything else) keeps the customer out of for a
+    reason already shown is left out: the first such line says how many runs followed it
+    (``reentry: never`` on a daily run would otherwise repeat itself every day). The JSON
+    output keeps every run's ``audience`` and ``not_entered`` record.
+    """
+    first: dict[tuple[str | None, int | None, str], int] = {}
+    again: dict[int, list[datetime]] = {}
+    skip: set[int] = set()
+    for i in range(len(records)):
+        key = _refusal_key(records, i)
+        if key is None:
+            continue
+        if key in first:
+            again[first[key]].append(records[i + 1].at)
+            skip.update((i, i + 1))
+        else:
+            first[key] = i + 1
+            again[i + 1] = []
+    out: list[tuple[SimRecord, str]] = []
+    for i, r in enumerate(records):
+        if i in skip:
+            continue
+        text = r.text
+        if again.get(i):
+            later = again[i]
+            text += f" (the same on {len(later)} later run{'s' if len(later) != 1 else ''}, the last at {iso_utc(later[-1])}; shown once)"
+        out.append((r, text))
+    return out
 
 
 def format_json_lines(result: SimulationResult, customers: Iterable[str] | None = None) -> str:
@@ -1197,7 +1323,7 @@ class _Line(BaseModel):
 
 class _CustomerLine(_Line):
     customer: str = Field(description="The customer id.")
-    journey: str | None = Field(default=None, description="Journey id (traces and sends).")
+    journey: str | None = Field(default=None, description="Journey id (traces, sends, campaign checks and timers).")
     version: int | None = Field(default=None, description="Journey version the customer's instance runs on.")
     instance_id: str | None = Field(default=None, description="The journey instance.")
     step_id: str | None = Field(default=None, description="The step it happened at.")
@@ -1216,7 +1342,7 @@ class EventRecord(_CustomerLine):
 
 
 class TimerRecord(_CustomerLine):
-    """A timer fired."""
+    """A timer fired (journey, version, instance_id and step_id: the instance that armed it)."""
 
     kind: Literal["timer"]
     timer_id: str
@@ -1274,11 +1400,19 @@ class SendRecord(_CustomerLine):
     balance: float = Field(description="Points spent in the period after this decision.")
     capacity: float
     period: str
-    retry_at: AwareDatetime | None = Field(description="For capped/locked: the earliest time the send would fit.")
+    retry_at: AwareDatetime | None = Field(
+        description=(
+            "deferred: when the journey retries the send (the send window's opening when the basket's time falls outside the "
+            "window); capped/locked: the earliest time the send would fit."
+        )
+    )
+    fits_at: AwareDatetime | None = Field(
+        default=None, description="For capped/locked/deferred: the basket's earliest time the send would fit (null: never, or approved)."
+    )
 
 
 class TimerArmedRecord(_CustomerLine):
-    """A timer was armed."""
+    """A timer was armed (journey, version, instance_id and step_id: the instance that armed it)."""
 
     kind: Literal["timer_armed"]
     timer_id: str
@@ -1287,7 +1421,7 @@ class TimerArmedRecord(_CustomerLine):
 
 
 class TimerCancelledRecord(_CustomerLine):
-    """A timer was cancelled (it will not fire)."""
+    """A timer was cancelled: it will not fire (journey, version, instance_id and step_id: the instance that armed it)."""
 
     kind: Literal["timer_cancelled"]
     timer_id: str

@@ -254,7 +254,8 @@ class Draft:
         d["deferred_decision"] = decision
         d["status"] = "deferred"
         when = f"retry at {iso_utc(due)}" + (", when the send window opens" if in_window else "")
-        self.dispose(send, decision, "deferred", f"{decision.reason}; {when}")
+        reason = decision.reason.split("; retry at ", 1)[0]  # an arbitration reason names the basket's retry: state it once
+        self.dispose(send, decision, "deferred", f"{reason}; {when}")
         self._arm(inst, timer_id(self.customer_id, inst, inst.step, "deferred", inst.attempt + 1), "deferred_send", due)
         self.trace(inst, "delayed", inst.step, None, reason="send deferred", send_id=send.send_id, until=iso_utc(due))
 
