@@ -297,6 +297,7 @@ def sustained(args: argparse.Namespace, kafka: str, redis: str, tmp: Path) -> di
     doc["steps"]["wait_open"]["timeout"] = "1h"
     (journeys / "abandoned_cart.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     shutil.copy(ROOT / "journeys" / "pressure.yaml", journeys / "pressure.yaml")
+    shutil.copy(ROOT / "journeys" / "profile.yaml", journeys / "profile.yaml")
     env = worker_env(kafka, redis, prefix, journeys, tmp / "sus", args.partitions, ORCH_CLOCK_SPEED="3600", ORCH_LOG_LEVEL="warning")
     worker = WorkerProcess(env, tmp / "sustained.log").start()
     steps = []

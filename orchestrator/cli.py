@@ -26,18 +26,16 @@ def _worker(args: argparse.Namespace) -> int:
 
     from aiokafka.errors import KafkaError
 
+    from orchestrator.definitions import load_definitions
     from orchestrator.errors import DefinitionError
-    from orchestrator.journey.loader import load_journeys
-    from orchestrator.pressure.policy import load_policy
     from orchestrator.runtime.preflight import PreflightError, prepare_topics
     from orchestrator.settings import Settings, retired_settings
 
     for warning in retired_settings(os.environ):
         print(f"orchestrator worker: warning: {warning}", file=sys.stderr)
     settings = Settings()
-    try:  # the journeys and the policy first: a broken file is the designer's to fix, whatever Kafka says
-        load_journeys([settings.journeys_dir])
-        load_policy(settings.resolved_policy_file())
+    try:  # the journeys, the policy and the facts first: a broken file is the designer's to fix, whatever Kafka says
+        load_definitions(settings.journeys_dir, settings.policy_file)
     except DefinitionError as exc:
         print(f"orchestrator worker: refusing to start: invalid {exc.what}:", file=sys.stderr)
         for problem in exc.problems:

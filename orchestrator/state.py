@@ -27,8 +27,6 @@ from orchestrator.pressure.basket import Decision
 
 Scalar = str | int | float | bool | None
 
-SEEN_VALUES_PER_FIELD = 32
-"""How many distinct values of one tracked payload field the profile remembers (oldest evicted)."""
 PROFILE_LISTS = 64
 """How many named lists a profile remembers (the oldest-named are dropped first: lists are kept sorted)."""
 HISTORY_JOURNEYS = 256
@@ -302,7 +300,14 @@ class TypeSeen(_State):
     last_at: datetime
     values: dict[str, list[tuple[Scalar, datetime]]] = Field(
         default_factory=dict,
-        description="Per tracked payload field: the last distinct values with the time each was last seen (bounded).",
+        description="Per declared payload field (journeys/profile.yaml): the last distinct values, each with the time it was last seen.",
+    )
+    complete_after: dict[str, datetime | None] = Field(
+        default_factory=dict,
+        description=(
+            "Per declared payload field: values holds every value of the events of this type after this time "
+            "(null: since the first); a field not listed is not recorded for this customer."
+        ),
     )
 
 

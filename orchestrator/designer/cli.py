@@ -19,34 +19,71 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from orchestrator.definitions import load_definitions
 from orchestrator.errors import DefinitionError
+from orchestrator.journey.facts import FACTS_FILE, load_facts
 from orchestrator.journey.loader import journey_files, parse_file, validate_paths
 from orchestrator.pressure.policy import POLICY_FILE, PressurePolicy, validate_policy_file
 
+if TYPE_CHECKING:
+    from orchestrator.designer.simulate import SimulationResult
+
 
 def validate(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Every problem in the given files/directories: journeys and ``pressure.yaml`` policies."""
+    """Every problem in the given files/directories (journeys, ``pressure.yaml``, ``profile.yaml``); empty when all are valid."""
+    return check(paths)[0]
+
+
+def check(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """(every problem, what was checked per path).
+
+    A directory is checked as the worker loads it (:func:`~orchestrator.definitions.load_definitions`):
+    it must hold journeys, ``pressure.yaml`` and ``profile.yaml``, and the journeys are checked
+    against the facts. A single file is checked on its own (a journey against the facts file
+    beside it, when there is one).
+    """
     errors: list[str] = []
-    journey_paths: list[Path] = []
+    checked: list[str] = []
     for p in paths:
         path = Path(p)
         if not path.exists():
             errors.append(f"{os.fspath(path)}:1:1: no such file or directory")
-            continue
-        if path.is_dir():
-            policy = path / POLICY_FILE
-            if policy.is_file():
-                errors.extend(validate_policy_file(policy))
-            journey_paths.extend(journey_files([path]))
+        elif path.is_dir():
+            try:
+                checked.append(f"{os.fspath(path)}: {load_definitions(path, require_journeys=True).summary()}")
+            except DefinitionError as exc:
+                errors.extend(exc.problems)
         elif path.name == POLICY_FILE:
             errors.extend(validate_policy_file(path))
+            checked.append(f"{os.fspath(path)}: 1 policy")
+        elif path.name == FACTS_FILE:
+            errors.extend(_facts_problems(path))
+            checked.append(f"{os.fspath(path)}: 1 facts file")
         else:
-            journey_paths.append(path)
-    if journey_paths:
-        errors.extend(validate_paths(journey_paths))
-    return errors
+            errors.extend(_journey_file_problems(path))
+            checked.append(f"{os.fspath(path)}: 1 journey file")
+    return errors, checked
+
+
+def _facts_problems(path: Path) -> list[str]:
+    try:
+        load_facts(path)
+    except DefinitionError as exc:
+        return exc.problems
+    return []
+
+
+def _journey_file_problems(path: Path) -> list[str]:
+    beside = path.parent / FACTS_FILE
+    if not beside.is_file():
+        return validate_paths([path])
+    try:
+        facts = load_facts(beside)
+    except DefinitionError as exc:
+        return [*exc.problems, *validate_paths([path])]
+    return validate_paths([path], facts)
 
 
 def _print_problems(exc: DefinitionError, err: TextIO) -> int:
@@ -59,14 +96,39 @@ def _print_problems(exc: DefinitionError, err: TextIO) -> int:
 def _validate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    errors = validate(args.paths)
+    errors, checked = check(args.paths)
     for line in errors:
         print(line, file=err)
     if errors:
         print(f"{len(errors)} problem{'s' if len(errors) != 1 else ''} found", file=err)
         return 1
-    print(f"ok: {len(args.paths)} path{'s' if len(args.paths) != 1 else ''} valid", file=out)
+    for line in checked:
+        print(f"{line}: ok", file=out)
+    if getattr(args, "kafka", False):
+        for note in _history_notes(args.paths):
+            print(f"note: {note}", file=out)
     return 0
+
+
+def _history_notes(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Where a journey of the given directories looks back before the running system's history (its facts registry)."""
+    from orchestrator.journey.loader import history_notes
+    from orchestrator.runtime.facts_registry import read_registry
+    from orchestrator.runtime.preflight import aiokafka_kwargs
+    from orchestrator.settings import Settings
+
+    settings = Settings()
+    topic = settings.topic("profile-facts")
+    registry = read_registry(settings.kafka_bootstrap_servers, topic, settings.partitions, **aiokafka_kwargs(settings))
+    started = asyncio.run(registry)
+    now = datetime.now(UTC)
+    notes: list[str] = []
+    for p in paths:
+        if Path(p).is_dir():
+            notes += history_notes(load_definitions(p).journeys, started, now)
+    unrecorded = [f"{etype} {field}" for etype, field in sorted(started)]
+    notes.append(f"facts registry {topic}: {len(started)} field(s) recorded ({', '.join(unrecorded) or 'none'})")
+    return notes
 
 
 def _parse_until(text: str | None) -> datetime | None:
@@ -85,7 +147,9 @@ def _simulate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        result = simulate_files(args.journeys, args.events, args.policy, _parse_until(args.until))
+        until = _parse_until(args.until)
+        result = simulate_files(args.journeys, args.events, args.policy, until)
+        proposed = simulate_files(args.journeys, args.events, args.compare_policy, until) if args.compare_policy else None
     except DefinitionError as exc:
         return _print_problems(exc, err)
     except argparse.ArgumentTypeError as exc:
@@ -99,8 +163,24 @@ def _simulate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: Text
     for line in result.errors:
         print(f"{line} (line skipped)", file=err)
     customers = [args.customer] if args.customer else None
-    out.write(format_json_lines(result, customers) if args.json else format_text(result, customers))
+    if proposed is not None:
+        out.write(_policy_comparison(args, result, proposed, customers))
+    else:
+        out.write(format_json_lines(result, customers) if args.json else format_text(result, customers))
     return 1 if (args.strict and result.errors) else 0
+
+
+def _policy_comparison(args: argparse.Namespace, current: SimulationResult, proposed: SimulationResult, customers: list[str] | None) -> str:
+    """``simulate --compare-policy``: the two runs compared (text, or one JSON object with ``--json``)."""
+    from orchestrator.designer.simulate import choose_policy, describe_policy
+    from orchestrator.designer.whatif import compare, format_comparison
+
+    labels = []
+    for path in (args.policy, args.compare_policy):
+        choice = choose_policy(args.journeys, path)
+        labels.append(f"{choice.source or 'the built-in default policy'} ({describe_policy(choice.policy)})")
+    comparison = compare(current, proposed, current_label=labels[0], proposed_label=labels[1], customers=customers)
+    return comparison.model_dump_json(indent=2) + "\n" if args.json else format_comparison(comparison)
 
 
 def _render_cmd(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -155,11 +235,18 @@ def register(subparsers: Any) -> None:
     """Add ``validate``, ``simulate`` and ``render`` to an argparse subparsers object."""
     v = subparsers.add_parser(
         "validate",
-        help="check journey files and pressure policies (file:line:col: message per problem)",
-        description="Check journey files (and pressure.yaml policies). Directories: every *.yaml in them. "
-        "Exits 0 when everything is valid; otherwise prints every problem as file:line:col: message and exits 1.",
+        help="check journey files, pressure policies and profile facts (file:line:col: message per problem)",
+        description="Check journey files, pressure.yaml and profile.yaml. A directory is checked as the worker loads it: "
+        "journeys, pressure.yaml and profile.yaml must be there. Exits 0 when everything is valid, saying what was checked; "
+        "otherwise prints every problem as file:line:col: message and exits 1.",
     )
-    v.add_argument("paths", nargs="+", metavar="PATH", help="journey files, pressure.yaml, or directories")
+    v.add_argument("paths", nargs="+", metavar="PATH", help="journey files, pressure.yaml, profile.yaml, or directories")
+    v.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also read the running system's facts registry (KAFKA_BOOTSTRAP_SERVERS, ORCH_TOPIC_PREFIX) and note where a "
+        "journey looks back before a field's recorded history began",
+    )
     v.set_defaults(func=_validate_cmd)
 
     s = subparsers.add_parser(
@@ -187,8 +274,15 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--until", default=None, metavar="TIME", help="fire timers and campaign runs up to this ISO time (default: last line + 90 days)"
     )
-    s.add_argument("--customer", default=None, help="only print this customer")
-    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.add_argument(
+        "--compare-policy",
+        default=None,
+        metavar="OTHER.yaml",
+        help="what would a policy change do: simulate under the current policy and under OTHER.yaml and print what changes "
+        "(per journey and send step: results and basket codes; customers contacted more or less; points spent), a summary first",
+    )
+    s.add_argument("--customer", default=None, help="only print this customer (with --compare-policy: only compare their sends)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line (with --compare-policy: one JSON object)")
     s.add_argument("--strict", action="store_true", help="exit 1 when an event line is skipped (invalid, or a send_of with no send)")
     s.set_defaults(func=_simulate_cmd)
 

@@ -30,6 +30,7 @@ def _outbound(model: Any) -> Callable[[], dict[str, Any]]:
 def all_schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     """Relative path under schemas/ -> function producing the schema."""
     from orchestrator.designer.simulate import record_json_schema
+    from orchestrator.journey.facts import facts_json_schema
     from orchestrator.journey.model import journey_json_schema
     from orchestrator.pressure.policy import policy_json_schema
 
@@ -37,6 +38,7 @@ def all_schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     out.update({f"outbound/{name}.json": _outbound(model) for name, model in OUTBOUND_MODELS.items()})
     out["journey.json"] = journey_json_schema
     out["pressure.json"] = policy_json_schema
+    out["profile.json"] = facts_json_schema
     out["simulate-record.json"] = record_json_schema
     return out
 

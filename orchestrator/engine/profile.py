@@ -11,14 +11,15 @@ from typing import Any
 
 from orchestrator.events import CustomerEvent
 from orchestrator.fastmodel import fast_build
-from orchestrator.state import PROFILE_LISTS, SEEN_VALUES_PER_FIELD, Profile, TypeSeen
+from orchestrator.journey.facts import TrackedField
+from orchestrator.state import PROFILE_LISTS, Profile, TypeSeen
 
 CRM_TYPES = frozenset(("crm.customer_registered", "crm.profile_updated", "crm.added_to_list", "crm.removed_from_list"))
 """Event types whose payload updates the profile's own fields (time zone, segment, attributes)."""
 
 
-def fold_profile(profile: Profile, ev: CustomerEvent, tracked: Sequence[str] = ()) -> Profile:
-    """The profile after seeing ``ev``: counts and times per type, tracked payload values, CRM fields."""
+def fold_profile(profile: Profile, ev: CustomerEvent, tracked: Sequence[TrackedField] = ()) -> Profile:
+    """The profile after seeing ``ev``: counts and times per type, the declared payload values (``tracked``), CRM fields."""
     event = ev.__dict__
     at = event["occurred_at"]
     etype = event["type"]
@@ -37,14 +38,20 @@ def fold_profile(profile: Profile, ev: CustomerEvent, tracked: Sequence[str] = (
     return fast_build(Profile, fields)
 
 
-def _seen_once_more(old: TypeSeen | None, data: dict[str, Any], at: Any, tracked: Sequence[str]) -> TypeSeen:
+def _seen_once_more(old: TypeSeen | None, data: dict[str, Any], at: Any, tracked: Sequence[TrackedField]) -> TypeSeen:
     """The stats of one event type after one more event of it at ``at``."""
     if old is None:
-        values = _track(data, at, {}, tracked) if tracked else {}
-        return fast_build(TypeSeen, {"count": 1, "first_at": at, "last_at": at, "values": values})
+        if not tracked:
+            return fast_build(TypeSeen, {"count": 1, "first_at": at, "last_at": at, "values": {}, "complete_after": {}})
+        values, complete = _track(data, at, {}, dict.fromkeys(f.path for f in tracked), tracked)
+        return fast_build(TypeSeen, {"count": 1, "first_at": at, "last_at": at, "values": values, "complete_after": complete})
     stats = old.__dict__
-    values = _track(data, at, stats["values"], tracked) if tracked else stats["values"]
     first, last = stats["first_at"], stats["last_at"]
+    if tracked or stats["values"]:
+        complete = _complete_after(stats["complete_after"], tracked, last)
+        values, complete = _track(data, at, stats["values"], complete, tracked)
+    else:
+        values, complete = stats["values"], stats["complete_after"]
     # min() / max() semantics: the old value wins a tie
     return fast_build(
         TypeSeen,
@@ -53,21 +60,63 @@ def _seen_once_more(old: TypeSeen | None, data: dict[str, Any], at: Any, tracked
             "first_at": at if at < first else first,
             "last_at": at if at > last else last,
             "values": values,
+            "complete_after": complete,
         },
     )
 
 
-def _track(data: dict[str, Any], at: Any, values: dict[str, Any], tracked: Sequence[str]) -> dict[str, Any]:
-    """The tracked payload values with this event's added (the last distinct values per field, bounded)."""
-    values = dict(values)
-    for path in tracked:
+def _complete_after(old: dict[str, Any], tracked: Sequence[TrackedField], last: Any) -> dict[str, Any]:
+    """Per tracked field, from when its values are complete; a field tracked from now on: after the last event so far."""
+    if len(old) == len(tracked) and all(f.path in old for f in tracked):
+        return old
+    return {f.path: old.get(f.path, last) for f in tracked}
+
+
+def _track(
+    data: dict[str, Any], at: Any, values: dict[str, Any], complete: dict[str, Any], tracked: Sequence[TrackedField]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tracked payload values with this event's added, and the completeness times (see ``journey/facts.py``).
+
+    Per field: the last ``values`` distinct values, each with the time it was last seen; values not
+    seen for ``keep`` are forgotten. Forgetting a value last seen at ``t`` makes the field complete only
+    after ``t``. A field no longer tracked is dropped with its values.
+    """
+    out: dict[str, Any] = {}
+    complete = dict(complete)
+    for fact in tracked:
+        path = fact.path
+        kept = values.get(path, [])
         v = _dig(data, path)
-        if v is None or isinstance(v, (dict, list)):
-            continue
-        kept = [(x, t) for (x, t) in values.get(path, ()) if x != v or isinstance(x, bool) != isinstance(v, bool)]
-        kept.append((v, at))
-        values[path] = kept[-SEEN_VALUES_PER_FIELD:]
-    return values
+        if v is not None and not isinstance(v, (dict, list)):
+            last_seen = at
+            others = []
+            for x, t in kept:
+                if x == v and isinstance(x, bool) == isinstance(v, bool):
+                    last_seen = t if t > last_seen else last_seen  # a late event does not make a value older
+                else:
+                    others.append((x, t))
+            others.append((v, last_seen))
+            others.sort(key=_seen_time)
+            kept = others
+        horizon = None
+        if fact.keep is not None and kept:
+            newest = kept[-1][1]
+            horizon = newest - fact.keep
+        cut = len(kept) - fact.values if len(kept) > fact.values else 0
+        while cut < len(kept) and horizon is not None and kept[cut][1] < horizon:
+            cut += 1
+        if cut:
+            forgotten = kept[cut - 1][1]
+            since = complete.get(path)
+            complete[path] = forgotten if since is None or forgotten > since else since
+            kept = kept[cut:]
+        if kept:
+            out[path] = kept
+    return out, {f.path: complete.get(f.path) for f in tracked}
+
+
+def _seen_time(item: tuple[Any, Any]) -> Any:
+    return item[1]
 
 
 def _fold_crm(fields: dict[str, Any], etype: str, data: dict[str, Any], at: Any) -> None:

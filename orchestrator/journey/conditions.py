@@ -13,7 +13,10 @@ A condition is one of these YAML shapes (a list of conditions means *all of them
 ``{not_seen: web.feature_used, where: [...]}``
     Whether the customer has (not) had an event of that type, optionally with a
     payload condition on **one** data field, optionally within a period, and
-    optionally at least ``min_count`` times (without ``where``).
+    optionally at least ``min_count`` times (without ``where``). A ``where`` reads the
+    values the profile keeps for the fields declared in ``journeys/profile.yaml``
+    (``journey/facts.py``); where the customer's history of that field does not reach
+    back far enough, the condition is unknown and false both ways (:func:`history_complete`).
 
 Fields are dotted paths with one of three roots:
 
@@ -44,7 +47,7 @@ from pydantic_core import PydanticCustomError
 from orchestrator.durations import Duration
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.state import Profile
+    from orchestrator.state import Profile, TypeSeen
 
 FIELD_ROOTS = ("data", "entry", "event", "profile")
 PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes", "lists")
@@ -473,22 +476,34 @@ def _compile_seen(c: Seen) -> Predicate:
 
     def check(ctx: Ctx) -> bool:
         stats = ctx.profile.seen.get(etype)
-        found = False
-        if stats is not None:
-            since = ctx.now - within if within is not None else None
-            if value_pred is None or field is None:
-                found = stats.count >= min_count and (since is None or stats.last_at >= since)
-            else:
-                for value, last_at in stats.values.get(field, ()):
-                    if since is not None and last_at < since:
-                        continue
-                    probe = Ctx(etype, None, last_at, _unflatten(field, value), ctx.profile, ctx.now)
-                    if value_pred(probe):
-                        found = True
-                        break
-        return not found if negate else found
+        if stats is None:
+            return negate
+        since = ctx.now - within if within is not None else None
+        if value_pred is None or field is None:
+            found = stats.count >= min_count and (since is None or stats.last_at >= since)
+            return not found if negate else found
+        for value, last_at in stats.values.get(field, ()):
+            if since is not None and last_at < since:
+                continue
+            if value_pred(Ctx(etype, None, last_at, _unflatten(field, value), ctx.profile, ctx.now)):
+                return not negate
+        # not among the values kept: "not seen" only if they are complete for the whole look-back
+        return negate and history_complete(stats, field, since)
 
     return check
+
+
+def history_complete(stats: TypeSeen, field: str, since: datetime | None) -> bool:
+    """Whether ``stats.values[field]`` holds every value of the events of its type at or after ``since`` (None: ever).
+
+    Unknown history (see ``journey/facts.py``) makes a ``seen``/``not_seen ... where`` false both ways.
+    """
+    if since is not None and stats.last_at < since:
+        return True  # no event of the type in the look-back at all
+    if field not in stats.complete_after:
+        return False
+    after = stats.complete_after[field]
+    return after is None or (since is not None and after < since)
 
 
 def _unflatten(field: str, value: Any) -> dict[str, Any]:

@@ -270,6 +270,21 @@ def _hint(path: str, misses: Sequence[_Miss]) -> str:
     return f" (fields: {', '.join(names)})"
 
 
+def scalar_field_problem(event_type: str, path: str) -> str | None:
+    """Why ``path`` (``data.feature``) of ``event_type`` cannot be remembered by the profile (None: it can).
+
+    The profile facts (``journey/facts.py``) remember single values: a string, number or boolean field.
+    """
+    found = _find(path, Scope(Events((event_type,), one="the event {}"), Events(())))
+    if found is None:
+        return None  # not a data. path or an unknown type: the caller says so
+    if found.ftype is None:
+        return _unknown(found)
+    if not found.ftype.types & (SCALAR_TYPES - {"null"}):
+        return f"{path} is {found.ftype.describe()}: only single values (strings, numbers, booleans) can be remembered"
+    return None
+
+
 def _audience_only(found: _Found) -> str:
     """Unknown where only an audience entry can bring the customer: there is no event payload to read."""
     root = found.path.split(".", 1)[0]

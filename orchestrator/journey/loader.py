@@ -18,8 +18,10 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -32,17 +34,23 @@ from orchestrator.errors import DefinitionError
 from orchestrator.journey import model as m
 from orchestrator.journey.conditions import (
     OPERATOR_SYNONYMS,
+    All,
+    AnyOf,
     Compare,
     Ctx,
+    Not,
     Predicate,
+    Seen,
     compile_all,
     compile_condition,
     condition_fields,
     field_getter,
     seen_conditions,
 )
+from orchestrator.journey.facts import FACTS_FILE, Facts, FactsError, facts_file_of, implied, load_facts
 from orchestrator.journey.fields import check_fields
 from orchestrator.pressure.policy import POLICY_FILE
+from orchestrator.timeutil import iso_utc
 from orchestrator.yamlpos import (
     DuplicateKey,
     Position,
@@ -191,7 +199,8 @@ def _all_conditions(j: m.Journey) -> Iterable[Any]:
 class JourneySet:
     """All loaded journeys, all versions, indexed for the engine."""
 
-    def __init__(self, journeys: Iterable[CompiledJourney | m.Journey] = ()) -> None:
+    def __init__(self, journeys: Iterable[CompiledJourney | m.Journey] = (), facts: Facts | None = None) -> None:
+        """``facts``: what profiles record (``journeys/profile.yaml``); None: exactly the fields these journeys read."""
         self.versions: dict[str, dict[int, CompiledJourney]] = {}
         for item in journeys:
             journey = item if isinstance(item, CompiledJourney) else CompiledJourney(item)
@@ -210,13 +219,12 @@ class JourneySet:
         """Live journeys whose audience runs on a schedule (campaigns)."""
         self.qualifying: list[CompiledJourney] = [j for j in audiences if j.journey.entry.audience.qualify == "on_change"]  # type: ignore[union-attr]
         """Live journeys a customer enters as soon as an event makes them qualify (segments)."""
-        self.tracked: dict[str, tuple[str, ...]] = {}
-        acc: dict[str, set[str]] = {}
-        for by_version in self.versions.values():
-            for journey in by_version.values():
-                for etype, fields in journey.tracked.items():
-                    acc.setdefault(etype, set()).update(fields)
-        self.tracked = {k: tuple(sorted(v)) for k, v in acc.items()}
+        read = (
+            (etype, f) for by_version in self.versions.values() for j in by_version.values() for etype, fs in j.tracked.items() for f in fs
+        )
+        self.facts: Facts = facts if facts is not None else implied(read)
+        """What every profile records (the engine folds each event with ``facts.tracked``), whatever journeys are loaded."""
+        self.tracked = self.facts.tracked
         # every event type some loaded version (live or retired) listens to (goals, exits, awaited events):
         # the engine skips the per-instance check for any other type
         self.listened: frozenset[str] = frozenset(
@@ -251,13 +259,17 @@ class JourneySet:
 # ------------------------------------------------------------------ loading
 
 
+NOT_JOURNEYS = frozenset({POLICY_FILE, FACTS_FILE})
+"""The files of a journeys directory that are not journeys: the pressure policy and the profile facts."""
+
+
 def journey_files(paths: Sequence[Path | str]) -> list[Path]:
-    """Expand directories to their ``*.yaml``/``*.yml`` files (except ``pressure.yaml``), keep files as given."""
+    """Expand directories to their ``*.yaml``/``*.yml`` files (except ``pressure.yaml`` and ``profile.yaml``), keep files as given."""
     out: list[Path] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.name != POLICY_FILE and f.is_file()))
+            out.extend(sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.name not in NOT_JOURNEYS and f.is_file()))
         else:
             out.append(path)
     return out
@@ -282,9 +294,10 @@ def parse_text(text: str, name: str = "<journey>") -> tuple[m.Journey | None, li
     """Check one journey given as YAML text; ``name`` prefixes the ``name:line:col:`` errors.
 
     One run reports every problem it can, in file order: repeated keys, what the model
-    rejects together with bad step references, and, once the model accepts the file,
-    the graph checks (:func:`~orchestrator.journey.model.check_graph`) and the event
-    field checks (:func:`~orchestrator.journey.fields.check_fields`).
+    rejects together with bad step references, the event field checks
+    (:func:`~orchestrator.journey.fields.check_fields`, on a repaired copy when the model
+    rejects the file: :func:`_repaired`) and, once the model accepts the file, the graph
+    checks (:func:`~orchestrator.journey.model.check_graph`).
     """
     duplicates: list[DuplicateKey] = []
     try:
@@ -309,9 +322,77 @@ def _check(name: str, data: dict[str, Any], positions: Positions) -> tuple[m.Jou
     except ValidationError as exc:
         references = [_at(name, positions, loc, message) for loc, message in m.raw_reference_problems(data)]
         audience = [_at(name, positions, loc, f"{_dotted(loc)}: {message}") for loc, message in _audience_condition_problems(data)]
-        return None, _format_validation(name, data, positions, exc) + references + audience
+        found = _format_validation(name, data, positions, exc) + references + audience
+        said = {text for _, text in found}
+        fields = (_at(name, positions, loc, message) for loc, message in _field_problems_despite(data, exc))
+        return None, found + [f for f in fields if f[1] not in said]
     problems = m.check_graph(journey) + check_fields(journey)
     return journey, [_at(name, positions, loc, message) for loc, message in problems]
+
+
+_REPAIR_ROUNDS = 3
+"""How often :func:`_repaired` validates its copy of a rejected mapping (new errors can show once others are gone)."""
+
+
+def _repaired(data: dict[str, Any], exc: ValidationError) -> tuple[m.Journey, list[m.Loc]] | None:
+    """The model of a copy of a rejected journey mapping in which each rejected part is neutralised, and those parts.
+
+    A condition of a ``when``/``profile`` list becomes ``{all: []}`` (always true: as if removed from
+    its list, and the others keep their index), a step ``{type: end}`` (its id stays, so references
+    still resolve), a goal or exit a rule without conditions. None when some rejected part is none
+    of those (the entry, ``start``, a step id ...) or the copy is still rejected after
+    :data:`_REPAIR_ROUNDS` rounds.
+    """
+    copy = deepcopy(data)
+    parts: list[m.Loc] = []
+    for _ in range(_REPAIR_ROUNDS):
+        errors = [e for e in exc.errors(include_url=False) if not _is_audience_path_error(e)]
+        locs = [_clean_loc(copy, tuple(e["loc"]), keep_last=e["type"] == "missing") for e in errors]
+        locs += [loc for loc, _ in _audience_condition_problems(copy)]
+        found: dict[m.Loc, Any] = {}
+        for loc in locs:
+            where = next((loc[: k + 2] for k in range(len(loc) - 1) if loc[k] in ("when", "profile") and isinstance(loc[k + 1], int)), None)
+            if where is not None:
+                found[where] = {"all": []}
+            elif len(loc) >= 2 and (loc[0] == "steps" or (loc[0] in ("goals", "exits") and isinstance(loc[1], int))):
+                found[loc[:2]] = {"type": "end"} if loc[0] == "steps" else {"event": min(m.known_event_types())}
+            else:
+                return None
+        for part in sorted(found, key=len):  # outer parts first: a step's conditions go with the step
+            if not any(part[: len(p)] == p for p in parts):
+                parts.append(part)
+                container: Any = copy
+                for key in part[:-1]:
+                    container = container[key]
+                container[part[-1]] = found[part]
+        try:
+            return m.Journey.model_validate(copy), parts
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _field_problems_despite(data: dict[str, Any], exc: ValidationError) -> list[tuple[m.Loc, str]]:
+    """:func:`check_fields`' problems of a journey mapping the model rejects (``exc``), read from its :func:`_repaired` copy.
+
+    None inside a repaired part, nor in a step a repaired step leads to (in the file: any step it
+    names, and on): what can reach such a step changed with the repair, and with it what ``data.``
+    holds there. ``[]`` when the mapping can not be repaired.
+    """
+    repaired = _repaired(data, exc)
+    if repaired is None:
+        return []
+    journey, parts = repaired
+    steps = data["steps"] if isinstance(data.get("steps"), dict) else {}
+    todo: list[Any] = [steps[p[1]] for p in parts if p[0] == "steps" and len(p) == 2]
+    while todo:  # every string in a repaired step (and in the steps it names, and on) that names a step
+        node = todo.pop()
+        if isinstance(node, (dict, list)):
+            todo += node.values() if isinstance(node, dict) else node
+        elif isinstance(node, str) and node in steps and ("steps", node) not in parts:
+            parts.append(("steps", node))
+            todo.append(steps[node])
+    return [(loc, message) for loc, message in check_fields(journey) if not any(loc[: len(p)] == p for p in parts)]
 
 
 def _audience_condition_problems(data: dict[str, Any]) -> list[tuple[m.Loc, str]]:
@@ -365,39 +446,143 @@ def _at(name: str, positions: Positions, loc: m.Loc, message: str) -> Located:
     return (line, col), f"{name}:{line}:{col}: {message}"
 
 
-def load_text(*texts: str) -> JourneySet:
-    """A JourneySet from YAML texts (tests, notebooks). Raises :class:`JourneyError` on any problem."""
+def load_text(*texts: str, facts: Facts | None = None) -> JourneySet:
+    """A JourneySet from YAML texts (tests, notebooks). Raises :class:`JourneyError` on any problem.
+
+    ``facts``: the profile facts to check the journeys against and record; None: the fields the journeys read.
+    """
     compiled, errors = [], []
     for i, text in enumerate(texts):
-        journey, errs = parse_text(text, f"<journey {i + 1}>")
+        name = f"<journey {i + 1}>"
+        journey, errs = parse_text(text, name)
         errors.extend(errs)
         if journey is not None:
-            compiled.append(CompiledJourney(journey, source=f"<journey {i + 1}>"))
+            if facts is not None:
+                _, positions = loads_yaml_with_positions(text)
+                errors.extend(_at(name, positions, loc, msg)[1] for loc, msg in facts_problems(journey, facts))
+            compiled.append(CompiledJourney(journey, source=name))
     if errors:
         raise JourneyError(errors)
-    return JourneySet(compiled)
+    return JourneySet(compiled, facts)
 
 
-def validate_paths(paths: Sequence[Path | str]) -> list[str]:
-    """Every problem in the journey files under ``paths`` as ``file:line:col: message`` (empty = valid)."""
-    _, errors = _load(paths)
+def validate_paths(paths: Sequence[Path | str], facts: Facts | None = None) -> list[str]:
+    """Every problem in the journey files under ``paths`` (and the facts file beside them) as ``file:line:col: message``."""
+    _, _, errors = _load(paths, facts)
     return errors
 
 
-def load_journeys(paths: Sequence[Path | str]) -> JourneySet:
-    """Load, check and compile journey files (directories: all ``*.yaml`` except ``pressure.yaml``).
+def load_journeys(paths: Sequence[Path | str], facts: Facts | None = None) -> JourneySet:
+    """Load, check and compile journey files (directories: all ``*.yaml`` except ``pressure.yaml`` and ``profile.yaml``).
 
-    Raises :class:`JourneyError` listing every problem when any file is invalid.
+    The profile facts: ``facts`` when given, else ``profile.yaml`` in a directory of ``paths``
+    (:func:`~orchestrator.journey.facts.facts_file_of`), else the fields the journeys read
+    (no file: tests and single files). With a facts file, a journey that reads a payload field
+    the file does not declare is refused. Raises :class:`JourneyError` listing every problem
+    when any file is invalid (the facts file's problems included).
     """
-    compiled, errors = _load(paths)
+    compiled, loaded, errors = _load(paths, facts)
     if errors:
         raise JourneyError(errors)
-    return JourneySet(compiled)
+    return JourneySet(compiled, loaded)
 
 
-def _load(paths: Sequence[Path | str]) -> tuple[list[CompiledJourney], list[str]]:
+def facts_problems(journey: m.Journey, facts: Facts) -> list[tuple[m.Loc, str]]:
+    """Each ``seen``/``not_seen ... where`` of ``journey`` on a payload field the facts do not record, at its field."""
+    out: list[tuple[m.Loc, str]] = []
+    for loc, seen in _seen_conditions_at(journey):
+        recorded = facts.fields_of(seen.event_type)
+        for i, cond in enumerate(seen.where):
+            for path in condition_fields(cond):
+                inner = path.split(".", 1)[1] if path.startswith("data.") else path
+                if inner not in recorded:
+                    message = (
+                        f"{seen.event_type} {path} is not recorded by the profile facts, so the profile cannot "
+                        f"know its history: {facts.where_to_add(seen.event_type, inner)}"
+                    )
+                    out.append(((*loc, "where", i), message))
+    return out
+
+
+def history_notes(journeys: JourneySet, started: Mapping[tuple[str, str], datetime], now: datetime) -> list[str]:
+    """Where a live journey looks back further than its field's recorded history, one ``file:line:col: note`` each.
+
+    ``started``: since when each (event type, ``data.X``) has been recorded (the facts registry,
+    ``runtime/facts_registry.py``; for a simulation, the start of its event file).
+    """
+    notes: list[str] = []
+    for journey in journeys.live.values():
+        positions: Positions | None = None
+        for loc, seen in _seen_conditions_at(journey.journey):
+            look_back = now - seen.within if seen.within is not None else None
+            for path in sorted({f for c in seen.where for f in condition_fields(c)}):
+                since = started.get((seen.event_type, path))
+                if since is None or (look_back is not None and since <= look_back):
+                    continue
+                if positions is None:
+                    positions = _positions_of(journey.source)
+                line, col = locate(positions, loc)
+                wanted = "ever" if look_back is None else f"since {iso_utc(look_back)}"
+                notes.append(
+                    f"{journey.source}:{line}:{col}: journey {journey.id} v{journey.version} looks back {wanted}, but the "
+                    f"history of {seen.event_type} {path} starts at {iso_utc(since)}: customers who had {seen.event_type} "
+                    f"before are not known (not_seen leaves them out, seen finds only what came after)"
+                )
+    return notes
+
+
+def _positions_of(source: str) -> Positions:
+    try:
+        return load_yaml_with_positions(source)[1]
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _seen_conditions_at(journey: m.Journey) -> Iterable[tuple[m.Loc, Any]]:
+    """Every seen/not_seen condition of a journey with its location."""
+    places: list[tuple[m.Loc, list[Any]]] = [(("entry", "when"), journey.entry.when), (("entry", "profile"), journey.entry.profile)]
+    if journey.entry.audience is not None:
+        places.append((("entry", "audience", "when"), journey.entry.audience.when))
+    places += [(("goals", i, "when"), r.when) for i, r in enumerate(journey.goals)]
+    places += [(("exits", i, "when"), r.when) for i, r in enumerate(journey.exits)]
+    for sid, step in journey.steps.items():
+        if isinstance(step, m.BranchStep):
+            places += [(("steps", sid, "cases", i, "when"), c.when) for i, c in enumerate(step.cases)]
+        elif isinstance(step, m.WaitStep):
+            places += [(("steps", sid, "for", i, "when"), mt.when) for i, mt in enumerate(step.matchers)]
+    for loc, conds in places:
+        for i, cond in enumerate(conds):
+            yield from _seen_in(cond, (*loc, i))
+
+
+def _seen_in(cond: Any, loc: m.Loc) -> Iterable[tuple[m.Loc, Any]]:
+    if isinstance(cond, Seen):
+        yield loc, cond
+    elif isinstance(cond, All):
+        for i, c in enumerate(cond.all):
+            yield from _seen_in(c, (*loc, "all", i))
+    elif isinstance(cond, AnyOf):
+        for i, c in enumerate(cond.any):
+            yield from _seen_in(c, (*loc, "any", i))
+    elif isinstance(cond, Not):
+        yield from _seen_in(cond.not_, (*loc, "not"))
+
+
+def _load_facts(paths: Sequence[Path | str], errors: list[str]) -> Facts | None:
+    path = facts_file_of(paths)
+    if path is None:
+        return None
+    try:
+        return load_facts(path)
+    except FactsError as exc:
+        errors.extend(exc.problems)
+        return None
+
+
+def _load(paths: Sequence[Path | str], facts: Facts | None = None) -> tuple[list[CompiledJourney], Facts | None, list[str]]:
     compiled: list[CompiledJourney] = []
     errors: list[str] = []
+    facts = facts if facts is not None else _load_facts(paths, errors)
     seen: dict[tuple[str, int], str] = {}
     for path in journey_files(paths):
         journey, errs = parse_file(path)
@@ -414,8 +599,13 @@ def _load(paths: Sequence[Path | str]) -> tuple[list[CompiledJourney], list[str]
             )
             continue
         seen[key] = os.fspath(path)
+        if facts is not None:
+            missing = facts_problems(journey, facts)
+            if missing:
+                _, positions = load_yaml_with_positions(path)
+                errors.extend(_at(os.fspath(path), positions, loc, msg)[1] for loc, msg in missing)
         compiled.append(CompiledJourney(journey, source=os.fspath(path)))
-    return compiled, errors
+    return compiled, facts, errors
 
 
 # ------------------------------------------------------------------ error formatting

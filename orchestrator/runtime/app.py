@@ -29,9 +29,8 @@ from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orchestrator.journey.loader import JourneySet, load_journeys
+from orchestrator.definitions import load_definitions
 from orchestrator.metrics import Metrics
-from orchestrator.pressure.policy import load_policy
 from orchestrator.runtime.logs import install_rate_limits, logging_config
 from orchestrator.runtime.pipeline import Pipeline
 from orchestrator.settings import Settings
@@ -43,10 +42,10 @@ class _Boot(BootStrategy):
     enable_kafka = False
 
 
-def create_app(settings: Settings, journeys: JourneySet | None = None) -> faust.App:
-    """Build the worker app. Journeys and policy are loaded (and validated) here: a broken file stops start-up."""
-    journeys = journeys or load_journeys([settings.journeys_dir])
-    policy = load_policy(settings.resolved_policy_file())
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker app. Journeys, policy and profile facts are loaded (and checked) here: a broken file stops start-up."""
+    definitions = load_definitions(settings.journeys_dir, settings.policy_file)
+    journeys, policy = definitions.journeys, definitions.policy
     metrics = Metrics()
     metrics.journeys_loaded.set(len(journeys))
 

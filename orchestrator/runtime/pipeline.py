@@ -63,6 +63,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError,
 from mode import Service
 from prometheus_client import Counter
 
+from orchestrator.definitions import load_definitions
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
 from orchestrator.errors import DefinitionError
 from orchestrator.events import (
@@ -73,13 +74,15 @@ from orchestrator.events import (
     encode_internal,
     parse_inbound,
 )
-from orchestrator.journey.loader import JourneySet, journey_files, load_journeys
+from orchestrator.journey.facts import FACTS_FILE
+from orchestrator.journey.loader import JourneySet, history_notes, journey_files
 from orchestrator.metrics import Metrics
-from orchestrator.pressure.policy import PressurePolicy, load_policy
+from orchestrator.pressure.policy import PressurePolicy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.processor import CustomerWork, Failure, Result, process_batch
 from orchestrator.records import DecisionRecord, JourneyLogRecord, SendRequest
 from orchestrator.runtime.campaigns import CampaignScheduler, Work, run_of_event, run_of_instance
+from orchestrator.runtime.facts_registry import sync_registry
 from orchestrator.runtime.lag import LagProbe, LagUnavailable, PartitionLag
 from orchestrator.runtime.logs import pseudonym
 from orchestrator.runtime.preflight import aiokafka_kwargs
@@ -198,6 +201,7 @@ class Pipeline(Service):
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []  # not `_tasks`: mode.Service uses that name
         self._fingerprint = self._scan()
+        self._facts_synced = False
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.lag_probe: LagProbe | None = None
@@ -234,6 +238,7 @@ class Pipeline(Service):
             **self._kw,
         )
         await self.producer.start()
+        await self.record_facts()
         await self.consumer.start()
         self.consumer.subscribe([*self.inbound, self.customer_topic], listener=_Rebalance(self))
         self.lag_probe = LagProbe(s.kafka_bootstrap_servers, s.app_id, [*self.inbound, self.customer_topic], **self._kw)
@@ -712,26 +717,47 @@ class Pipeline(Service):
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
         files = journey_files([self.s.journeys_dir])  # *.yaml and *.yml, as load_journeys reads them
-        policy = self.s.resolved_policy_file()
-        if policy.exists() and policy not in files:
-            files.append(policy)
+        files += [p for p in (self.s.resolved_policy_file(), self.s.journeys_dir / FACTS_FILE) if p not in files]
         return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
 
     async def _reload_journeys(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.s.reload_interval)
+            before = self.journeys
             self.maybe_reload()
+            if self.journeys is not before or not self._facts_synced:
+                await self.record_facts()
+
+    async def record_facts(self) -> None:
+        """Bring the facts registry in line with the loaded facts and say where a journey looks back before its history.
+
+        Advisory (the engine records what ``profile.yaml`` declares whatever happens here): a
+        failure is logged and tried again at the next reload round.
+        """
+        assert self.producer is not None
+        topic = self.s.topic("profile-facts")
+        try:
+            started = await sync_registry(
+                self.producer, self.s.kafka_bootstrap_servers, topic, self.s.partitions, self.journeys.facts, self.now(), **self._kw
+            )
+        except (KafkaError, OSError) as exc:
+            self._facts_synced = False
+            retry_log.warning("facts registry %s unavailable (%s): history notes wait for the next reload", topic, exc)
+            return
+        self._facts_synced = True
+        for note in history_notes(self.journeys, started, self.now()):
+            log.warning("%s", note, extra={"event": "history_incomplete"})
 
     def maybe_reload(self) -> None:
-        """Reload journeys and policy when a file changed; a broken file is refused and the old set keeps running."""
+        """Reload journeys, policy and facts when a file changed; a broken file is refused and the old set keeps running."""
         fingerprint = self._scan()
         if fingerprint == self._fingerprint:
             return
         self._fingerprint = fingerprint
         try:
-            journeys = load_journeys([self.s.journeys_dir])
-            policy = load_policy(self.s.resolved_policy_file())
-        except (DefinitionError, OSError) as exc:  # each refusal is logged with its file:line
+            definitions = load_definitions(self.s.journeys_dir, self.s.policy_file)
+            journeys, policy = definitions.journeys, definitions.policy
+        except (DefinitionError, OSError) as exc:  # each refusal is logged with its file:line, every file's problems together
             errors = exc.problems if isinstance(exc, DefinitionError) else [str(exc)]
             self.metrics.journey_reloads.labels("refused").inc()
             for err in errors:

@@ -72,13 +72,14 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the worker relies on -> the topic config it is created with.
 
-    The table changelogs are compacted (only the latest state per customer matters).
+    The table changelogs and the facts registry are compacted (only the latest record per key matters).
     """
     topics: dict[str, dict[str, str]] = {name: {} for name in settings.inbound_topics()}
     for name in ("customer-events", "sends", "decisions", "journey-log", "dead-letter"):
         topics[settings.topic(name)] = {}
     for table in ("customer-state",):
         topics[f"{settings.app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
+    topics[settings.topic("profile-facts")] = {"cleanup.policy": "compact"}  # the facts registry (runtime/facts_registry.py)
     return topics
 
 

@@ -25,6 +25,7 @@ def deployment(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
     journeys = tmp_path / "journeys"
     journeys.mkdir()
     shutil.copy(ROOT / "journeys" / "pressure.yaml", journeys / "pressure.yaml")
+    shutil.copy(ROOT / "journeys" / "profile.yaml", journeys / "profile.yaml")
     dep = Deployment(prefix=unique, kafka=kafka_bootstrap, redis=redis_url, journeys_dir=journeys, tmp=tmp_path)
     try:
         yield dep

@@ -146,7 +146,7 @@ steps:
 
 def test_delay_then_time_condition_and_not_seen_feature():
     js = load_text(DELAY)
-    assert js.tracked == {"web.feature_used": ("feature",)}
+    assert js.facts.fields_of("web.feature_used") == {"feature"}
     state, acts = drive(CustomerState.new("c1"), ev("r1", "crm.customer_registered", timezone="Europe/Berlin"), js, T0)
     (arm,) = arms(acts)
     assert arm.purpose == "delay" and arm.due_at == T0 + timedelta(days=30)
@@ -163,14 +163,18 @@ def test_delay_then_time_condition_and_not_seen_feature():
 
 
 def test_profile_tracking_is_bounded():
-    from orchestrator.state import SEEN_VALUES_PER_FIELD, Profile
+    from orchestrator.journey.facts import DEFAULT_VALUES, TrackedField
+    from orchestrator.state import Profile
 
     p = Profile()
-    for i in range(SEEN_VALUES_PER_FIELD + 10):
-        p = fold_profile(p, ev(f"u{i}", "web.feature_used", T0 + timedelta(seconds=i), feature=f"f{i}"), ("feature",))
-    vals = p.seen["web.feature_used"].values["feature"]
-    assert len(vals) == SEEN_VALUES_PER_FIELD and vals[-1][0] == f"f{SEEN_VALUES_PER_FIELD + 9}"
-    assert p.seen["web.feature_used"].count == SEEN_VALUES_PER_FIELD + 10
+    for i in range(DEFAULT_VALUES + 10):
+        p = fold_profile(p, ev(f"u{i}", "web.feature_used", T0 + timedelta(seconds=i), feature=f"f{i}"), (TrackedField("feature"),))
+    seen = p.seen["web.feature_used"]
+    vals = seen.values["feature"]
+    assert len(vals) == DEFAULT_VALUES and vals[-1][0] == f"f{DEFAULT_VALUES + 9}"
+    assert seen.count == DEFAULT_VALUES + 10
+    # the ten oldest were forgotten: the values are complete only after the last forgotten one was seen
+    assert seen.complete_after["feature"] == T0 + timedelta(seconds=9)
 
 
 WINDOW = """

@@ -14,7 +14,7 @@ from orchestrator.errors import DefinitionError
 from orchestrator.journey import model
 from orchestrator.journey.conditions import Ctx, compile_all
 from orchestrator.journey.loader import JourneyError, JourneySet, load_journeys, load_text
-from orchestrator.state import Profile, TypeSeen
+from orchestrator.state import Profile, Scalar, TypeSeen
 from orchestrator.timeutil import find_tz, from_ms, iso_utc, resolve_tz, to_ms
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +177,8 @@ def test_time_conditions():
 
 def test_seen_and_not_seen():
     at = NOW - timedelta(days=2)
-    seen = TypeSeen(count=2, first_at=at, last_at=at, values={"feature": [("search", at), ("alerts", at)]})
+    values: dict[str, list[tuple[Scalar, datetime]]] = {"feature": [("search", at), ("alerts", at)]}
+    seen = TypeSeen(count=2, first_at=at, last_at=at, values=values, complete_after={"feature": None})
     p = _profile(seen={"web.feature_used": seen})
     assert cond({"seen": "web.feature_used"}, profile=p)
     assert cond({"seen": "web.feature_used", "min_count": 2}, profile=p)
@@ -186,6 +187,25 @@ def test_seen_and_not_seen():
     assert not cond({"not_seen": "web.feature_used", "where": [{"field": "data.feature", "eq": "search"}]}, profile=p)
     assert cond({"not_seen": "web.feature_used", "within": "1d"}, profile=p)
     assert cond({"not_seen": "web.refund"}, profile=p)
+
+
+def test_seen_where_on_history_the_profile_does_not_have_is_false_both_ways():
+    at = NOW - timedelta(days=2)
+    export = [{"field": "data.feature", "eq": "export"}]
+    values: dict[str, list[tuple[Scalar, datetime]]] = {"feature": [("search", at)]}
+    # the field was not recorded for this customer (a type seen before the facts file declared it)
+    unknown = _profile(seen={"web.feature_used": TypeSeen(count=2, first_at=at, last_at=at, values={})})
+    assert not cond({"not_seen": "web.feature_used", "where": export}, profile=unknown)
+    assert not cond({"seen": "web.feature_used", "where": export}, profile=unknown)
+    assert cond({"not": {"seen": "web.feature_used", "where": export}}, profile=unknown)  # "not provably seen"
+    assert cond({"not_seen": "web.feature_used", "where": export, "within": "1d"}, profile=unknown)  # no event in the last day
+    # complete only after 3 days ago: enough for a 2-day look-back, not for ever
+    partial = TypeSeen(count=3, first_at=at, last_at=at, values=values, complete_after={"feature": NOW - timedelta(days=3)})
+    p = _profile(seen={"web.feature_used": partial})
+    assert cond({"not_seen": "web.feature_used", "where": export, "within": "2d12h"}, profile=p)
+    assert not cond({"not_seen": "web.feature_used", "where": export, "within": "4d"}, profile=p)
+    assert not cond({"not_seen": "web.feature_used", "where": export}, profile=p)
+    assert not cond({"not_seen": "web.feature_used", "where": [{"field": "data.feature", "eq": "search"}]}, profile=p)
 
 
 def test_seen_where_must_use_one_payload_field():

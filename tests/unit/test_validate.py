@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 from pathlib import Path
 
@@ -137,11 +138,13 @@ def test_every_problem_of_a_directory_is_listed_and_exit_code_is_1():
     args = _parse(["validate", str(BAD)])
     assert args.func(args, out, err) == 1
     lines = err.getvalue().splitlines()
-    assert lines[-1] == "16 problems found"
+    assert lines[-1] == "18 problems found"  # 16 in the journeys; the policy and the facts file are missing
     files = {line.split(":", 1)[0] for line in lines[:-1]}
     assert files == {
         str(BAD / n)
         for n in (
+            "pressure.yaml",
+            "profile.yaml",
             "unknown_step.yaml",
             "unreachable.yaml",
             "loop.yaml",
@@ -157,7 +160,18 @@ def test_missing_path():
     assert designer_cli.validate([BAD / "nope.yaml"]) == [f"{BAD / 'nope.yaml'}:1:1: no such file or directory"]
 
 
+MINIMAL = "id: j\nversion: 1\nname: J\nentry: {event: web.form_submitted}\nstart: e\nsteps: {e: {type: end}}\n"
+
+
+def complete(directory, journey: bool = True):
+    """Give a directory what the worker needs besides the file under test: the facts file and (``journey``) a journey."""
+    (directory / "profile.yaml").write_text("events: {}\n")
+    if journey:
+        (directory / "j.yaml").write_text(MINIMAL)
+
+
 def test_pressure_policy_is_validated_too(tmp_path):
+    complete(tmp_path)
     (tmp_path / "pressure.yaml").write_text("capacity: lots\n")
     got = designer_cli.validate([tmp_path / "pressure.yaml"])
     assert len(got) == 1 and got[0].startswith(f"{tmp_path / 'pressure.yaml'}:1:1: capacity")
@@ -171,6 +185,7 @@ def test_load_journeys_raises_with_all_errors():
 
 
 def test_validate_reports_journey_and_policy_files_alike(tmp_path):
+    complete(tmp_path, journey=False)
     (tmp_path / "pressure.yaml").write_text("capacity: 25\narbitration_window: 0s\ncalamity: {lock: 0s}\n")
     (tmp_path / "j.yaml").write_text(
         "id: j\nversion: 1\nname: J\nentry: {event: web.form_submitted}\nstart: w\nsteps:\n"
@@ -434,6 +449,7 @@ def test_duplicate_keys_are_reported_with_the_other_problems(tmp_path):
 
 
 def test_duplicate_keys_in_the_pressure_policy(tmp_path):
+    complete(tmp_path)
     (tmp_path / "pressure.yaml").write_text("capacity: 20\narbitration_window: 1h\ncapacity: -1\ncalamity: {lock: 1h, lock: 2h}\n")
     policy = tmp_path / "pressure.yaml"
     # one line per repeat, together with the other problems of the file, in file order
@@ -740,3 +756,201 @@ def test_the_audience_run_event_type_is_the_engines():
     from orchestrator.journey.fields import AUDIENCE_RUN
 
     assert AUDIENCE_RUN == AUDIENCE_EVENT_TYPE
+
+
+# ------------------------------------------------------------------ issue 14, item 4: validate fails on what the worker refuses
+
+
+def _validate(*paths):
+    out, err = io.StringIO(), io.StringIO()
+    args = _parse(["validate", *map(str, paths)])
+    return args.func(args, out, err), out.getvalue(), err.getvalue()
+
+
+def test_validate_fails_on_an_empty_directory(tmp_path):
+    code, out, err = _validate(tmp_path)
+    assert code == 1 and out == ""
+    assert f"{tmp_path}:1:1: no journey files" in err
+    assert f"{tmp_path / 'pressure.yaml'}:1:1: missing: the contact-pressure policy is required" in err
+    assert f"{tmp_path / 'profile.yaml'}:1:1: missing: the profile facts" in err
+    assert err.splitlines()[-1] == "3 problems found"
+
+
+def test_validate_fails_on_an_unreadable_policy(tmp_path):
+    complete(tmp_path)
+    (tmp_path / "pressure.yaml").mkdir()  # there, but not a file that can be read
+    code, _, err = _validate(tmp_path)
+    assert code == 1 and f"{tmp_path / 'pressure.yaml'}:1:1: missing" in err
+
+
+def test_validate_says_what_it_checked():
+    code, out, _ = _validate(ROOT / "journeys")
+    assert code == 0
+    assert re.fullmatch(r".*journeys: \d+ journeys( \(\d+ versions\))?, 1 policy, 1 facts file \(\d+ fields recorded\): ok\n", out), out
+
+
+def test_a_broken_journey_a_broken_policy_and_broken_facts_come_together(tmp_path):
+    (tmp_path / "pressure.yaml").write_text("capacity: lots\n")
+    (tmp_path / "profile.yaml").write_text("events: {web.nope: {}}\n")
+    (tmp_path / "j.yaml").write_text(MINIMAL.replace("type: end", "type: ende"))
+    code, _, err = _validate(tmp_path)
+    assert code == 1
+    assert {line.split(":", 1)[0] for line in err.splitlines()[:-1]} == {
+        str(tmp_path / n) for n in ("pressure.yaml", "profile.yaml", "j.yaml")
+    }
+
+
+def test_the_worker_refuses_what_validate_refuses(tmp_path):
+    from orchestrator.definitions import DefinitionsError, load_definitions
+
+    complete(tmp_path)
+    with pytest.raises(DefinitionsError) as exc:
+        load_definitions(tmp_path)
+    code, _, err = _validate(tmp_path)
+    assert code == 1 and exc.value.problems == err.splitlines()[:-1]
+
+
+# ------------------------------------------------------------------ every problem of a journey file in one run
+
+
+ALL_AT_ONCE = """
+    id: cart
+    version: 1
+    name: Cart
+    entry:
+      event: web.cart_abandoned
+      when: [{field: data.cart_valu, gte: 20}]
+    goals:
+      - {name: bought, event: web.purchse}
+    start: wait
+    steps:
+      wait:
+        type: wait
+        for: {event: web.purchase}
+        timeout: 0s
+        on_timeout: mail
+      mail:
+        type: send
+        channel: email
+        template: t
+        comm_type: commercial
+        next: thnks
+      thanks: {type: end}
+    """
+
+
+def test_structure_fields_event_types_and_references_come_in_one_run(tmp_path):
+    got = check(tmp_path, ALL_AT_ONCE)
+    assert [line.split(": ", 1)[0] for line in got] == ["6:11", "8:20", "14:5", "21:5"]
+    assert (
+        got[0]
+        == "6:11: unknown field 'data.cart_valu': the entry event web.cart_abandoned has no 'cart_valu' (did you mean 'data.cart_value'?)"
+    )
+    assert got[1].startswith("8:20: goals.0.event: unknown event type 'web.purchse'")
+    assert got[2].startswith("14:5: steps.wait.timeout: bad duration '0s'")
+    assert got[3] == "21:5: unknown step 'thnks' referenced from step 'mail': did you mean 'thanks'? (steps are: wait, mail, thanks)"
+
+
+def test_the_field_problems_of_a_rejected_part_are_not_reported(tmp_path):
+    text = """
+        id: cart
+        version: 1
+        name: Cart
+        entry:
+          event: web.cart_abandoned
+          when: [{field: data.cart_valu, gte: 20, bogus: 1}, {field: data.brnd, eq: x}]
+        start: mail
+        steps:
+          mail:
+            type: send
+            channel: email
+            template: t
+            comm_type: commercial
+            colour: red
+            variables_from: {value: data.cart_valu}
+        """
+    got = check(tmp_path, text)
+    assert [line.split(": ", 2)[:2] for line in got] == [
+        ["6:43", "entry.when.0.bogus"],  # the condition is rejected: not its field too
+        ["6:55", "unknown field 'data.brnd'"],
+        ["14:5", "steps.mail.colour"],  # the step is rejected: not its variables_from too
+    ]
+
+
+def test_a_journey_with_only_structural_mistakes_reports_what_it_always_did(tmp_path):
+    # the repair turns the wait into an end: step 'check' is then reached by the cart event only, where
+    # data.order_id is unknown: the repair's doing, not the file's
+    text = """
+        id: cart
+        version: 1
+        name: Cart
+        entry:
+          event: web.cart_abandoned
+          when: [{field: data.cart_value, gte: 20}]
+        goals:
+          - {name: bought, event: web.purchse}
+        start: route
+        steps:
+          route:
+            type: branch
+            cases:
+              - {when: [{field: data.cart_value, gte: 100}], next: wait}
+            default: check
+          wait:
+            type: wait
+            for: {event: web.purchase}
+            timeout: 0s
+            on_event: check
+          check:
+            type: branch
+            cases:
+              - {when: [{field: data.order_id, exists: true}], next: mail}
+            default: done
+          mail:
+            type: send
+            channel: fax
+            template: t
+            comm_type: commercial
+            next: done
+          done: {type: end}
+        """
+    assert check(tmp_path, text) == [
+        (
+            "8:20: goals.0.event: unknown event type 'web.purchse'; web events are: web.cart_abandoned, web.feature_used, "
+            "web.form_submitted, web.loan_approved, web.page_view, web.purchase, web.refund"
+        ),
+        (
+            "19:5: steps.wait.timeout: bad duration '0s': must be longer than 0s; use a whole number followed by a unit: "
+            "s, m, h, d, w or mo (30 days), e.g. 30s, 15m, 24h, 7d, 2w, 3mo, 1h30m (a bare whole number counts seconds)"
+        ),
+        "28:5: steps.mail.channel: unknown channel 'fax': use one of email, sms, push, call_center, direct_mail, web_message, in_app",
+    ]
+
+
+def test_a_step_that_only_a_repaired_step_leads_to_keeps_its_field_problems_to_itself(tmp_path):
+    text = """
+        id: cart
+        version: 1
+        name: Cart
+        entry: {event: web.cart_abandoned}
+        start: route
+        steps:
+          route:
+            type: branch
+            cases:
+              - {when: [{field: data.cart_vale, gte: 100}], next: wait}
+            default: check
+          wait:
+            type: wait
+            for: {event: web.purchase}
+            timeout: 0s
+            on_event: check
+          check:
+            type: branch
+            cases:
+              - {when: [{field: data.order_id, exists: true}], next: done}
+            default: done
+          done: {type: end}
+        """
+    got = check(tmp_path, text)
+    assert [line.split(": ", 2)[:2] for line in got] == [["10:18", "unknown field 'data.cart_vale'"], ["15:5", "steps.wait.timeout"]]
