@@ -46,6 +46,7 @@ from orchestrator.designer.simulate import (
     DEFAULT_HORIZON,
     CampaignRun,
     Deploy,
+    InputEvent,
     InputItem,
     SimulationResult,
     choose_policy,
@@ -58,7 +59,7 @@ from orchestrator.designer.simulate import (
 from orchestrator.errors import DefinitionError
 from orchestrator.events import InvalidEvent, parse_inbound
 from orchestrator.journey import model as m
-from orchestrator.journey.loader import CompiledJourney, journey_files, parse_file
+from orchestrator.journey.loader import CompiledJourney, JourneySet, facts_problems, history_notes, journey_files, parse_file
 from orchestrator.journey.schedule import ScheduleSpec, open_runs
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.timeutil import iso_utc
@@ -245,7 +246,7 @@ def preview(
     directory = Path(journeys_dir)
     target = _target(what, directory)
     schedule = _schedule(target.journey)
-    journeys, items, skipped = load_scenario(target.paths, events_path)
+    journeys, items, skipped = load_scenario(target.paths, events_path, facts_dir=directory)
     choice = choose_policy(directory, policy_path)
     last = _last_line(items)
     deployed_at = at or last or datetime.now(UTC).replace(microsecond=0)
@@ -259,7 +260,7 @@ def preview(
     notes += _journey_notes(target, journeys.newest(target.journey.id), result.errors)
     if last is not None and last > deployed_at:
         notes.append(f"the event file goes on after the deploy (to {iso_utc(last)}): those events happen with the journey live")
-    # profile facts: a field whose history starts after the audience looks back will be warned about here
+    notes += _history_notes(journeys, compiled, items, deployed_at)
     notes.append("the throttle is not simulated: every customer enters at their due time; throttle_seconds is what it would take")
     no_run = None if runs else _closed_before(schedule, deployed_at) or "no run of the journey came after the deploy in the simulation"
     return Preview(
@@ -279,6 +280,27 @@ def preview(
         runs=runs,
         notes=notes,
     )
+
+
+def _history_notes(journeys: JourneySet, compiled: CompiledJourney, items: Sequence[InputItem], deployed_at: datetime) -> list[str]:
+    """The profile facts: fields the campaign reads that ``profile.yaml`` does not record, and history shorter than it looks back.
+
+    The simulation records the declared fields from the event file's first line: whatever a customer did before is
+    not known to it, as a running system does not know what happened before a field was declared.
+    """
+    facts = journeys.facts
+    notes = [
+        f"{compiled.source}: {message} (a worker refuses this file: until then the condition is unknown for every customer)"
+        for _, message in (facts_problems(compiled.journey, facts) if facts.source is not None else [])
+    ]
+    first = min((i.event.occurred_at if isinstance(i, InputEvent) else i.at for i in items), default=None)
+    if first is not None:
+        started = {(etype, f"data.{f.path}"): first for etype, fields in facts.tracked.items() for f in fields}
+        alone = JourneySet([compiled], facts)
+        notes += [
+            f"{n} (in this simulation: recorded from the event file's first line)" for n in history_notes(alone, started, deployed_at)
+        ]
+    return notes
 
 
 def _journey_notes(target: _Target, newest: CompiledJourney | None, errors: Sequence[str]) -> list[str]:

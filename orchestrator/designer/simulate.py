@@ -569,9 +569,12 @@ def _version_position(path: Path) -> str:
 
 
 def load_scenario(
-    journey_paths: Sequence[str | os.PathLike[str]], events_path: str | os.PathLike[str]
+    journey_paths: Sequence[str | os.PathLike[str]], events_path: str | os.PathLike[str], facts_dir: str | os.PathLike[str] | None = None
 ) -> tuple[JourneySet, list[InputItem], list[str]]:
     """The journeys at the start, the event file's lines ready to run, and the skipped lines.
+
+    The profile facts: ``profile.yaml`` in ``facts_dir``, else in a directory of ``journey_paths``
+    (recorded from the first line on); without one, the fields the journeys read.
 
     Journey files that the event file deploys are held back until their deploy line.
     Raises :class:`~orchestrator.errors.DefinitionError` for invalid journeys or an
@@ -580,7 +583,7 @@ def load_scenario(
     items, errors = read_events(events_path)
     held = {item.path.resolve() for item in items if isinstance(item, Deploy)}
     files = [f for f in journey_files([Path(p) for p in journey_paths]) if f.resolve() not in held]
-    facts_file = facts_file_of([Path(p) for p in journey_paths])  # profile.yaml beside the journeys, recorded from the start
+    facts_file = facts_file_of([Path(p) for p in ([facts_dir] if facts_dir is not None else journey_paths)])
     journeys = load_journeys(files, load_facts(facts_file) if facts_file is not None else None)
     return journeys, prepare(journeys, items), errors
 

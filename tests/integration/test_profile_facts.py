@@ -99,3 +99,16 @@ def test_a_campaign_deployed_later_reaches_only_customers_who_never_used_the_fea
     assert done.returncode == 0, done.stderr
     assert "the history of web.feature_used data.feature starts at" in done.stdout, done.stdout
     assert f"facts registry {dep.prefix}.profile-facts: " in done.stdout, done.stdout
+
+    # a broken journey and a broken policy dropped in together: one reload refuses both, each at its line
+    (dep.journeys_dir / "broken.yaml").write_text(
+        "id: broken\nversion: 1\nname: B\nentry: {event: web.purchase}\nstart: e\nsteps: {e: {type: ende}}\n"
+    )
+    policy = dep.journeys_dir / "pressure.yaml"
+    good_policy = policy.read_text()
+    policy.write_text(good_policy.replace("capacity:", "capacity: -1\n_old_capacity:", 1))
+    assert wait_until(lambda: "journey reload refused" in worker.log_path.read_text(), 20), worker.log_tail()
+    time.sleep(1)
+    refused = [line for line in worker.log_path.read_text().splitlines() if "journey reload refused" in line]
+    assert any(f"{dep.journeys_dir / 'broken.yaml'}:6:" in line for line in refused), refused
+    assert any(f"{policy}:" in line for line in refused), refused

@@ -182,3 +182,18 @@ def test_a_late_event_does_not_make_a_value_older() -> None:
     p = fold_profile(p, event("web.feature_used", T0 + timedelta(days=6), 2, feature="search"), tracked)
     p = fold_profile(p, event("web.feature_used", T0, 3, feature="export"), tracked)  # arrives late
     assert p.seen["web.feature_used"].values["feature"] == [("export", T0 + timedelta(days=5)), ("search", T0 + timedelta(days=6))]
+
+
+def test_campaign_preview_says_from_when_the_history_is_known(tmp_path: Path) -> None:
+    from orchestrator.designer.campaign import preview
+
+    events = feature_history(tmp_path, FACTS)
+    (events.parent / "events.jsonl").write_text("\n".join(events.read_text().splitlines()[:3]) + "\n")  # no deploy line
+    result = preview(str(events.parent / "announce.yaml"), tmp_path / "journeys", events, at=datetime(2026, 1, 8, tzinfo=UTC))
+    assert any(
+        "looks back ever, but the history of web.feature_used data.feature starts at 2026-01-05T09:00:00Z" in n for n in result.notes
+    ), result.notes
+    assert result.runs[0].entered == 2  # u2 and u3: u1 used export
+    (tmp_path / "journeys" / "profile.yaml").write_text("events: {}\n")
+    result = preview(str(events.parent / "announce.yaml"), tmp_path / "journeys", events, at=datetime(2026, 1, 8, tzinfo=UTC))
+    assert any("web.feature_used data.feature is not recorded by the profile facts" in n for n in result.notes), result.notes
