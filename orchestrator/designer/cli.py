@@ -107,7 +107,19 @@ def _validate_cmd(args: argparse.Namespace, out: TextIO | None = None, err: Text
     if getattr(args, "kafka", False):
         for note in _history_notes(args.paths):
             print(f"note: {note}", file=out)
+    elif any(Path(p).is_dir() and _reads_history(p) for p in args.paths):
+        print(
+            "note: journeys here read payload history (seen/not_seen ... where): how far back it goes depends on when the "
+            "running system began recording each field; add --kafka to check against its facts registry",
+            file=out,
+        )
     return 0
+
+
+def _reads_history(directory: str | os.PathLike[str]) -> bool:
+    from orchestrator.journey.loader import load_journeys
+
+    return any(fields for journey in load_journeys([Path(directory)]) for fields in journey.tracked.values())
 
 
 def _history_notes(paths: Sequence[str | os.PathLike[str]]) -> list[str]:

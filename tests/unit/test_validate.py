@@ -786,7 +786,9 @@ def test_validate_fails_on_an_unreadable_policy(tmp_path):
 def test_validate_says_what_it_checked():
     code, out, _ = _validate(ROOT / "journeys")
     assert code == 0
-    assert re.fullmatch(r".*journeys: \d+ journeys( \(\d+ versions\))?, 1 policy, 1 facts file \(\d+ fields recorded\): ok\n", out), out
+    first, note = out.splitlines()
+    assert re.fullmatch(r".*journeys: \d+ journeys( \(\d+ versions\))?, 1 policy, 1 facts file \(\d+ fields recorded\): ok", first), out
+    assert note.startswith("note: journeys here read payload history") and "--kafka" in note
 
 
 def test_a_broken_journey_a_broken_policy_and_broken_facts_come_together(tmp_path):
