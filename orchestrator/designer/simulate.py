@@ -880,7 +880,9 @@ class _Run:
         campaign.evaluated += 1
         campaign.first_due = min(campaign.first_due or due_now, due_now)
         entry = run_event(check)
-        if not journey.audience_when(Ctx(entry.type, entry.event_id, entry.occurred_at, entry.data, state.profile, now)):
+        if not journey.audience_when(
+            Ctx(entry.type, entry.event_id, entry.occurred_at, entry.data, state.profile, now, instances=state.instances)
+        ):
             return
         campaign.in_audience += 1
         campaign.bursts[max(due_now, now)] += 1

@@ -43,7 +43,7 @@ def on_audience(
     if recent is None:  # this run reached the customer before
         return state, [_duplicate(state, check, now)]
     entry = run_event(check)
-    ctx = Ctx(entry.type, entry.event_id, entry.occurred_at, entry.data, state.profile, now)
+    ctx = Ctx(entry.type, entry.event_id, entry.occurred_at, entry.data, state.profile, now, instances=state.instances)
     if not journey.audience_when(ctx):
         return fast_copy(state, recent_event_ids=recent), []  # no longer in the audience: nothing to say per customer
     draft = Draft(state, journeys, now)

@@ -71,7 +71,9 @@ class Draft:
 
     def context(self, inst: Instance) -> Ctx:
         """What a condition sees for ``inst``: the event that last moved it, the profile, now, its entry payload."""
-        return Ctx(inst.ctx_type, inst.ctx_event_id, inst.ctx_at, inst.ctx_data, self.profile, self.now, inst.entry_data)
+        return Ctx(
+            inst.ctx_type, inst.ctx_event_id, inst.ctx_at, inst.ctx_data, self.profile, self.now, inst.entry_data, self.instances.values()
+        )
 
     # ------------------------------------------------------------ customer-level changes
 

@@ -1,6 +1,7 @@
 """May this event start the journey for this customer? And if not, why not.
 
-A trigger event enters a customer when the journey's re-entry rule allows it, every
+A trigger event enters a customer when no competing journey holds them (``entry.exclusive_with``,
+either side may say it), the journey's re-entry rule allows it, every
 ``entry.when`` condition holds on the event and every ``entry.profile`` condition holds
 on what we know about the customer, checked in that order. When one of them keeps the
 customer out, :func:`refusal` says which, in words a designer can act on; the engine
@@ -31,6 +32,19 @@ def refusal(draft: Draft, journey: CompiledJourney, ctx: Ctx) -> str | None:
 
 
 def reentry_refusal(draft: Draft, journey: CompiledJourney) -> str | None:
+    """What keeps a customer out whatever the conditions: a competing journey (``exclusive_with``), the re-entry rule."""
+    competing = draft.journeys.exclusive.get(journey.id)
+    if competing:
+        live = next((i for i in draft.instances.values() if i.journey_id in competing), None)
+        if live is not None:
+            return (
+                f"exclusive_with: the customer is in the competing journey {live.journey_id} "
+                f"(instance {live.instance_id} at step {live.step})"
+            )
+    return _reentry_rule(draft, journey)
+
+
+def _reentry_rule(draft: Draft, journey: CompiledJourney) -> str | None:
     """The journey's re-entry rule: ``never`` again, ``after_exit`` (and its cooldown), or ``always`` (cooldown since entry)."""
     rule = journey.journey.entry.reentry
     hist = draft.history(journey.id)

@@ -66,7 +66,7 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
     for inst in draft.live():
         _event_for_instance(draft, inst, ev)
     if entries:
-        ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now)
+        ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now, instances=draft.instances.values())
         for journey in entries:
             why_not = refusal(draft, journey, ctx)
             if why_not is not None:
@@ -75,7 +75,9 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
             inst = draft.start_instance(journey, ev)
             advance(draft, inst, journey, journey.journey.start)
     if journeys.qualifying:
-        qualify(draft, ev, Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now), entries)
+        qualify(
+            draft, ev, Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now, instances=draft.instances.values()), entries
+        )
     return draft.finish(recent_event_ids=recent, events_seen=state.events_seen + 1), draft.actions
 
 
@@ -119,7 +121,7 @@ def _event_for_instance(draft: Draft, inst: Instance, ev: CustomerEvent) -> None
         return
     if ev.type not in journey.listens:
         return
-    ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, draft.now, inst.entry_data)
+    ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, draft.now, inst.entry_data, draft.instances.values())
     goal = next((r for r in journey.goals.get(ev.type, ()) if r.predicate(ctx)), None)
     if goal is not None:
         draft.end(draft.own(inst), journey, "goal", "goal", goal=goal.name, event_id=ev.event_id)

@@ -37,7 +37,7 @@ into closures over a fixed set of operators.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -47,7 +47,7 @@ from pydantic_core import PydanticCustomError
 from orchestrator.durations import Duration
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.state import Profile, TypeSeen
+    from orchestrator.state import Instance, Profile, TypeSeen
 
 FIELD_ROOTS = ("data", "entry", "event", "profile")
 PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes", "lists")
@@ -207,7 +207,34 @@ class Seen(_Cond):
         return self.seen or self.not_seen or ""
 
 
+class Member(_Cond):
+    """The customer is (``in_journey``) or is not (``not_in_journey``) in a journey now, optionally at one of some steps."""
+
+    in_journey: str | None = Field(default=None, description="Journey id, e.g. abandoned_cart")
+    not_in_journey: str | None = Field(default=None, description="Journey id, e.g. abandoned_cart")
+    at: list[str] | None = Field(
+        default=None, description="Only when the customer is at one of these steps of it (a step id or a list), e.g. wait_open."
+    )
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> Member:
+        if (self.in_journey is None) == (self.not_in_journey is None):
+            raise PydanticCustomError("member_type", "write exactly one of in_journey: JOURNEY or not_in_journey: JOURNEY", {})
+        return self
+
+    @property
+    def journey_id(self) -> str:
+        return self.in_journey or self.not_in_journey or ""
+
+
 _TAG_OF_KEY = (
+    ("in_journey", "member"),
+    ("not_in_journey", "member"),
     ("all", "all"),
     ("any", "any"),
     ("not", "not"),
@@ -222,7 +249,7 @@ def _tag(value: Any) -> str | None:
     if isinstance(value, dict):
         keys = value.keys()
     elif isinstance(value, BaseModel):
-        return {Compare: "compare", All: "all", AnyOf: "any", Not: "not", Since: "since", Seen: "seen"}.get(type(value))
+        return {Compare: "compare", All: "all", AnyOf: "any", Not: "not", Since: "since", Seen: "seen", Member: "member"}.get(type(value))
     else:
         return None
     for key, tag in _TAG_OF_KEY:
@@ -237,13 +264,14 @@ Condition = Annotated[
     | Annotated[AnyOf, Tag("any")]
     | Annotated[Not, Tag("not")]
     | Annotated[Since, Tag("since")]
-    | Annotated[Seen, Tag("seen")],
+    | Annotated[Seen, Tag("seen")]
+    | Annotated[Member, Tag("member")],
     Discriminator(
         _tag,
         custom_error_type="bad_condition",
         custom_error_message=(
             "not a condition: write {field: ..., eq: ...}, {all: [...]}, {any: [...]}, {not: ...}, "
-            "{since: ..., older_than: ...} or {seen|not_seen: TYPE}"
+            "{since: ..., older_than: ...}, {seen|not_seen: TYPE} or {in_journey|not_in_journey: JOURNEY}"
         ),
     ),
 ]
@@ -267,6 +295,20 @@ def condition_fields(cond: Any) -> list[str]:
     return []
 
 
+def member_conditions(cond: Any) -> list[tuple[tuple[str | int, ...], Member]]:
+    """Every in_journey/not_in_journey condition nested in ``cond``, with its place inside it."""
+    if isinstance(cond, Member):
+        return [((), cond)]
+    nested: list[tuple[tuple[str | int, ...], Any]] = []
+    if isinstance(cond, All):
+        nested = [(("all", i), c) for i, c in enumerate(cond.all)]
+    elif isinstance(cond, AnyOf):
+        nested = [(("any", i), c) for i, c in enumerate(cond.any)]
+    elif isinstance(cond, Not):
+        nested = [(("not",), cond.not_)]
+    return [((*where, *loc), m) for where, c in nested for loc, m in member_conditions(c)]
+
+
 def seen_conditions(cond: Any) -> list[Seen]:
     """Every seen/not_seen condition nested in ``cond``."""
     if isinstance(cond, Seen):
@@ -284,9 +326,9 @@ def seen_conditions(cond: Any) -> list[Seen]:
 
 
 class Ctx:
-    """What a condition can see: one event (type, id, time, payload), the profile, and now."""
+    """What a condition can see: one event (type, id, time, payload), the profile, now, and the live journey instances."""
 
-    __slots__ = ("data", "entry", "event_id", "event_type", "now", "occurred_at", "profile")
+    __slots__ = ("data", "entry", "event_id", "event_type", "instances", "now", "occurred_at", "profile")
 
     def __init__(
         self,
@@ -297,8 +339,10 @@ class Ctx:
         profile: Profile,
         now: datetime,
         entry: dict[str, Any] | None = None,
+        instances: Iterable[Instance] | None = None,
     ) -> None:
         self.event_type = event_type
+        self.instances = instances  # the live journey instances (in_journey conditions); None where not known
         self.event_id = event_id
         self.occurred_at = occurred_at
         self.data = data
@@ -506,6 +550,20 @@ def history_complete(stats: TypeSeen, field: str, since: datetime | None) -> boo
     return after is None or (since is not None and after < since)
 
 
+def _compile_member(c: Member) -> Predicate:
+    journey_id = c.journey_id
+    steps = frozenset(c.at) if c.at else None
+    negate = c.not_in_journey is not None
+
+    def check(ctx: Ctx) -> bool:
+        if ctx.instances is None:
+            raise ValueError("in_journey/not_in_journey need the customer's instances (Ctx.instances)")
+        found = any(i.journey_id == journey_id and (steps is None or i.step in steps) for i in ctx.instances)
+        return not found if negate else found
+
+    return check
+
+
 def _unflatten(field: str, value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cur = out
@@ -533,6 +591,8 @@ def compile_condition(cond: Any) -> Predicate:
         return _compile_since(cond)
     if isinstance(cond, Seen):
         return _compile_seen(cond)
+    if isinstance(cond, Member):
+        return _compile_member(cond)
     raise TypeError(f"not a condition: {cond!r}")  # pragma: no cover
 
 

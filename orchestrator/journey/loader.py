@@ -45,6 +45,7 @@ from orchestrator.journey.conditions import (
     compile_condition,
     condition_fields,
     field_getter,
+    member_conditions,
     seen_conditions,
 )
 from orchestrator.journey.facts import FACTS_FILE, Facts, FactsError, facts_file_of, implied, load_facts
@@ -124,6 +125,8 @@ class CompiledJourney:
     variables_from: dict[str, list[tuple[str, Callable[[Ctx], Any]]]] = field(init=False)
     listens: frozenset[str] = field(init=False)
     tracked: dict[str, set[str]] = field(init=False)
+    reads_membership: bool = field(init=False)
+    """Some condition is an in_journey/not_in_journey (it needs the customer's instances)."""
     id: str = field(init=False)
     version: int = field(init=False)
     steps: dict[str, Any] = field(init=False)
@@ -162,6 +165,7 @@ class CompiledJourney:
         for ms in self.matchers.values():
             listens.update(mt.event_type for mt in ms)
         self.listens = frozenset(listens)
+        self.reads_membership = any(member_conditions(c) for c in _all_conditions(j))
         self.tracked = {}
         for cond in _all_conditions(j):
             for seen in seen_conditions(cond):
@@ -171,6 +175,17 @@ class CompiledJourney:
 
     def __repr__(self) -> str:
         return f"CompiledJourney({self.journey.id!r}, v{self.journey.version}, {self.source!r})"
+
+
+def _exclusive(live: Iterable[CompiledJourney]) -> dict[str, frozenset[str]]:
+    """``entry.exclusive_with`` made symmetric: either journey saying it keeps a customer of one out of the other."""
+    pairs: dict[str, set[str]] = {}
+    for journey in live:
+        for other in journey.journey.entry.exclusive_with:
+            if other != journey.id:
+                pairs.setdefault(journey.id, set()).add(other)
+                pairs.setdefault(other, set()).add(journey.id)
+    return {k: frozenset(v) for k, v in pairs.items()}
 
 
 def _rules(rules: list[m.EventRule], kind: str) -> dict[str, list[CompiledRule]]:
@@ -225,6 +240,8 @@ class JourneySet:
         self.facts: Facts = facts if facts is not None else implied(read)
         """What every profile records (the engine folds each event with ``facts.tracked``), whatever journeys are loaded."""
         self.tracked = self.facts.tracked
+        self.exclusive: dict[str, frozenset[str]] = _exclusive(self.live.values())
+        """Journey id -> the journeys a customer in which may not enter it (``entry.exclusive_with``, both ways)."""
         # every event type some loaded version (live or retired) listens to (goals, exits, awaited events):
         # the engine skips the per-instance check for any other type
         self.listened: frozenset[str] = frozenset(
@@ -461,6 +478,7 @@ def load_text(*texts: str, facts: Facts | None = None) -> JourneySet:
                 _, positions = loads_yaml_with_positions(text)
                 errors.extend(_at(name, positions, loc, msg)[1] for loc, msg in facts_problems(journey, facts))
             compiled.append(CompiledJourney(journey, source=name))
+    errors.extend(membership_problems(compiled))
     if errors:
         raise JourneyError(errors)
     return JourneySet(compiled, facts)
@@ -540,6 +558,12 @@ def _positions_of(source: str) -> Positions:
 
 def _seen_conditions_at(journey: m.Journey) -> Iterable[tuple[m.Loc, Any]]:
     """Every seen/not_seen condition of a journey with its location."""
+    for loc, cond in _conditions_at(journey):
+        yield from _seen_in(cond, loc)
+
+
+def _conditions_at(journey: m.Journey) -> Iterable[tuple[m.Loc, Any]]:
+    """Every top-level condition of a journey (entry, audience, goals, exits, waits, branches) with its location."""
     places: list[tuple[m.Loc, list[Any]]] = [(("entry", "when"), journey.entry.when), (("entry", "profile"), journey.entry.profile)]
     if journey.entry.audience is not None:
         places.append((("entry", "audience", "when"), journey.entry.audience.when))
@@ -552,7 +576,7 @@ def _seen_conditions_at(journey: m.Journey) -> Iterable[tuple[m.Loc, Any]]:
             places += [(("steps", sid, "for", i, "when"), mt.when) for i, mt in enumerate(step.matchers)]
     for loc, conds in places:
         for i, cond in enumerate(conds):
-            yield from _seen_in(cond, (*loc, i))
+            yield (*loc, i), cond
 
 
 def _seen_in(cond: Any, loc: m.Loc) -> Iterable[tuple[m.Loc, Any]]:
@@ -605,7 +629,40 @@ def _load(paths: Sequence[Path | str], facts: Facts | None = None) -> tuple[list
                 _, positions = load_yaml_with_positions(path)
                 errors.extend(_at(os.fspath(path), positions, loc, msg)[1] for loc, msg in missing)
         compiled.append(CompiledJourney(journey, source=os.fspath(path)))
+    errors.extend(membership_problems(compiled))
     return compiled, facts, errors
+
+
+def membership_problems(compiled: Sequence[CompiledJourney]) -> list[str]:
+    """``in_journey``/``not_in_journey`` and ``entry.exclusive_with`` naming a journey (or a step of it) not loaded."""
+    steps: dict[str, set[str]] = {}
+    for journey in compiled:
+        steps.setdefault(journey.id, set()).update(journey.steps)
+    out: list[str] = []
+    for journey in compiled:
+        refs: list[tuple[m.Loc, str, list[str] | None]] = [
+            (("entry", "exclusive_with", i), other, None) for i, other in enumerate(journey.journey.entry.exclusive_with)
+        ]
+        for loc, cond in _conditions_at(journey.journey):
+            refs += [((*loc, *inner), member.journey_id, member.at) for inner, member in member_conditions(cond)]
+        problems = [(loc, msg) for loc, other, at in refs if (msg := _member_problem(other, at, steps)) is not None]
+        if problems:
+            positions = _positions_of(journey.source)
+            out.extend(_at(journey.source, positions, loc, msg)[1] for loc, msg in problems)
+    return out
+
+
+def _member_problem(other: str, at: list[str] | None, steps: Mapping[str, set[str]]) -> str | None:
+    if other not in steps:
+        close = difflib.get_close_matches(other, list(steps), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (loaded: {', '.join(sorted(steps)) or 'none'})"
+        return f"no journey {other!r} is loaded{hint}"
+    unknown = [s for s in at or () if s not in steps[other]]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(steps[other]), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (its steps: {', '.join(sorted(steps[other]))})"
+        return f"journey {other!r} has no step {unknown[0]!r}{hint}"
+    return None
 
 
 # ------------------------------------------------------------------ error formatting

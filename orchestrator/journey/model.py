@@ -102,6 +102,7 @@ ChannelName = Annotated[Channel, BeforeValidator(_channel)]
 CommTypeName = Annotated[CommType, BeforeValidator(_comm_type)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone), Field(description="IANA time zone, e.g. Europe/Berlin")]
 StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="A step id from steps:")]
+JourneyIdRef = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="The id of another journey, e.g. abandoned_cart")]
 ClockTime = Annotated[str, BeforeValidator(_clock), Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -221,6 +222,13 @@ class Entry(_Model):
         default=None, description="Enter customers by audience (campaigns, segments) instead of or besides an event."
     )
     reentry: Reentry = Field(default_factory=Reentry)
+    exclusive_with: list[JourneyIdRef] = Field(
+        default_factory=list,
+        description=(
+            "Journeys this one competes with: a customer in any of them (or, for those that list this one, in this one) "
+            "is not entered (not_entered, with the journey they are in). Either side may say it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _some_way_in(self) -> Entry:

@@ -149,7 +149,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.records import CampaignProgress
 from orchestrator.runtime.logs import pseudonym
 from orchestrator.runtime.store import PartitionState, StateStore
-from orchestrator.state import RECENT_SEP, Profile, dedupe_key, recent_contains, recent_from_list
+from orchestrator.state import RECENT_SEP, Instance, Profile, dedupe_key, recent_contains, recent_from_list
 
 log = logging.getLogger("orchestrator.campaigns")
 
@@ -673,7 +673,8 @@ class CampaignScheduler:
         if profile is None:
             return due  # unreadable: the engine's path decides (and dead-letters it)
         p.evaluated += 1
-        if journey.audience_when(Ctx(AUDIENCE_EVENT_TYPE, run.event_id, due, run.data, profile, now)):
+        instances = self._instances(p.partition, cid) if journey.reads_membership else None
+        if journey.audience_when(Ctx(AUDIENCE_EVENT_TYPE, run.event_id, due, run.data, profile, now, instances=instances)):
             return due
         p.settled += 1
         return None
@@ -688,6 +689,10 @@ class CampaignScheduler:
             return None
         view = AudienceView.model_validate_json(raw)
         return view.profile, view.recent()
+
+    def _instances(self, partition: int, cid: str) -> list[Instance]:
+        """The customer's live instances, for an audience with in_journey conditions (the whole state is parsed, not kept)."""
+        return self.store.load(partition, cid).instances
 
     # ------------------------------------------------------------------ after publishing
 
