@@ -2,7 +2,7 @@
 
 ``engine.step(state, message, journeys, now) -> (state, actions)`` returns a list of
 the :data:`Action` models below. The processor (``orchestrator/processor.py``)
-carries them out: each :class:`Send` is gated at the basket and the decision goes
+carries them out (an :class:`Emit` is published as it is): each :class:`Send` is gated at the basket and the decision goes
 straight back into the engine as a :class:`GateOutcome`, so the journey (not the
 shell) decides what a capped send means (skip, fall back, defer).
 """
@@ -18,6 +18,8 @@ from orchestrator.events import Channel
 from orchestrator.pressure.basket import CommType, Decision, GateRequest
 
 OnCapped = Literal["skip", "fallback", "defer"]
+DispositionResult = Literal["approved", "capped", "suppressed", "deferred", "fallback", "cancelled", "expired"]
+"""What the journey made of a basket decision (see :attr:`Disposition.result`)."""
 
 
 class Send(BaseModel):
@@ -99,11 +101,14 @@ class Disposition(BaseModel):
 
     kind: Literal["disposition"] = "disposition"
     send: Send
-    decision: Decision
-    result: Literal["approved", "capped", "suppressed", "deferred", "fallback", "cancelled"] = Field(
+    decision: Decision | None = Field(
+        description="The basket's decision; None when the basket was not asked (a send that expired while its send window held it)."
+    )
+    result: DispositionResult = Field(
         description=(
             "approved: goes out now; capped/suppressed: not sent (skip); deferred: retried at decision.retry_at; "
-            "fallback: another channel is tried; cancelled: a deferred send dropped (calamity, goal, exit)."
+            "fallback: another channel is tried; cancelled: a deferred send dropped (calamity, goal, exit); "
+            "expired: held (send window, deferral, calamity lock) past the step's expires_after, not sent."
         )
     )
     note: str = ""
@@ -129,6 +134,7 @@ class Trace(BaseModel):
         "waiting",
         "matched",
         "timeout",
+        "quiet",
         "delayed",
         "resumed",
         "send",
@@ -136,13 +142,35 @@ class Trace(BaseModel):
         "goal",
         "duplicate",
         "ignored",
+        "profile_updated",
+        "emitted",
     ]
     edge: str | None = Field(default=None, description="The step taken next (render counts customers per edge).")
     detail: dict[str, Any] = Field(default_factory=dict)
     at: datetime
 
 
-Action = Send | ArmTimer | CancelTimer | ConsentChange | Disposition | Trace
+class Emit(BaseModel):
+    """An ``emit`` step's record for ``<prefix>.out.<topic>`` (another team's system). Not a message to the customer:
+    never gated, published with the batch's other outputs before its offsets are committed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["emit"] = "emit"
+    record_id: str = Field(description="Deterministic (customer, journey, version, instance, step visit): a replay emits the same id.")
+    topic: str = Field(description="The outbound topic's name, e.g. webcare for <prefix>.out.webcare.")
+    customer_id: str
+    journey_id: str
+    journey_version: int
+    instance_id: str
+    step_id: str
+    event_id: str | None = Field(default=None, description="The event that last moved the instance.")
+    record: dict[str, Any] = Field(default_factory=dict)
+    truncated: list[str] = Field(default_factory=list, description="Fields whose value read from an event was cut to the bound.")
+    at: datetime
+
+
+Action = Send | ArmTimer | CancelTimer | ConsentChange | Disposition | Trace | Emit
 
 
 class GateOutcome(BaseModel):

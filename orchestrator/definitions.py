@@ -9,7 +9,9 @@ A journeys directory the worker accepts holds:
 * journey files (``*.yaml``/``*.yml``): ``validate`` refuses a directory without any; the worker
   starts without journeys (it records profiles and waits for the first file, saying so in its log);
 * ``pressure.yaml``, the contact-pressure policy (or the file ``ORCH_POLICY_FILE`` names);
-* ``profile.yaml``, the profile facts (``journey/facts.py``): what every profile records.
+* ``profile.yaml``, the profile facts (``journey/facts.py``): what every profile records;
+* optionally ``scores.yaml``, the lead scores (``journey/scores.py``): without it no score is kept,
+  and a journey reading ``profile.scores.X`` or entering on a score crossing is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from orchestrator.errors import DefinitionError
 from orchestrator.journey.facts import FACTS_FILE, Facts, FactsError, load_facts
 from orchestrator.journey.loader import JourneySet, journey_files, load_journeys
+from orchestrator.journey.scores import SCORES_FILE, Scores, describe, scores_beside
 from orchestrator.pressure.policy import POLICY_FILE, PolicyError, PressurePolicy, load_policy
 
 
@@ -40,6 +43,9 @@ class Definitions:
     journey_files: int
     policy_file: Path
     facts_file: Path
+    scores: Scores | None = None
+    """The lead scores (``scores.yaml``; its ``source`` is None without the file)."""
+    scores_file: Path | None = None
 
     def summary(self) -> str:
         """``13 journeys (14 versions), 1 policy, 1 facts file (3 fields)``: what was checked."""
@@ -49,7 +55,9 @@ class Definitions:
         if versions != ids:
             what += f" ({versions} versions)"
         fields = self.facts.count()
-        return f"{what}, 1 policy, 1 facts file ({fields} field{'s' if fields != 1 else ''} recorded)"
+        text = f"{what}, 1 policy, 1 facts file ({fields} field{'s' if fields != 1 else ''} recorded)"
+        scored = describe(self.scores) if self.scores is not None else ""
+        return f"{text}, {scored}" if scored else text
 
 
 def load_definitions(
@@ -67,21 +75,23 @@ def load_definitions(
         raise DefinitionsError([f"{os.fspath(directory)}:1:1: no such directory (ORCH_JOURNEYS_DIR names the journeys directory)"])
     policy = _policy(policy_path, problems)
     facts = _facts(facts_path, problems)
+    scores = scores_beside([directory], problems)  # optional: EMPTY_SCORES without the file
     files = journey_files([directory])
     if not files and require_journeys:
         problems.append(
             f"{os.fspath(directory)}:1:1: no journey files (*.yaml) in the directory: add at least one journey (see journeys/README.md)"
         )
-    journeys: JourneySet | None = JourneySet([], facts)
+    journeys: JourneySet | None = JourneySet([], facts, scores)
     if files:
         try:
-            journeys = load_journeys(files, facts)
+            journeys = load_journeys(files, facts, scores)
         except DefinitionError as exc:
             problems.extend(exc.problems)
             journeys = None
     if problems or policy is None or facts is None or journeys is None:
         raise DefinitionsError(problems)
-    return Definitions(journeys, policy, facts, len(files), policy_path, facts_path)
+    scores_path = directory / SCORES_FILE if scores.source is not None else None
+    return Definitions(journeys, policy, facts, len(files), policy_path, facts_path, scores, scores_path)
 
 
 def _policy(path: Path, problems: list[str]) -> PressurePolicy | None:

@@ -1,7 +1,7 @@
 """Inbound event models: what upstream teams publish, and the canonical envelope.
 
 Upstream systems publish one JSON object per Kafka message, keyed by customer id,
-on one inbound topic per *family* (ccm, web, callcenter, geo, consent, crm, ops).
+on one inbound topic per *family* (ccm, web, callcenter, geo, consent, crm, ops, social).
 Each family is a pydantic discriminated union on ``type``; the JSON Schemas in
 ``schemas/events/`` are generated from these models (``orchestrator schemas``)
 and a test fails when they drift.
@@ -22,7 +22,8 @@ from datetime import datetime
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Scalar = str | int | float | bool | None
@@ -85,6 +86,16 @@ class CartAbandoned(_Inbound):
     items: int = Field(default=1, ge=0)
 
 
+class CartUpdated(_Inbound):
+    """A product was added to or removed from the cart (the shop sends the cart as it is now)."""
+
+    type: Literal["cart_updated"]
+    cart_id: Id
+    cart_value: float = Field(ge=0)
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    items: int = Field(ge=0, description="Items in the cart now (0: emptied).")
+
+
 class FormSubmitted(_Inbound):
     type: Literal["form_submitted"]
     form_id: Id
@@ -120,7 +131,7 @@ class Refund(_Inbound):
 
 
 WebEvent = Annotated[
-    CartAbandoned | FormSubmitted | LoanApproved | FeatureUsed | PageView | Purchase | Refund,
+    CartAbandoned | CartUpdated | FormSubmitted | LoanApproved | FeatureUsed | PageView | Purchase | Refund,
     Field(discriminator="type"),
 ]
 
@@ -197,6 +208,15 @@ class ChurnRiskScored(_Inbound):
     model: str | None = None
 
 
+class ScoreUpdated(_Inbound):
+    """An outside model computed a score for the customer (churn risk, propensity); ``journeys/scores.yaml`` takes it with ``set_from``."""
+
+    type: Literal["score_updated"]
+    score: Id = Field(description="Which score, e.g. churn_risk (a score of journeys/scores.yaml reads it with a condition on data.score).")
+    value: float = Field(allow_inf_nan=False, description="The score's new value, e.g. a probability 0..1.")
+    model: str | None = Field(default=None, description="The model (and version) that computed it, for the record.")
+
+
 class AddedToList(_Inbound):
     """The customer was put on a named list (a CRM export, a data-science model's selection); audiences read ``profile.lists``."""
 
@@ -209,7 +229,9 @@ class RemovedFromList(_Inbound):
     list: Id
 
 
-CrmEvent = Annotated[CustomerRegistered | ProfileUpdated | ChurnRiskScored | AddedToList | RemovedFromList, Field(discriminator="type")]
+CrmEvent = Annotated[
+    CustomerRegistered | ProfileUpdated | ChurnRiskScored | ScoreUpdated | AddedToList | RemovedFromList, Field(discriminator="type")
+]
 
 
 # --- ops: incidents that affect a customer (one event per affected customer) ---
@@ -225,6 +247,69 @@ class ServiceIncident(_Inbound):
 OpsEvent = Annotated[ServiceIncident, Field(discriminator="type")]
 
 
+# --- social: public mentions of the brand, from the social-listening tool (identity resolved upstream) ---
+#
+# No message text beyond a short excerpt: data minimisation. The journeys need to know what kind of
+# mention it is (platform, sentiment, question, complaint) and where it is (the link); the webcare desk
+# reads the post itself behind the link. A full post would sit in customer states (an instance keeps its
+# event's payload), the journey log and the out topics for nothing. 280 characters is one tweet: enough
+# to triage, not a copy of the customer's words.
+
+SOCIAL_EXCERPT_CHARS = 280
+SocialPlatform = Literal[
+    "x", "facebook", "instagram", "linkedin", "tiktok", "youtube", "reddit", "trustpilot", "google_reviews", "app_store",
+    "forum", "own_community", "other",
+]  # fmt: skip
+
+
+def _http_link(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise PydanticCustomError("link", "must be an http(s) URL, got {value}", {"value": _show(value)})
+    return value
+
+
+Link = Annotated[
+    str, Field(min_length=8, max_length=2048, description="Where the post is (http or https URL)."), AfterValidator(_http_link)
+]
+
+
+class _SocialEvent(_Inbound):
+    platform: SocialPlatform = Field(description="Where it was posted (x is X, formerly Twitter).")
+    platform_kind: Literal["own", "public", "customer_owned"] = Field(
+        description="own: a channel of ours (our page, community, forum); public: a public platform; "
+        "customer_owned: the customer's own space (their blog, private profile, group): not ours to answer in."
+    )
+    handle: str = Field(min_length=1, max_length=128, description="The author's handle on the platform, e.g. @jane.")
+    link: Link
+    excerpt: str | None = Field(
+        default=None,
+        max_length=SOCIAL_EXCERPT_CHARS,
+        description=f"At most {SOCIAL_EXCERPT_CHARS} characters of the post (data minimisation: no full text).",
+    )
+    sentiment: Literal["negative", "neutral", "positive"]
+    sentiment_score: float = Field(ge=-1, le=1, description="-1 very negative .. +1 very positive")
+
+
+class SocialMention(_SocialEvent):
+    """A public mention of the brand."""
+
+    type: Literal["mention"]
+    mention_id: Id = Field(description="The listening tool's id of the post.")
+    is_question: bool = Field(default=False, description="The post asks something.")
+    is_complaint: bool = Field(default=False, description="The post complains.")
+
+
+class SocialReply(_SocialEvent):
+    """The customer answers in the thread of an earlier mention."""
+
+    type: Literal["reply"]
+    mention_id: Id = Field(description="The mention whose thread this answers.")
+    reply_id: Id = Field(description="The listening tool's id of the reply.")
+
+
+SocialEvent = Annotated[SocialMention | SocialReply, Field(discriminator="type")]
+
+
 FAMILIES: dict[str, Any] = {
     "ccm": CcmEvent,
     "web": WebEvent,
@@ -233,6 +318,7 @@ FAMILIES: dict[str, Any] = {
     "consent": ConsentEvent,
     "crm": CrmEvent,
     "ops": OpsEvent,
+    "social": SocialEvent,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(model) for name, model in FAMILIES.items()}
 

@@ -14,7 +14,7 @@ The flow for one message (:func:`run_message`):
    ``engine.step`` as a :class:`GateOutcome`, which returns a :class:`Disposition`
    (approved / capped / deferred / fallback ...) and any follow-up actions.
 3. :class:`ConsentChange` updates the basket's suppression lists.
-4. Timer operations, traces and dispositions are collected in order.
+4. Timer operations, traces, dispositions and emitted records are collected in order.
 
 ``run_message`` is a generator: it *yields* each basket call (a :class:`GateRequest`
 or a :class:`ConsentChange`) and is resumed with the answer. That is what lets
@@ -35,6 +35,7 @@ from orchestrator.actions import (
     CancelTimer,
     ConsentChange,
     Disposition,
+    Emit,
     GateOutcome,
     Send,
     Trace,
@@ -73,6 +74,8 @@ class Result:
     timer_ops: list[ArmTimer | CancelTimer] = field(default_factory=list)
     """Arm/cancel in the order the engine asked; apply them in this order."""
     consent_changes: list[ConsentChange] = field(default_factory=list)
+    emits: list[Emit] = field(default_factory=list)
+    """Records of emit steps: publish each on ``<prefix>.out.<topic>`` with the other outputs (never gated)."""
 
 
 @dataclass
@@ -130,6 +133,8 @@ def run_message(
             result.timer_ops.append(action)
         elif isinstance(action, Trace):
             result.traces.append(action)
+        elif isinstance(action, Emit):
+            result.emits.append(action)
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
     return result

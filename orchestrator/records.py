@@ -3,9 +3,11 @@
 - ``<prefix>.sends``: :class:`SendRequest` — an approved message for the CCM platform.
   The CCM platform must echo ``send_id`` on its delivered/opened/clicked events.
 - ``<prefix>.decisions``: :class:`DecisionRecord` — every basket decision and what the
-  journey made of it (approved, capped, suppressed, deferred, fallback, cancelled).
+  journey made of it (approved, capped, suppressed, deferred, fallback, cancelled, expired).
 - ``<prefix>.journey-log``: :class:`JourneyLogRecord` — each observable journey step, and
   the progress of campaign runs (``what: campaign_progress``, detail :class:`CampaignProgress`).
+- ``<prefix>.out.<topic>``: :class:`EmitRecord` — a record of a journey's ``emit`` step for
+  another team's system (a webcare desk ...); deduplicate on ``record_id``.
 - ``<prefix>.dead-letter``: the original bytes of an invalid inbound message, with the
   reason in headers (``dlq.reason``, ``dlq.source.topic`` ...), Kafka Connect style.
 
@@ -20,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.actions import Disposition, Send, Trace
+from orchestrator.actions import Disposition, DispositionResult, Emit, Send, Trace
 from orchestrator.pressure.basket import DecisionCode
 
 
@@ -60,8 +62,8 @@ class SendRequest(BaseModel):
             journey_version=send.journey_version,
             step_id=send.step_id,
             approved_at=at,
-            basket_balance=disposition.decision.balance,
-            basket_capacity=disposition.decision.capacity,
+            basket_balance=disposition.decision.balance if disposition.decision is not None else 0.0,
+            basket_capacity=disposition.decision.capacity if disposition.decision is not None else 0.0,
         )
 
 
@@ -76,16 +78,25 @@ class DecisionRecord(BaseModel):
     channel: str
     comm_type: str
     priority: int
-    outcome: str
-    """The basket's answer: approved | capped | suppressed | locked."""
-    code: DecisionCode = Field(
+    template: str = Field(default="", description="The template of the send decided on (a fallback channel's own, if it has one).")
+    outcome: str = Field(
         description=(
-            "Why the basket answered so, machine-readable. approved: fits | exempt | calamity; suppressed: unsubscribed; "
-            "locked: locked; capped: arbitration | reserve | capacity. Specified in orchestrator/pressure/policy.py."
+            "The basket's answer: approved | capped | suppressed | locked; not_asked: a send that expired while its send window held it."
         )
     )
-    result: str
-    """What the journey made of it: approved | capped | suppressed | deferred | fallback | cancelled."""
+    code: DecisionCode | None = Field(
+        description=(
+            "Why the basket answered so, machine-readable. approved: fits | exempt | calamity; suppressed: unsubscribed; "
+            "locked: locked; capped: arbitration | reserve | capacity. Specified in orchestrator/pressure/policy.py. "
+            "null when the basket was not asked (outcome not_asked; cost, balance and capacity are then 0)."
+        )
+    )
+    result: DispositionResult = Field(
+        description=(
+            "What the journey made of it: approved | capped | suppressed | deferred | fallback | cancelled | expired "
+            "(held by a send window, a deferral or a calamity lock past the step's expires_after: not sent)."
+        )
+    )
     reason: str
     cost: float
     balance: float
@@ -96,6 +107,20 @@ class DecisionRecord(BaseModel):
 
     @classmethod
     def of(cls, d: Disposition, at: datetime) -> DecisionRecord:
+        dec = d.decision
+        basket: dict[str, Any] = (
+            {"outcome": "not_asked", "code": None, "cost": 0.0, "balance": 0.0, "capacity": 0.0, "period": "", "retry_at": None}
+            if dec is None
+            else {
+                "outcome": dec.outcome,
+                "code": dec.code,
+                "cost": dec.cost,
+                "balance": dec.balance,
+                "capacity": dec.capacity,
+                "period": dec.period,
+                "retry_at": dec.retry_at,
+            }
+        )
         return cls(
             send_id=d.send.send_id,
             customer_id=d.send.customer_id,
@@ -105,16 +130,11 @@ class DecisionRecord(BaseModel):
             channel=d.send.channel,
             comm_type=d.send.comm_type,
             priority=d.send.priority,
-            outcome=d.decision.outcome,
-            code=d.decision.code,
+            template=d.send.template,
             result=d.result,
-            reason=d.note or d.decision.reason,
-            cost=d.decision.cost,
-            balance=d.decision.balance,
-            capacity=d.decision.capacity,
-            period=d.decision.period,
-            retry_at=d.decision.retry_at,
+            reason=d.note or (dec.reason if dec is not None else ""),
             decided_at=at,
+            **basket,
         )
 
 
@@ -180,10 +200,50 @@ class CampaignProgress(BaseModel):
         )
 
 
+class EmitRecord(BaseModel):
+    """A record of an ``emit`` step on ``<prefix>.out.<topic>``, for another team's system (nobody is contacted).
+
+    ``record_id`` is stable across replays and redeliveries: deduplicate on it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    record_id: str = Field(description="customer:journey:vN:entry-event:step[#visit]; the same when a batch is replayed.")
+    topic: str = Field(description="The outbound topic's name (the step's topic:), e.g. webcare.")
+    customer_id: str
+    journey_id: str
+    journey_version: int
+    instance_id: str
+    step_id: str
+    event_id: str | None = Field(description="The event that last moved the journey instance (the trigger or an awaited event).")
+    record: dict[str, str | int | float | bool | None] = Field(
+        description="The step's fields: literals and values read from the event or profile (at most 32; strings at most 512 characters)."
+    )
+    truncated: list[str] = Field(description="Fields whose value read from an event was longer than 512 characters and was cut.")
+    emitted_at: datetime
+
+    @classmethod
+    def of(cls, e: Emit) -> EmitRecord:
+        return cls(
+            record_id=e.record_id,
+            topic=e.topic,
+            customer_id=e.customer_id,
+            journey_id=e.journey_id,
+            journey_version=e.journey_version,
+            instance_id=e.instance_id,
+            step_id=e.step_id,
+            event_id=e.event_id,
+            record=e.record,
+            truncated=e.truncated,
+            emitted_at=e.at,
+        )
+
+
 OUTBOUND_MODELS: dict[str, type[BaseModel]] = {
     "send_request": SendRequest,
     "decision": DecisionRecord,
     "journey_log": JourneyLogRecord,
+    "emit": EmitRecord,
 }
 
 

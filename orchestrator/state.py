@@ -29,6 +29,8 @@ Scalar = str | int | float | bool | None
 
 PROFILE_LISTS = 64
 """How many named lists a profile remembers (the oldest-named are dropped first: lists are kept sorted)."""
+PROFILE_TAGS = 64
+"""How many tags journeys may set on a profile (``update_profile``; kept sorted, like lists: the first-sorted go first)."""
 HISTORY_JOURNEYS = 256
 """How many journeys' entry/exit history a customer keeps (oldest exit evicted)."""
 
@@ -311,6 +313,31 @@ class TypeSeen(_State):
     )
 
 
+class ScoreValue(_State):
+    """One score of the customer (``journeys/scores.yaml``): its value at ``at``, halving every ``half_life_s`` seconds.
+
+    Decay needs no timer: :meth:`value_at` computes the value at any later time. ``latched``: the
+    crossings (threshold, re-armed below) of loaded ``entry.score`` journeys this score passed upward
+    and has not yet been seen below the re-arm value since (``engine/scores.py``).
+    """
+
+    value: float
+    at: datetime
+    half_life_s: float | None = None
+    latched: list[tuple[float, float]] = Field(default_factory=list)
+
+    def value_at(self, when: datetime) -> float:
+        """The value at ``when`` (never grown: a time before ``at`` gives the stored value)."""
+        half = self.half_life_s
+        if half is None or when <= self.at:
+            return self.value
+        return round(self.value * 0.5 ** ((when - self.at).total_seconds() / half), SCORE_DIGITS)
+
+
+SCORE_DIGITS = 6
+"""Decimals a score is rounded to (stored and read): keeps the state small and the results exact on replay."""
+
+
 class Profile(_State):
     """The accumulated profile conditions can read as ``profile.X``."""
 
@@ -324,12 +351,17 @@ class Profile(_State):
         default_factory=list,
         description=f"Named lists the customer is on (crm.added_to_list / removed_from_list), sorted; at most {PROFILE_LISTS}.",
     )
+    tags: list[str] = Field(
+        default_factory=list,
+        description=f"Tags journeys set (update_profile add_tags / remove_tags), sorted; at most {PROFILE_TAGS}.",
+    )
     seen: dict[str, TypeSeen] = Field(default_factory=dict, description="Per qualified event type.")
+    scores: dict[str, ScoreValue] = Field(default_factory=dict, description="Per score of journeys/scores.yaml (profile.scores.NAME).")
 
 
 class TimerRef(_State):
     timer_id: str
-    purpose: Literal["timeout", "delay", "window", "deferred_send"]
+    purpose: Literal["timeout", "delay", "window", "deferred_send", "quiet"]
     due_at: datetime
 
 
@@ -358,6 +390,9 @@ class Instance(_State):
     window_ok: bool = Field(default=False, description="The send window of the current step was already satisfied.")
     deferred: Send | None = None
     deferred_decision: Decision | None = None
+    expires_at: datetime | None = Field(
+        default=None, description="The current send step's deadline (reached + expires_after): held until then at most, then expired."
+    )
     sent: dict[str, str] = Field(default_factory=dict, description="step id -> send id of the approved send.")
     visits: dict[str, int] = Field(default_factory=dict, description="step id -> times entered.")
     entry_data: dict[str, Any] = Field(default_factory=dict, description="Payload of the entry event (entry.X in conditions).")
@@ -365,6 +400,8 @@ class Instance(_State):
     ctx_event_id: str | None = None
     ctx_at: datetime | None = None
     ctx_data: dict[str, Any] = Field(default_factory=dict, description="Its payload (branches and variables read it).")
+    quiet_since: datetime | None = Field(default=None, description="A quiet_for wait: the last activity (or when the wait began).")
+    wait_until: datetime | None = Field(default=None, description="A quiet_for wait with a timeout: when it times out.")
 
 
 class JourneyHistory(_State):

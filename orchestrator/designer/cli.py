@@ -25,6 +25,7 @@ from orchestrator.definitions import load_definitions
 from orchestrator.errors import DefinitionError
 from orchestrator.journey.facts import FACTS_FILE, load_facts
 from orchestrator.journey.loader import journey_files, parse_file, validate_paths
+from orchestrator.journey.scores import SCORES_FILE, load_scores, scores_beside
 from orchestrator.pressure.policy import POLICY_FILE, PressurePolicy, validate_policy_file
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ def check(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]
         elif path.name == FACTS_FILE:
             errors.extend(_facts_problems(path))
             checked.append(f"{os.fspath(path)}: 1 facts file")
+        elif path.name == SCORES_FILE:
+            errors.extend(_scores_problems(path))
+            checked.append(f"{os.fspath(path)}: 1 scores file")
         else:
             errors.extend(_journey_file_problems(path))
             checked.append(f"{os.fspath(path)}: 1 journey file")
@@ -75,15 +79,25 @@ def _facts_problems(path: Path) -> list[str]:
     return []
 
 
+def _scores_problems(path: Path) -> list[str]:
+    try:
+        load_scores(path)
+    except DefinitionError as exc:
+        return exc.problems
+    return []
+
+
 def _journey_file_problems(path: Path) -> list[str]:
+    problems: list[str] = []
+    scores = scores_beside([path.parent], problems)  # profile.scores.X and entry.score against scores.yaml beside it
     beside = path.parent / FACTS_FILE
     if not beside.is_file():
-        return validate_paths([path])
+        return [*problems, *validate_paths([path], None, scores)]
     try:
         facts = load_facts(beside)
     except DefinitionError as exc:
-        return [*exc.problems, *validate_paths([path])]
-    return validate_paths([path], facts)
+        return [*exc.problems, *problems, *validate_paths([path], None, scores)]
+    return [*problems, *validate_paths([path], facts, scores)]
 
 
 def _print_problems(exc: DefinitionError, err: TextIO) -> int:

@@ -233,6 +233,8 @@ def _awaited(items: Any) -> str:
 def _basket(d: DecisionView | None) -> str:
     if d is None:
         return " [no decision record found]"
+    if d.outcome == "not_asked":  # expired while the send window held it: the basket was never asked
+        return " [basket not asked]"
     code = f"code {d.code}; " if d.code else ""
     retry = f"; fits again at {iso_utc(d.retry_at)}" if d.retry_at and d.result not in ("approved", "cancelled") else ""
     return f" [{code}basket {d.balance:g}/{d.capacity:g} in {d.period}, cost {d.cost:g}{retry}]"
@@ -244,7 +246,8 @@ def _send_text(r: JourneyLogRecord, d: DecisionView | None) -> str:
     if result == "approved":
         text = f"sent {channel} {x.get('template', '')}".rstrip() + f": approved ({reason})"
     elif result == "fallback":
-        text = f"{channel} not sent ({reason}), falling back to {x.get('fallback_to', '?')}"
+        content = f" with template {x['fallback_template']}" if x.get("fallback_template") not in (None, x.get("template")) else ""
+        text = f"{channel} not sent ({reason}), falling back to {x.get('fallback_to', '?')}{content}"
     elif result == "cancelled":
         text = f"send cancelled: {reason}"
     else:

@@ -13,8 +13,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from orchestrator.designer import effects
 from orchestrator.durations import format_duration
 from orchestrator.journey import model as m
+from orchestrator.journey.scores import crossing_text
 
 EdgeCounts = Mapping[tuple[str, str], int]
 
@@ -39,21 +41,42 @@ def _cond_text(conds: list[Any]) -> str:
     return " and ".join(parts)
 
 
+def _window_text(window: m.Window | str) -> str:
+    """``09:00-18:00`` or a calendar's name."""
+    return window if isinstance(window, str) else f"{window.from_}-{window.to}"
+
+
+def _fallback_text(entry: str | m.FallbackChannel) -> str:
+    """``sms``, or ``email: cc_script_email`` for a fallback channel with its own template."""
+    if isinstance(entry, str):
+        return entry
+    return f"{entry.channel}: {entry.template}" if entry.template else entry.channel
+
+
+def _wait_label(step: m.WaitStep) -> str:
+    """``wait for ccm.opened of first`` / ``until quiet for 10m (web.page_view)`` / ``timeout 24h``, a line each."""
+    what = [f"{mt.event_type}{f' of {mt.send_step}' if mt.send_step else ''}" for mt in step.matchers]
+    parts = [f"wait for {' or '.join(what)}"] if what else []
+    if step.quiet_for is not None:
+        parts.append(f"until quiet for {format_duration(step.quiet_for)} ({', '.join(step.activity)})")
+    if step.timeout is not None:
+        parts.append(f"timeout {format_duration(step.timeout)}")
+    return "<br/>".join(parts)
+
+
 def _label(step: Any) -> str:
     if isinstance(step, m.SendStep):
         text = f"send {step.channel}: {step.template}<br/>{step.comm_type}, priority {step.priority}"
         if step.on_capped.action != "skip":
-            extra = f" {'/'.join(step.on_capped.channels)}" if step.on_capped.channels else ""
+            extra = f" {'/'.join(_fallback_text(c) for c in step.on_capped.channels)}" if step.on_capped.channels else ""
             text += f"<br/>if capped: {step.on_capped.action}{extra}"
         if step.window is not None:
-            text += f"<br/>window {step.window.from_}-{step.window.to}"
+            text += f"<br/>window {_window_text(step.window)}"
+        if step.expires_after is not None:
+            text += f"<br/>expires after {format_duration(step.expires_after)}"
         return text
     if isinstance(step, m.WaitStep):
-        what = []
-        for mt in step.matchers:
-            ref = f" of {mt.send_step}" if mt.send_step else ""
-            what.append(f"{mt.event_type}{ref}")
-        return f"wait for {' or '.join(what)}<br/>timeout {format_duration(step.timeout)}"
+        return _wait_label(step)
     if isinstance(step, m.BranchStep):
         return "branch"
     if isinstance(step, m.SplitStep):
@@ -61,14 +84,14 @@ def _label(step: Any) -> str:
     if isinstance(step, m.DelayStep):
         return f"delay {format_duration(step.duration)}"
     if isinstance(step, m.WindowStep):
-        return f"window {step.window.from_}-{step.window.to}"
+        return f"window {_window_text(step.window)}"
     if isinstance(step, m.EndStep):
         return f"end: {step.outcome}"
     return str(getattr(step, "type", "?"))  # pragma: no cover
 
 
 def _shape(sid: str, step: Any) -> str:
-    text = _esc(f"{sid}<br/>{_label(step)}").replace("#lt;br/#gt;", "<br/>")
+    text = _esc(f"{sid}<br/>{effects.label(step) or _label(step)}").replace("#lt;br/#gt;", "<br/>")
     node = _node(sid)
     if isinstance(step, m.WaitStep):
         return f'{node}{{{{"{text}"}}}}'
@@ -78,7 +101,7 @@ def _shape(sid: str, step: Any) -> str:
         return f'{node}[/"{text}"/]'
     if isinstance(step, m.EndStep):
         return f'{node}(["{text}"])'
-    return f'{node}["{text}"]'
+    return effects.shape(node, step, text) or f'{node}["{text}"]'
 
 
 def _edge_label(label: str, count: int | None) -> str:
@@ -90,7 +113,7 @@ def _edge_label(label: str, count: int | None) -> str:
 def render_mermaid(journey: m.Journey, counts: EdgeCounts | None = None) -> str:
     """The journey as a Mermaid ``flowchart TD``; with ``counts`` ((from, to) -> customers) on the edges."""
     lines = ["flowchart TD"]
-    entry = " or ".join(journey.entry.events)
+    entry = " or ".join([*journey.entry.events, *filter(None, [crossing_text(journey.entry)])])
     cond = _cond_text(journey.entry.when + journey.entry.profile)
     start_label = f"{journey.name} (v{journey.version})<br/>on {entry}" + (f"<br/>if {cond}" if cond else "")
     start_text = _esc(start_label).replace("#lt;br/#gt;", "<br/>")
@@ -102,7 +125,7 @@ def render_mermaid(journey: m.Journey, counts: EdgeCounts | None = None) -> str:
     lines.append(f"  start -->{_edge_label('', c.get(('start', journey.start), 0) if c is not None else None)} {_node(journey.start)}")
     for sid, step in journey.steps.items():
         for _loc, target, label in m.edges(sid, step):
-            if isinstance(step, m.SendStep) and label == "sent" and step.on_skip is None:
+            if isinstance(step, m.SendStep) and label == "sent" and step.on_skip is None and step.on_expired is None:
                 label = ""
             if target is None:
                 needs_end = True
@@ -144,7 +167,11 @@ def count_edges(items: Iterable[Mapping[str, Any]], journey_id: str) -> Counter[
             seen[(step or "start", "goal")].add(cid)
         elif what == "exited" and str(t.get("outcome", "")).startswith("exit:"):
             seen[(step or "start", "exit")].add(cid)
-        elif what in ("branch", "split", "matched", "timeout", "resumed", "send") and step and edge != step:
+        elif (
+            what in ("branch", "split", "matched", "timeout", "quiet", "resumed", "send", "profile_updated", "emitted")
+            and step
+            and edge != step
+        ):
             seen[(step, edge or "finish")].add(cid)
     return Counter({k: len(v) for k, v in seen.items()})
 

@@ -32,6 +32,7 @@ def all_schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     from orchestrator.designer.simulate import record_json_schema
     from orchestrator.journey.facts import facts_json_schema
     from orchestrator.journey.model import journey_json_schema
+    from orchestrator.journey.scores import scores_json_schema
     from orchestrator.pressure.policy import policy_json_schema
 
     out: dict[str, Callable[[], dict[str, Any]]] = {f"events/{family}.json": partial(family_json_schema, family) for family in FAMILIES}
@@ -39,6 +40,7 @@ def all_schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     out["journey.json"] = journey_json_schema
     out["pressure.json"] = policy_json_schema
     out["profile.json"] = facts_json_schema
+    out["scores.json"] = scores_json_schema
     out["simulate-record.json"] = record_json_schema
     return out
 

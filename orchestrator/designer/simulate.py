@@ -96,7 +96,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Trace
+from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Emit, Trace
+from orchestrator.designer import effects
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE, run_event
 from orchestrator.errors import DefinitionError
 from orchestrator.events import AudienceCheck, Channel, CustomerEvent, InvalidEvent, TimerFired, parse_inbound
@@ -105,6 +106,7 @@ from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.facts import Facts, facts_file_of, load_facts
 from orchestrator.journey.loader import CompiledJourney, JourneySet, journey_files, load_journeys, parse_file, validate_paths
 from orchestrator.journey.schedule import GRACE, Run, ScheduleSpec, open_runs
+from orchestrator.journey.scores import EMPTY_SCORES, Scores, load_scores, scores_file_of
 from orchestrator.pressure.basket import Basket, CommType
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.pressure.policy import POLICY_FILE, PolicyError, PressurePolicy, load_policy
@@ -115,7 +117,7 @@ from orchestrator.yamlpos import load_yaml_with_positions, locate
 
 DEFAULT_HORIZON = timedelta(days=90)
 
-RecordKind = Literal["event", "timer", "audience", "trace", "send", "consent", "timer_armed", "timer_cancelled"]
+RecordKind = Literal["event", "timer", "audience", "trace", "send", "consent", "timer_armed", "timer_cancelled", "emit"]
 
 
 class EventFileError(DefinitionError):
@@ -527,7 +529,7 @@ def prepare(journeys: JourneySet, items: Sequence[InputItem | CustomerEvent]) ->
     facts = journeys.facts if journeys.facts.source is not None else None
     for item in ordered:
         if isinstance(item, Deploy):
-            out.append(_load_deploy(item, loaded, problems, facts))
+            out.append(_load_deploy(item, loaded, problems, facts, journeys.scores))
             continue
         if isinstance(item, Retire) and (item.journey_id, item.version) not in loaded:
             problems.append(f"{item.where}: retire: journey {item.journey_id!r} version {item.version} is not loaded at {iso_utc(item.at)}")
@@ -537,12 +539,14 @@ def prepare(journeys: JourneySet, items: Sequence[InputItem | CustomerEvent]) ->
     return out
 
 
-def _load_deploy(item: Deploy, loaded: dict[tuple[str, int], str], problems: list[str], facts: Facts | None = None) -> Deploy:
+def _load_deploy(
+    item: Deploy, loaded: dict[tuple[str, int], str], problems: list[str], facts: Facts | None = None, scores: Scores = EMPTY_SCORES
+) -> Deploy:
     compiled = item.journey
     if compiled is None:
         journey, errors = parse_file(item.path)
-        if journey is not None and facts is not None:  # a deployed journey reads only what the facts file records
-            errors = validate_paths([item.path], facts)
+        if journey is not None:  # a deployed journey reads only what the facts file records, and only the scores defined
+            errors = validate_paths([item.path], facts, scores)
         if journey is None or errors:
             problems.extend(f"{e} (deployed by {item.where})" for e in errors)
             return item
@@ -574,7 +578,8 @@ def load_scenario(
     """The journeys at the start, the event file's lines ready to run, and the skipped lines.
 
     The profile facts: ``profile.yaml`` in ``facts_dir``, else in a directory of ``journey_paths``
-    (recorded from the first line on); without one, the fields the journeys read.
+    (recorded from the first line on); without one, the fields the journeys read. The lead scores:
+    ``scores.yaml`` found the same way; without one, none.
 
     Journey files that the event file deploys are held back until their deploy line.
     Raises :class:`~orchestrator.errors.DefinitionError` for invalid journeys or an
@@ -583,8 +588,11 @@ def load_scenario(
     items, errors = read_events(events_path)
     held = {item.path.resolve() for item in items if isinstance(item, Deploy)}
     files = [f for f in journey_files([Path(p) for p in journey_paths]) if f.resolve() not in held]
-    facts_file = facts_file_of([Path(p) for p in ([facts_dir] if facts_dir is not None else journey_paths)])
-    journeys = load_journeys(files, load_facts(facts_file) if facts_file is not None else None)
+    beside = [Path(p) for p in ([facts_dir] if facts_dir is not None else journey_paths)]
+    facts_file = facts_file_of(beside)
+    scores_file = scores_file_of(beside)  # journeys/scores.yaml, scored from the first line on
+    scores = load_scores(scores_file) if scores_file is not None else EMPTY_SCORES
+    journeys = load_journeys(files, load_facts(facts_file) if facts_file is not None else None, scores)
     return journeys, prepare(journeys, items), errors
 
 
@@ -923,10 +931,12 @@ class _Run:
             if item.journey is None:
                 raise ValueError(f"{item.where}: deploy not loaded (call prepare first)")
             jid, version, file = item.journey.id, item.journey.version, os.fspath(item.path)
-            self.journeys = JourneySet([*current, item.journey], facts)
+            self.journeys = JourneySet([*current, item.journey], facts, self.journeys.scores)
         else:
             jid, version, file = item.journey_id, item.version, None
-            self.journeys = JourneySet([_retired(j) if (j.id, j.version) == (jid, version) else j for j in current], facts)
+            self.journeys = JourneySet(
+                [_retired(j) if (j.id, j.version) == (jid, version) else j for j in current], facts, self.journeys.scores
+            )
         self.campaigns.plan(self.journeys, item.at, self.until, jid if isinstance(item, Deploy) else None)
         live = self.journeys.newest(jid)
         kind: Literal["deploy", "retire"] = "deploy" if file is not None else "retire"
@@ -1088,7 +1098,8 @@ def _record(
             add(_send_record(now, t, disp))
         else:
             add(
-                SimRecord(
+                _emit_record(now, t, res.emits)
+                or SimRecord(
                     now,
                     cid,
                     "trace",
@@ -1127,6 +1138,28 @@ def _record(
             add(_timer_line(now, cid, "timer_cancelled", f"timer cancelled {op.timer_id}", owner, {"timer_id": op.timer_id}))
 
 
+def _emit_record(now: datetime, t: Trace, emits: list[Emit]) -> SimRecord | None:
+    """The ``emit`` record an ``emitted`` trace stands for (None: the trace is no emit): the record as it is published."""
+    if t.what != "emitted":
+        return None
+    e = next((e for e in emits if e.record_id == t.detail.get("record_id")), None)
+    if e is None:
+        return None
+    head = f"{t.journey_id} v{t.journey_version}"
+    return SimRecord(
+        now,
+        t.customer_id,
+        "emit",
+        effects.emit_text(head, t.step_id, e.topic, e.record, e.record_id, t.edge),
+        t.journey_id,
+        t.journey_version,
+        t.instance_id,
+        t.step_id,
+        t.edge,
+        data={"record_id": e.record_id, "topic": e.topic, "record": e.record, "truncated": e.truncated},
+    )
+
+
 def _disposition_of(t: Trace, pending: list[Disposition]) -> Disposition | None:
     """The disposition a ``send`` or ``delayed`` trace stands for, taken out of ``pending`` (None: the trace is no send).
 
@@ -1142,15 +1175,24 @@ def _disposition_of(t: Trace, pending: list[Disposition]) -> Disposition | None:
     return None
 
 
+def _waiting_text(head: str, t: Trace, d: dict[str, Any]) -> str:
+    """``waiting at STEP for EVENTS until T``; a quiet_for wait says how long the customer must be quiet."""
+    awaiting = ", ".join(d.get("awaiting") or [])
+    if d.get("quiet_for"):
+        what = f"until quiet for {d['quiet_for']}" + (f" or {awaiting}" if awaiting else "")
+        return f"{head} waiting at {t.step_id} {what}" + (f", at most until {d['until']}" if d.get("until") else "")
+    return f"{head} waiting at {t.step_id} for {awaiting or '(nothing: timeout only)'} until {d.get('until')}"
+
+
 def _note(d: Disposition) -> str:
     """Why, in words: the journey's note on the decision (a deferral's states its retry once), else the basket's reason."""
-    return d.note or d.decision.reason
+    return d.note or (d.decision.reason if d.decision is not None else "")
 
 
 def _send_data(d: Disposition, retry_at: str | None = None) -> dict[str, Any]:
     """The send record's fields; ``retry_at``: when the journey retries a deferred send (default: the basket's retry time)."""
     s, dec = d.send, d.decision
-    fits_at = iso_utc(dec.retry_at) if dec.retry_at else None
+    fits_at = iso_utc(dec.retry_at) if dec is not None and dec.retry_at else None
     return {
         "result": d.result,
         "send_id": s.send_id,
@@ -1162,10 +1204,11 @@ def _send_data(d: Disposition, retry_at: str | None = None) -> dict[str, Any]:
         "variables": s.variables,
         "reason": _note(d),
         "code": getattr(dec, "code", None),
-        "cost": dec.cost,
-        "balance": dec.balance,
-        "capacity": dec.capacity,
-        "period": dec.period,
+        # not asked (a send that expired while its send window held it): no cost, no basket
+        "cost": dec.cost if dec is not None else 0.0,
+        "balance": dec.balance if dec is not None else 0.0,
+        "capacity": dec.capacity if dec is not None else 0.0,
+        "period": dec.period if dec is not None else "",
         "retry_at": retry_at or fits_at,
         "fits_at": fits_at,
     }
@@ -1173,10 +1216,8 @@ def _send_data(d: Disposition, retry_at: str | None = None) -> dict[str, Any]:
 
 def _send_text(d: Disposition) -> str:
     s, dec = d.send, d.decision
-    return (
-        f"send {s.channel} {s.template} ({s.comm_type}, p{s.priority}) -> {d.result}: {_note(d)} "
-        f"[basket {dec.balance:g}/{dec.capacity:g}] {s.send_id}"
-    )
+    basket = f"[basket {dec.balance:g}/{dec.capacity:g}]" if dec is not None else "[basket not asked]"
+    return f"send {s.channel} {s.template} ({s.comm_type}, p{s.priority}) -> {d.result}: {_note(d)} {basket} {s.send_id}"
 
 
 def _send_record(now: datetime, t: Trace, d: Disposition) -> SimRecord:
@@ -1202,11 +1243,10 @@ _TRACE_TEXT: dict[str, Callable[[str, Trace, dict[str, Any]], str]] = {
     "split": lambda head, t, d: (
         f"{head} split {t.step_id}: variant {d.get('variant')}{' (sticky)' if d.get('sticky') else ''} -> {t.edge or 'end'}"
     ),
-    "waiting": lambda head, t, d: (
-        f"{head} waiting at {t.step_id} for {', '.join(d.get('awaiting') or ['(nothing: timeout only)'])} until {d.get('until')}"
-    ),
+    "waiting": lambda head, t, d: _waiting_text(head, t, d),
     "matched": lambda head, t, d: f"{head} {t.step_id}: got {d.get('event_type')} -> {t.edge or 'end'}",
     "timeout": lambda head, t, d: f"{head} {t.step_id}: timed out -> {t.edge or 'end'}",
+    "quiet": lambda head, t, d: f"{head} {t.step_id}: quiet since {d.get('quiet_since')} -> {t.edge or 'end'}",
     "delayed": lambda head, t, d: f"{head} {t.step_id}: {d.get('reason')} until {d.get('until')}",
     "resumed": lambda head, t, d: f"{head} {t.step_id}: resumed ({d.get('reason', 'delay over')}) -> {t.edge or 'end'}",
     "goal": lambda head, t, d: f"{head} GOAL {d.get('goal')} at {t.step_id}",
@@ -1214,6 +1254,8 @@ _TRACE_TEXT: dict[str, Callable[[str, Trace, dict[str, Any]], str]] = {
     "send": lambda head, t, d: f"{head} {t.step_id}: send {d.get('result')} -> {t.edge or 'end'}",
     "duplicate": lambda head, t, d: f"duplicate event {d.get('event_id')} ignored",
     "not_entered": lambda head, t, d: f"{head} not entered ({d.get('event_type')}): {d.get('reason')}",
+    "profile_updated": lambda head, t, d: effects.profile_trace_text(head, t.step_id, d, t.edge),
+    "emitted": lambda head, t, d: f"{head} {t.step_id}: emitted {d.get('record_id')} on out.{d.get('topic')} -> {t.edge or 'end'}",
 }
 """One line of text per kind of journey-log trace."""
 
@@ -1416,6 +1458,16 @@ class SendRecord(_CustomerLine):
     )
 
 
+class EmitLine(_CustomerLine):
+    """An emit step's record, as the worker publishes it on <prefix>.out.<topic> (not a message to the customer: never gated)."""
+
+    kind: Literal["emit"]
+    record_id: str = Field(description="Deterministic: customer, journey, version, entry event, step visit (the same on a replay).")
+    topic: str = Field(description="The outbound topic's name: the record goes to <prefix>.out.<topic>.")
+    record: dict[str, Any] = Field(description="The step's fields: literals and the values read from the event or profile.")
+    truncated: list[str] = Field(description="Fields whose value was cut to 512 characters.")
+
+
 class TimerArmedRecord(_CustomerLine):
     """A timer was armed (journey, version, instance_id and step_id: the instance that armed it)."""
 
@@ -1479,6 +1531,7 @@ SimulateRecord = Annotated[
     | SendRecord
     | TimerArmedRecord
     | TimerCancelledRecord
+    | EmitLine
     | DeployRecord
     | RetireRecord
     | CampaignRunRecord,

@@ -132,6 +132,8 @@ class _Tally:
                 continue
             self.customers.add(cid)
             self.results.setdefault(_step(d), Counter())[d.result] += 1
+            if d.decision is None:  # the basket was not asked (expired in the send window): no code, no cost
+                continue
             self.codes.setdefault(_step(d), Counter())[d.decision.code] += 1
             if d.result == "approved":
                 self.approved.setdefault(cid, Counter())[f"{d.send.journey_id}.{d.send.step_id}"] += 1

@@ -8,17 +8,18 @@ in order in :attr:`Draft.actions`.
 
 Every change to an instance is a verb here, named after what happens in the journey:
 :meth:`enter_step`, :meth:`start_send`, :meth:`wait`, :meth:`delay`, :meth:`defer_send`,
-:meth:`match`, :meth:`timer_fired`, :meth:`gate_answered`, :meth:`end`, ... The verbs
+:meth:`match`, :meth:`timer_fired`, :meth:`gate_answered`, :meth:`change_profile`, :meth:`publish`, :meth:`end`, ... The verbs
 write an owned copy's ``__dict__`` directly (a pydantic attribute assignment costs several
 times more, and the values are already typed); no other module of the engine does.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from orchestrator.actions import Action, ArmTimer, CancelTimer, Disposition, Send, Trace
+from orchestrator.actions import Action, ArmTimer, CancelTimer, Disposition, Emit, Send, Trace
+from orchestrator.durations import format_duration
 from orchestrator.engine.ids import send_id, timer_id
 from orchestrator.events import CustomerEvent
 from orchestrator.fastmodel import fast_copy, fast_new
@@ -29,7 +30,7 @@ from orchestrator.pressure.basket import Decision
 from orchestrator.state import Awaited, CustomerState, Instance, JourneyHistory, Profile, TimerRef
 from orchestrator.timeutil import iso_utc
 
-TimerPurpose = Literal["timeout", "delay", "window", "deferred_send"]
+TimerPurpose = Literal["timeout", "delay", "window", "deferred_send", "quiet"]
 
 _NEW_HISTORY: dict[str, Any] = {
     "entries": 0,
@@ -112,9 +113,19 @@ class Draft:
             )
         )
 
-    def dispose(self, send: Send, decision: Decision, result: str, note: str) -> None:
-        """Say what the journey made of the basket's decision on ``send`` (exactly once per decision)."""
+    def dispose(self, send: Send, decision: Decision | None, result: str, note: str) -> None:
+        """Say what the journey made of the basket's decision on ``send`` (exactly once per decision; None: the basket was not asked)."""
         self.actions.append(fast_new(Disposition, kind="disposition", send=send, decision=decision, result=result, note=note))
+
+    def change_profile(self, inst: Instance, profile: Profile, step_id: str, edge: str | None, **detail: Any) -> None:
+        """An ``update_profile`` step of ``inst`` changed the profile: every later condition of this call sees ``profile``."""
+        self.profile = profile
+        self.trace(inst, "profile_updated", step_id, edge, **detail)
+
+    def publish(self, inst: Instance, emit: Emit, edge: str | None) -> None:
+        """An ``emit`` step of ``inst`` hands ``emit`` to the shell (published with the batch's outputs; never gated)."""
+        self.actions.append(emit)
+        self.trace(inst, "emitted", emit.step_id, edge, topic=emit.topic, record_id=emit.record_id)
 
     def finish(self, **extra: Any) -> CustomerState:
         """The new state: the old one where nothing changed, else a copy sharing every unchanged part."""
@@ -160,6 +171,7 @@ class Draft:
             window_ok=False,
             deferred=None,
             deferred_decision=None,
+            expires_at=None,
             sent={},
             visits={},
             entry_data=ev.data,
@@ -243,19 +255,70 @@ class Draft:
             awaiting=[a.event_type + (f"[{a.send_id}]" if a.send_id else "") for a in awaiting],
         )
 
+    def wait_quiet(self, inst: Instance, step_id: str, awaiting: list[Awaited], quiet_for: timedelta, until: datetime | None) -> None:
+        """``inst`` waits until the customer has been quiet for ``quiet_for`` (or one of ``awaiting``, or ``until``).
+
+        One timer, at the earliest the wait can end; activity only moves ``quiet_since`` (:meth:`activity`),
+        and the timer, when it fires early, is armed once more for the rest (:meth:`still_waiting`).
+        """
+        d = inst.__dict__
+        d["quiet_since"] = self.now
+        d["wait_until"] = until
+        self.still_waiting(inst, step_id, awaiting, quiet_for)
+        self.trace(
+            inst,
+            "waiting",
+            step_id,
+            None,
+            quiet_for=format_duration(quiet_for),
+            until=iso_utc(until) if until is not None else None,
+            awaiting=[a.event_type + (f"[{a.send_id}]" if a.send_id else "") for a in awaiting],
+        )
+
+    def still_waiting(self, inst: Instance, step_id: str, awaiting: list[Awaited], quiet_for: timedelta) -> None:
+        """Arm the quiet wait's one timer: when the customer is quiet if nothing happens, or its timeout if earlier."""
+        assert inst.quiet_since is not None
+        due = inst.quiet_since + quiet_for
+        if inst.wait_until is not None and inst.wait_until < due:
+            due = inst.wait_until
+        d = inst.__dict__
+        d["awaiting"] = awaiting
+        d["status"] = "waiting"
+        self._arm(inst, timer_id(self.customer_id, inst, step_id, "quiet", int(due.timestamp())), "quiet", due)
+
+    def activity(self, inst: Instance, at: datetime) -> None:
+        """An activity event of a quiet_for wait: the quiet period starts again at ``at`` (no timer is touched)."""
+        since = inst.quiet_since
+        if since is None or at > since:
+            inst.__dict__["quiet_since"] = at
+
+    def quiet_over(self, inst: Instance) -> None:
+        """The quiet_for wait ended (quiet, timed out, an awaited event): its bookkeeping goes."""
+        d = inst.__dict__
+        d["quiet_since"] = None
+        d["wait_until"] = None
+
     def delay(self, inst: Instance, step_id: str, purpose: Literal["delay", "window"], due: datetime, reason: str) -> None:
         """``inst`` sleeps until ``due`` (a delay step, a window step, or a send step outside its send window)."""
         inst.__dict__["status"] = "delayed"
         self._arm(inst, timer_id(self.customer_id, inst, step_id, purpose), purpose, due)
         self.trace(inst, "delayed", step_id, None, reason=reason, until=iso_utc(due))
 
-    def defer_send(self, inst: Instance, send: Send, decision: Decision, due: datetime, in_window: bool = False) -> None:
-        """The basket capped ``send``; keep it and retry at ``due`` (``in_window``: moved to the send window's opening)."""
+    def defer_send(
+        self, inst: Instance, send: Send, decision: Decision, due: datetime, in_window: bool = False, expires: datetime | None = None
+    ) -> None:
+        """The basket capped ``send``; keep it and retry at ``due`` (``in_window``: moved to the send window's opening).
+
+        ``expires``: the step's deadline, when it comes before ``due``: the send is held until then (and expires then).
+        """
         d = inst.__dict__
         d["deferred"] = send
         d["deferred_decision"] = decision
         d["status"] = "deferred"
         when = f"retry at {iso_utc(due)}" + (", when the send window opens" if in_window else "")
+        if expires is not None:
+            when += f", after the send expires at {iso_utc(expires)}: held until then"
+            due = expires
         reason = decision.reason.split("; retry at ", 1)[0]  # an arbitration reason names the basket's retry: state it once
         self.dispose(send, decision, "deferred", f"{reason}; {when}")
         self._arm(inst, timer_id(self.customer_id, inst, inst.step, "deferred", inst.attempt + 1), "deferred_send", due)
@@ -276,6 +339,8 @@ class Draft:
     def match(self, inst: Instance, ev: CustomerEvent, next_step: str | None) -> None:
         """A waiting ``inst`` got an awaited event: it runs on with ``ev`` as its context."""
         self._cancel_timers(inst)
+        if inst.quiet_since is not None:
+            self.quiet_over(inst)
         d = inst.__dict__
         d["awaiting"] = []
         d["status"] = "running"
@@ -323,6 +388,8 @@ class Draft:
         d = inst.__dict__
         d["sent"] = {**inst.sent, inst.step: send.send_id}
         d["attempt"] = 0
+        if inst.expires_at is not None:
+            d["expires_at"] = None
 
     def fall_back(self, inst: Instance, send: Send) -> None:
         """Try ``send`` (the next fallback channel) at the basket instead."""
@@ -334,6 +401,21 @@ class Draft:
     def give_up_send(self, inst: Instance) -> None:
         """The current send step is over without a send (capped, suppressed, cancelled)."""
         inst.__dict__["attempt"] = 0
+        if inst.expires_at is not None:
+            inst.__dict__["expires_at"] = None
+
+    def set_deadline(self, inst: Instance, at: datetime) -> None:
+        """``inst`` reached a send step with ``expires_after``: its send is held until ``at`` at most."""
+        inst.__dict__["expires_at"] = at
+
+    def expire_send(self, inst: Instance) -> None:
+        """The held send of the current step expired: drop it (its timer already fired) and the deadline; ``inst`` runs on."""
+        d = inst.__dict__
+        d["deferred"] = None
+        d["deferred_decision"] = None
+        d["status"] = "running"
+        d["attempt"] = 0
+        d["expires_at"] = None
 
     def cancel_deferred(self, inst: Instance) -> tuple[Send, Decision]:
         """Drop ``inst``'s deferred send and its timer; returns the send and the decision that deferred it."""
@@ -345,6 +427,7 @@ class Draft:
         d["deferred_decision"] = None
         d["status"] = "running"
         d["attempt"] = 0
+        d["expires_at"] = None
         return send, decision
 
     # ------------------------------------------------------------ timers

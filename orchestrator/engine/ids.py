@@ -1,4 +1,4 @@
-"""Deterministic ids and choices: send ids, timer ids and split buckets.
+"""Deterministic ids and choices: send ids, emit record ids, timer ids and split buckets.
 
 They are functions of the customer, the journey instance and the step visit only, so a
 replayed message produces the same ids (the basket's replay protection and the timer
@@ -27,6 +27,11 @@ def send_id(customer_id: str, inst: Instance, step_id: str, channel: str, step_d
     if attempt:
         out += f":a{attempt}"
     return out
+
+
+def emit_id(customer_id: str, inst: Instance, step_id: str) -> str:
+    """``customer:journey:vN:entry-event:step[#visit]``: an emit step's record id (the same on a replay; emits never retry)."""
+    return f"{customer_id}:{inst.journey_id}:v{inst.version}:{inst.entry_event_id}:{step_id}{visit_suffix(inst, step_id)}"
 
 
 def timer_id(customer_id: str, inst: Instance, step_id: str, purpose: str, n: int = 0) -> str:

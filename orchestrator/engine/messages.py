@@ -8,19 +8,23 @@ from typing import Final
 
 from orchestrator.actions import Action, ConsentChange, GateOutcome, Send, Trace
 from orchestrator.engine.audience import qualify
+from orchestrator.engine.deadline import expires_at_timer, held_until
 from orchestrator.engine.draft import Draft
 from orchestrator.engine.entry import refusal
-from orchestrator.engine.ids import send_id
+from orchestrator.engine.expiry import expire_held_send
+from orchestrator.engine.fallback import fallback_send
 from orchestrator.engine.profile import fold_profile
-from orchestrator.engine.steps import advance
+from orchestrator.engine.scores import enter_crossed, fold_scores
+from orchestrator.engine.steps import advance, awaited_events
 from orchestrator.events import CustomerEvent, TimerFired
-from orchestrator.fastmodel import fast_build, fast_copy, fast_new
+from orchestrator.fastmodel import fast_build, fast_new
 from orchestrator.journey import model as m
 from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet
 from orchestrator.journey.windows import next_opening
 from orchestrator.pressure.basket import Decision
 from orchestrator.state import CustomerState, EngineLimits, Instance, TimerRef, remember
+from orchestrator.timeutil import iso_utc
 
 MIN_RETRY: Final = timedelta(seconds=1)
 """A deferred send is retried no sooner than this after the decision."""
@@ -40,9 +44,13 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
     if recent is None:  # seen within the dedupe window
         return state, [_duplicate_trace(state, ev, now)]
     profile = fold_profile(state.profile, ev, journeys.tracked.get(ev.type, ()))
+    crossed: tuple[CompiledJourney, ...] = ()
+    scoring = journeys.score_rules.get(ev.type)  # journeys/scores.yaml: the one lookup for types without rules
+    if scoring is not None:
+        profile, crossed = fold_scores(profile, ev, scoring, journeys, now)
     subscribed = CONSENT_TYPES.get(ev.type)
     entries = journeys.triggered_by(ev.type)
-    if not entries and subscribed is None and not journeys.qualifying and not _moves_an_instance(state, ev.type, journeys):
+    if not entries and not crossed and subscribed is None and not journeys.qualifying and not _moves_an_instance(state, ev.type, journeys):
         # the common case: nothing listens to this event; only the profile changes
         fields = state.__dict__.copy()
         fields["profile"] = profile
@@ -68,12 +76,17 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
     if entries:
         ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now, instances=draft.instances.values())
         for journey in entries:
+            if ctx.profile is not draft.profile:  # an update_profile step of a journey entered before changed it
+                ctx = Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now)
             why_not = refusal(draft, journey, ctx)
             if why_not is not None:
                 draft.not_entered(journey, ev, why_not)
                 continue
             inst = draft.start_instance(journey, ev)
             advance(draft, inst, journey, journey.journey.start)
+    if crossed:  # entry.score: this event's points took a score across a journey's threshold
+        enter_crossed(draft, ev, crossed, entries)
+        entries = [*entries, *crossed]
     if journeys.qualifying:
         qualify(
             draft, ev, Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now, instances=draft.instances.values()), entries
@@ -130,11 +143,11 @@ def _event_for_instance(draft: Draft, inst: Instance, ev: CustomerEvent) -> None
     if leave is not None:
         draft.end(draft.own(inst), journey, f"exit:{leave.name}", "exited", exit=leave.name, event_id=ev.event_id)
         return
-    if inst.status == "waiting":
-        _match_awaited(draft, inst, journey, ev, ctx)
+    if inst.status == "waiting" and not _match_awaited(draft, inst, journey, ev, ctx) and ev.type in journey.activity.get(inst.step, ()):
+        draft.activity(draft.own(inst), min(ev.occurred_at, draft.now))  # a quiet_for wait: the quiet period starts again
 
 
-def _match_awaited(draft: Draft, inst: Instance, journey: CompiledJourney, ev: CustomerEvent, ctx: Ctx) -> None:
+def _match_awaited(draft: Draft, inst: Instance, journey: CompiledJourney, ev: CustomerEvent, ctx: Ctx) -> bool:
     matchers = journey.matchers.get(inst.step, ())
     for awaited in inst.awaiting:
         if awaited.event_type != ev.type or (awaited.send_id is not None and ev.data.get("send_id") != awaited.send_id):
@@ -144,7 +157,8 @@ def _match_awaited(draft: Draft, inst: Instance, journey: CompiledJourney, ev: C
             owned = draft.own(inst)
             draft.match(owned, ev, matcher.next)
             advance(draft, owned, journey, matcher.next)
-            return
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- timers
@@ -187,6 +201,24 @@ def _timeout(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m
     advance(draft, inst, journey, target)
 
 
+def _quiet_check(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.Step, ref: TimerRef) -> None:
+    """A quiet_for wait's timer: timed out, quiet long enough, or (activity since) armed once more for the rest."""
+    assert isinstance(step_def, m.WaitStep) and step_def.quiet_for is not None and inst.quiet_since is not None
+    now = draft.now
+    if inst.wait_until is not None and now >= inst.wait_until:
+        draft.quiet_over(inst)
+        draft.trace(inst, "timeout", inst.step, step_def.on_timeout, timer_id=ref.timer_id)
+        advance(draft, inst, journey, step_def.on_timeout)
+        return
+    quiet_since = inst.quiet_since
+    if now - quiet_since >= step_def.quiet_for:
+        draft.quiet_over(inst)
+        draft.trace(inst, "quiet", inst.step, step_def.on_quiet, timer_id=ref.timer_id, quiet_since=iso_utc(quiet_since))
+        advance(draft, inst, journey, step_def.on_quiet)
+        return
+    draft.still_waiting(inst, inst.step, awaited_events(inst, journey, inst.step), step_def.quiet_for)
+
+
 def _delay_over(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.Step, ref: TimerRef) -> None:
     target = getattr(step_def, "next", None)
     draft.trace(inst, "resumed", inst.step, target, timer_id=ref.timer_id)
@@ -195,6 +227,9 @@ def _delay_over(draft: Draft, inst: Instance, journey: CompiledJourney, step_def
 
 def _window_open(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.Step, ref: TimerRef) -> None:
     if isinstance(step_def, m.SendStep):  # the send step runs again, now inside its window
+        if step_def.expires_after is not None and expires_at_timer(inst, step_def, ref.due_at):  # held by the window until its deadline
+            expire_held_send(draft, inst, journey, step_def)
+            return
         draft.send_window_open(inst)
         draft.trace(inst, "resumed", inst.step, inst.step, timer_id=ref.timer_id, reason="send window open")
         advance(draft, inst, journey, inst.step, resume=True)
@@ -207,10 +242,13 @@ def _window_open(draft: Draft, inst: Instance, journey: CompiledJourney, step_de
 def _retry_deferred(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.Step, ref: TimerRef) -> None:
     """The deferred send goes to the basket again, unless the step's send window is closed now: then it waits for it."""
     assert isinstance(step_def, m.SendStep)
+    if step_def.expires_after is not None and expires_at_timer(inst, step_def, ref.due_at):  # held by the basket until its deadline
+        expire_held_send(draft, inst, journey, step_def)
+        return
     window = journey.windows.get(inst.step)
     opening = next_opening(window, draft.profile.timezone, draft.now) if window is not None else None
     if opening is not None:  # e.g. the customer's time zone changed since the retry was planned
-        draft.hold_deferred(inst, opening)
+        draft.hold_deferred(inst, held_until(inst, step_def, opening) or opening)
         return
     send = draft.retry_deferred(inst, step_def)
     draft.trace(inst, "resumed", inst.step, inst.step, timer_id=ref.timer_id, reason="deferred send retried", attempt=inst.attempt)
@@ -229,6 +267,7 @@ _ON_TIMER: dict[str, TimerHandler] = {
     "delay": _delay_over,
     "window": _window_open,
     "deferred_send": _retry_deferred,
+    "quiet": _quiet_check,
 }
 
 
@@ -282,14 +321,10 @@ def _fell_back(draft: Draft, inst: Instance, step_def: m.SendStep, send: Send, d
     """``on_capped: fallback``: try the next channel at the basket. False when there is none."""
     if step_def.on_capped.action != "fallback" or not send.fallback_channels:
         return False
-    channel = send.fallback_channels[0]
-    retry = fast_copy(
-        send,
-        send_id=send_id(draft.customer_id, inst, inst.step, channel, step_def, 0),
-        channel=channel,
-        fallback_channels=list(send.fallback_channels[1:]),
-    )
-    draft.dispose(send, decision, "fallback", f"{decision.reason}; falling back to {channel}")
+    retry = fallback_send(draft, inst, step_def, send)
+    channel = retry.channel
+    content = f" with template {retry.template}" if retry.template != step_def.template else ""
+    draft.dispose(send, decision, "fallback", f"{decision.reason}; falling back to {channel}{content}")
     draft.trace(
         inst,
         "send",
@@ -298,7 +333,9 @@ def _fell_back(draft: Draft, inst: Instance, step_def: m.SendStep, send: Send, d
         result="fallback",
         send_id=send.send_id,
         channel=send.channel,
+        template=send.template,
         fallback_to=channel,
+        fallback_template=retry.template,
         reason=decision.reason,
     )
     draft.fall_back(inst, retry)
@@ -316,7 +353,8 @@ def _deferred(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: 
     due = max(decision.retry_at, draft.now + MIN_RETRY)
     window = journey.windows.get(inst.step)
     opening = next_opening(window, draft.profile.timezone, due) if window is not None else None
-    draft.defer_send(inst, send, decision, opening or due, in_window=opening is not None)
+    due = opening or due
+    draft.defer_send(inst, send, decision, due, in_window=opening is not None, expires=held_until(inst, step_def, due))
     return True
 
 

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from orchestrator.actions import Send
+from orchestrator.engine.deadline import held_until
 from orchestrator.engine.draft import Draft
+from orchestrator.engine.effects import emit_step, update_profile_step
 from orchestrator.engine.ids import choose_variant, send_id
 from orchestrator.fastmodel import fast_new
 from orchestrator.journey import model as m
@@ -20,6 +22,7 @@ from orchestrator.journey.conditions import MISSING
 from orchestrator.journey.loader import CompiledJourney
 from orchestrator.journey.windows import next_opening
 from orchestrator.state import Awaited, Instance
+from orchestrator.timeutil import iso_utc
 
 MAX_TRANSITIONS: Final = 100
 """Steps one instance may take in one call before it is aborted (a safety net; validate rejects loops without a wait)."""
@@ -60,29 +63,53 @@ def advance(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str
 
 
 def send_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> Next:
-    """Outside the send window: sleep until it opens. Else build the send and hand it to the basket."""
+    """Outside the send window: sleep until it opens. Else build the send and hand it to the basket.
+
+    With ``expires_after``, reaching the step fixes the send's deadline, and the window holds it until then at most.
+    """
+    if step_def.expires_after is not None and not inst.window_ok:  # reached now (not resumed at its window's opening)
+        draft.set_deadline(inst, draft.now + step_def.expires_after)
     window = journey.windows.get(step_id)
     if window is not None and not inst.window_ok:
         opening = next_opening(window, draft.profile.timezone, draft.now)
         if opening is not None:
-            draft.delay(inst, step_id, "window", opening, "send window")
+            expires = held_until(inst, step_def, opening)
+            if expires is None:
+                draft.delay(inst, step_id, "window", opening, "send window")
+            else:
+                reason = f"send window (opens at {iso_utc(opening)}, after the send expires: held until then)"
+                draft.delay(inst, step_id, "window", expires, reason)
             return STOP
     draft.start_send(inst, build_send(draft, inst, journey, step_id, step_def))
     return STOP
 
 
 def wait_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.WaitStep) -> Next:
-    """Wait for the listed events until the timeout. A ``send_step:`` matcher waits for that exact send."""
-    awaiting = []
+    """Wait for the listed events until the timeout (or, with ``quiet_for``, until the customer is quiet).
+
+    A ``send_step:`` matcher waits for that exact send.
+    """
+    awaiting = awaited_events(inst, journey, step_id)
+    if step_def.quiet_for is not None:
+        until = draft.now + step_def.timeout if step_def.timeout is not None else None
+        draft.wait_quiet(inst, step_id, awaiting, step_def.quiet_for, until)
+        return STOP
+    assert step_def.timeout is not None  # the model requires it without quiet_for
+    draft.wait(inst, step_id, awaiting, draft.now + step_def.timeout)
+    return STOP
+
+
+def awaited_events(inst: Instance, journey: CompiledJourney, step_id: str) -> list[Awaited]:
+    """What a wait step listens for: each matcher (one for a send that never went out is left out)."""
+    out = []
     for matcher in journey.matchers[step_id]:
         sent_id = None
         if matcher.send_step is not None:
             sent_id = inst.sent.get(matcher.send_step)
             if sent_id is None:
                 continue  # that message never went out: nothing to open
-        awaiting.append(fast_new(Awaited, event_type=matcher.event_type, send_id=sent_id, index=matcher.index))
-    draft.wait(inst, step_id, awaiting, draft.now + step_def.timeout)
-    return STOP
+        out.append(fast_new(Awaited, event_type=matcher.event_type, send_id=sent_id, index=matcher.index))
+    return out
 
 
 def branch_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.BranchStep) -> Next:
@@ -117,7 +144,7 @@ def delay_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: 
 
 def window_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.WindowStep) -> Next:
     """Go on at once inside the window, else sleep until it opens."""
-    opening = next_opening(step_def.window, draft.profile.timezone, draft.now)
+    opening = next_opening(journey.windows[step_id], draft.profile.timezone, draft.now)
     if opening is None:
         return step_def.next
     draft.delay(inst, step_id, "window", opening, "window")
@@ -136,6 +163,8 @@ HANDLERS: dict[type[Any], Handler] = {
     m.SplitStep: split_step,
     m.DelayStep: delay_step,
     m.WindowStep: window_step,
+    m.UpdateProfileStep: update_profile_step,
+    m.EmitStep: emit_step,
     m.EndStep: end_step,
 }
 """The step types and their handlers (looked up by exact type: cheaper than isinstance)."""
@@ -150,7 +179,7 @@ def _handler_of_subclass(step_def: Any) -> Handler:
 
 def build_send(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> Send:
     """The send request of a send step: template, variables (``variables_from`` read now), basket fields."""
-    variables = dict(step_def.variables)
+    variables = dict(step_def.variables)  # = send_variables(), inlined: this runs for every send
     getters = journey.variables_from.get(step_id)
     if getters:
         ctx = draft.context(inst)
@@ -158,7 +187,7 @@ def build_send(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: 
             value = get(ctx)
             if value is not MISSING:
                 variables[name] = value
-    fallback = list(step_def.on_capped.channels) if step_def.on_capped.action == "fallback" else []
+    fallback = step_def.on_capped.channel_names() if step_def.on_capped.action == "fallback" else []
     return fast_new(
         Send,
         kind="send",
@@ -178,3 +207,16 @@ def build_send(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: 
         on_capped=step_def.on_capped.action,
         fallback_channels=fallback,
     )
+
+
+def send_variables(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> dict[str, Any]:
+    """A send step's template variables: ``variables``, then ``variables_from`` read now (a missing field is left out)."""
+    variables: dict[str, Any] = dict(step_def.variables)
+    getters = journey.variables_from.get(step_id)
+    if getters:
+        ctx = draft.context(inst)
+        for name, get in getters:
+            value = get(ctx)
+            if value is not MISSING:
+                variables[name] = value
+    return variables

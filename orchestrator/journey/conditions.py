@@ -29,7 +29,9 @@ Fields are dotted paths with one of three roots:
 * ``profile.X`` — what the orchestrator knows about the customer:
   ``profile.timezone``, ``profile.segment``, ``profile.registered_at``,
   ``profile.first_seen_at``, ``profile.last_seen_at``, ``profile.attributes.X``
-  (from CRM events).
+  (from CRM events and ``update_profile`` steps), ``profile.lists``, ``profile.tags``
+  (set by ``update_profile`` steps), ``profile.scores.X`` (``journeys/scores.yaml``: the
+  value decayed to the evaluation's ``now``; missing for a customer who never scored).
 
 Nothing here is ever executed as code: :func:`compile_condition` turns the data
 into closures over a fixed set of operators.
@@ -37,7 +39,7 @@ into closures over a fixed set of operators.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -50,7 +52,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.state import Instance, Profile, TypeSeen
 
 FIELD_ROOTS = ("data", "entry", "event", "profile")
-PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes", "lists")
+PROFILE_FIELDS = ("timezone", "segment", "registered_at", "first_seen_at", "last_seen_at", "attributes", "lists", "tags", "scores")
+PROFILE_MAPS = ("attributes", "scores")
+"""Profile fields read with a third part: ``profile.attributes.NAME``, ``profile.scores.NAME`` (``journeys/scores.yaml``)."""
 EVENT_FIELDS = ("type", "id", "occurred_at")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains")
 _OPERATOR_WORDS = {
@@ -94,10 +98,12 @@ def check_field_path(path: str) -> str:
                 "bad_field",
                 f"unknown profile field {path!r}: use one of "
                 + ", ".join(f"profile.{p}" for p in PROFILE_FIELDS)
-                + " (profile.attributes.X)",
+                + " (profile.attributes.X, profile.scores.X)",
             )
-        if (parts[1] == "attributes") != (len(parts) == 3) or len(parts) > 3:
-            raise PydanticCustomError("bad_field", f"bad profile field {path!r}: only profile.attributes.NAME has a third part")
+        if (parts[1] in PROFILE_MAPS) != (len(parts) == 3) or len(parts) > 3:
+            raise PydanticCustomError(
+                "bad_field", f"bad profile field {path!r}: only profile.attributes.NAME and profile.scores.NAME have a third part"
+            )
     return path
 
 
@@ -232,7 +238,14 @@ class Member(_Cond):
         return self.in_journey or self.not_in_journey or ""
 
 
+class InCalendar(_Cond):
+    """Now is inside one of the journey's calendars (``calendars:``), e.g. ``{in_calendar: service_hours}``."""
+
+    in_calendar: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="A calendar of the journey, e.g. service_hours")
+
+
 _TAG_OF_KEY = (
+    ("in_calendar", "calendar"),
     ("in_journey", "member"),
     ("not_in_journey", "member"),
     ("all", "all"),
@@ -249,7 +262,8 @@ def _tag(value: Any) -> str | None:
     if isinstance(value, dict):
         keys = value.keys()
     elif isinstance(value, BaseModel):
-        return {Compare: "compare", All: "all", AnyOf: "any", Not: "not", Since: "since", Seen: "seen", Member: "member"}.get(type(value))
+        tags = {Compare: "compare", All: "all", AnyOf: "any", Not: "not", Since: "since", Seen: "seen", Member: "member"}
+        return tags.get(type(value)) or ("calendar" if isinstance(value, InCalendar) else None)
     else:
         return None
     for key, tag in _TAG_OF_KEY:
@@ -265,13 +279,14 @@ Condition = Annotated[
     | Annotated[Not, Tag("not")]
     | Annotated[Since, Tag("since")]
     | Annotated[Seen, Tag("seen")]
-    | Annotated[Member, Tag("member")],
+    | Annotated[Member, Tag("member")]
+    | Annotated[InCalendar, Tag("calendar")],
     Discriminator(
         _tag,
         custom_error_type="bad_condition",
         custom_error_message=(
             "not a condition: write {field: ..., eq: ...}, {all: [...]}, {any: [...]}, {not: ...}, "
-            "{since: ..., older_than: ...}, {seen|not_seen: TYPE} or {in_journey|not_in_journey: JOURNEY}"
+            "{since: ..., older_than: ...}, {seen|not_seen: TYPE}, {in_journey|not_in_journey: JOURNEY} or {in_calendar: NAME}"
         ),
     ),
 ]
@@ -293,6 +308,32 @@ def condition_fields(cond: Any) -> list[str]:
     if isinstance(cond, Since):
         return [cond.since]
     return []
+
+
+def walk(cond: Any, loc: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], Any]]:
+    """``cond`` and every condition nested in it (all, any, not), each with its place inside ``cond``."""
+    out: list[tuple[tuple[str | int, ...], Any]] = [(loc, cond)]
+    if isinstance(cond, All):
+        for i, c in enumerate(cond.all):
+            out += walk(c, (*loc, "all", i))
+    elif isinstance(cond, AnyOf):
+        for i, c in enumerate(cond.any):
+            out += walk(c, (*loc, "any", i))
+    elif isinstance(cond, Not):
+        out += walk(cond.not_, (*loc, "not"))
+    return out
+
+
+def calendar_names(journey: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location, name) of every ``in_calendar`` condition of a journey model."""
+    from orchestrator.journey.model import conditions_at
+
+    return [
+        ((*loc, *inner, "in_calendar"), c.in_calendar)
+        for loc, cond in conditions_at(journey)
+        for inner, c in walk(cond)
+        if isinstance(c, InCalendar)
+    ]
 
 
 def member_conditions(cond: Any) -> list[tuple[tuple[str | int, ...], Member]]:
@@ -383,7 +424,15 @@ def field_getter(path: str) -> Callable[[Ctx], Any]:
     if name == "attributes":
         key = rest[1]
         return lambda ctx: ctx.profile.attributes.get(key, MISSING)
+    if name == "scores":  # the decayed value at the evaluation's time (state.ScoreValue)
+        score = rest[1]
+        return lambda ctx: _score_at(ctx, score)
     return lambda ctx: _none_missing(getattr(ctx.profile, name))
+
+
+def _score_at(ctx: Ctx, name: str) -> Any:
+    kept = ctx.profile.scores.get(name)
+    return MISSING if kept is None else kept.value_at(ctx.now)
 
 
 def _none_missing(value: Any) -> Any:
@@ -550,6 +599,15 @@ def history_complete(stats: TypeSeen, field: str, since: datetime | None) -> boo
     return after is None or (since is not None and after < since)
 
 
+def _compile_in_calendar(c: InCalendar, calendars: Mapping[str, Any]) -> Predicate:
+    from orchestrator.journey.windows import in_window
+
+    window = calendars.get(c.in_calendar)
+    if window is None:  # validate refuses it (check_graph); a predicate that can not hold is the safe answer
+        return lambda ctx: False
+    return lambda ctx: in_window(window, ctx.profile.timezone, ctx.now)
+
+
 def _compile_member(c: Member) -> Predicate:
     journey_id = c.journey_id
     steps = frozenset(c.at) if c.at else None
@@ -575,18 +633,20 @@ def _unflatten(field: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def compile_condition(cond: Any) -> Predicate:
-    """Turn one condition model into a predicate over a :class:`Ctx`."""
+def compile_condition(cond: Any, calendars: Mapping[str, Any] | None = None) -> Predicate:
+    """Turn one condition model into a predicate over a :class:`Ctx` (``calendars``: the journey's, for ``in_calendar``)."""
     if isinstance(cond, Compare):
         return _compile_compare(cond)
     if isinstance(cond, All):
-        return compile_all(cond.all)
+        return compile_all(cond.all, calendars)
     if isinstance(cond, AnyOf):
-        preds = [compile_condition(c) for c in cond.any]
+        preds = [compile_condition(c, calendars) for c in cond.any]
         return lambda ctx: any(p(ctx) for p in preds)
     if isinstance(cond, Not):
-        inner = compile_condition(cond.not_)
+        inner = compile_condition(cond.not_, calendars)
         return lambda ctx: not inner(ctx)
+    if isinstance(cond, InCalendar):
+        return _compile_in_calendar(cond, calendars or {})
     if isinstance(cond, Since):
         return _compile_since(cond)
     if isinstance(cond, Seen):
@@ -600,9 +660,9 @@ def _true(ctx: Ctx) -> bool:
     return True
 
 
-def compile_all(conds: list[Any]) -> Predicate:
+def compile_all(conds: list[Any], calendars: Mapping[str, Any] | None = None) -> Predicate:
     """A predicate that holds when every condition in ``conds`` holds (true for none)."""
-    preds = [compile_condition(c) for c in conds]
+    preds = [compile_condition(c, calendars) for c in conds]
     if not preds:
         return _true
     if len(preds) == 1:

@@ -10,7 +10,8 @@ None of that fails loudly, so ``orchestrator validate`` checks every ``data.`` a
 * ``data.`` in ``entry.when`` / ``entry.profile``: the entry event(s); in a goal or
   exit: its ``event``; in an awaited event's ``when``: that event; in a ``seen`` /
   ``not_seen`` ``where``: the seen event type; in a branch case or ``variables_from``:
-  the event that last moved the instance, that is every event type that can bring the
+  the event that last moved the instance (also a ``{from: data.X}`` of ``update_profile`` and
+  ``emit``), that is every event type that can bring the
   instance to that step (the entry events, and the awaited events of the waits on the
   way; a wait's timeout keeps the event it had). ``entry.`` always means the entry events.
 * With several possible events a path must exist in at least one of them (a branch may
@@ -270,6 +271,26 @@ def _hint(path: str, misses: Sequence[_Miss]) -> str:
     return f" (fields: {', '.join(names)})"
 
 
+def number_field_problem(event_type: str, path: str) -> str | None:
+    """Why ``path`` (``data.value``) of ``event_type`` cannot set a score (None: it is a number field).
+
+    A score rule's ``set_from`` (``journey/scores.py``) reads one number from the event's payload.
+    """
+    found = _find(path, Scope(Events((event_type,), one="the event {}"), Events(())))
+    if found is None:
+        return None  # not a data. path or an unknown type: the caller says so
+    if found.ftype is None:
+        return _unknown(found)
+    if not found.ftype.types & {"number", "integer"}:
+        return f"{path} is {found.ftype.describe()}: set_from needs a number field"
+    return None
+
+
+def event_condition_problems(event_type: str, conds: Sequence[Any], loc: Loc) -> list[Problem]:
+    """The ``data.`` paths and literals of conditions on one event (a score rule's ``when``) against its payload."""
+    return list(_conditions(conds, loc, Scope(Events((event_type,), "the event {}"), Events(()))))
+
+
 def scalar_field_problem(event_type: str, path: str) -> str | None:
     """Why ``path`` (``data.feature``) of ``event_type`` cannot be remembered by the profile (None: it can).
 
@@ -499,8 +520,8 @@ def entry_types(journey: m.Journey) -> list[str]:
     audience = journey.entry.audience
     if audience is not None and audience.schedule is not None:
         types.append(AUDIENCE_RUN)
-    if audience is not None and audience.qualify is not None:
-        types.append(QUALIFYING)
+    if (audience is not None and audience.qualify is not None) or journey.entry.score is not None:
+        types.append(QUALIFYING)  # entry.score: the scoring event that made the score cross, of any type
     return types
 
 
@@ -559,6 +580,13 @@ def _step_problems(sid: str, step: Any, here: frozenset[str] | None, entry: Even
             problem = _path_problem(found, needed=False) if found is not None else None
             if problem is not None:
                 yield (*base, "variables_from", name), problem
+    elif isinstance(step, (m.UpdateProfileStep, m.EmitStep)):  # {from: FIELD} values, read like variables_from
+        scope = Scope(arriving, entry)
+        for where, path in step.field_paths():
+            found = _find(path, scope)
+            problem = _path_problem(found, needed=False) if found is not None else None
+            if problem is not None:
+                yield (*base, *where), problem
 
 
 def _entry_problems(journey: m.Journey, entry: Events) -> Iterator[Problem]:
@@ -567,7 +595,7 @@ def _entry_problems(journey: m.Journey, entry: Events) -> Iterator[Problem]:
     at_entry = Scope(triggers, triggers, strict=True)
     for key in ("when", "profile"):
         conds = getattr(journey.entry, key)
-        if conds and not journey.entry.events:
+        if conds and not journey.entry.events and not (key == "profile" and journey.entry.score is not None):
             why = f"entry.{key} applies to the trigger event, and this journey has none (it enters by its audience)"
             yield ("entry", key), why + ": move these conditions to entry.audience.when"
             continue

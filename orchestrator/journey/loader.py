@@ -50,6 +50,7 @@ from orchestrator.journey.conditions import (
 )
 from orchestrator.journey.facts import FACTS_FILE, Facts, FactsError, facts_file_of, implied, load_facts
 from orchestrator.journey.fields import check_fields
+from orchestrator.journey.scores import EMPTY_SCORES, SCORES_FILE, Scores, crossings_of, score_problems, scores_beside
 from orchestrator.pressure.policy import POLICY_FILE
 from orchestrator.timeutil import iso_utc
 from orchestrator.yamlpos import (
@@ -98,11 +99,11 @@ class ConditionPart:
     """Reads that field (to say what value the condition saw)."""
 
     @classmethod
-    def of(cls, condition: Any) -> ConditionPart:
+    def of(cls, condition: Any, calendars: Mapping[str, m.Window] | None = None) -> ConditionPart:
         dumped = condition.model_dump(mode="json", by_alias=True, exclude_unset=True)
         text = json.dumps(dumped, separators=(", ", ": ")).replace('"', "")
         path = condition.field if isinstance(condition, Compare) else None
-        return cls(condition, compile_condition(condition), text, path, field_getter(path) if path else None)
+        return cls(condition, compile_condition(condition, calendars), text, path, field_getter(path) if path else None)
 
 
 @dataclass
@@ -122,6 +123,9 @@ class CompiledJourney:
     matchers: dict[str, list[CompiledMatcher]] = field(init=False)
     cases: dict[str, list[tuple[Predicate, str, str]]] = field(init=False)
     windows: dict[str, m.Window] = field(init=False)
+    """Per send step and window step: its window (a calendar named resolved)."""
+    activity: dict[str, frozenset[str]] = field(init=False)
+    """Per quiet_for wait: the event types that count as activity."""
     variables_from: dict[str, list[tuple[str, Callable[[Ctx], Any]]]] = field(init=False)
     listens: frozenset[str] = field(init=False)
     tracked: dict[str, set[str]] = field(init=False)
@@ -134,36 +138,28 @@ class CompiledJourney:
     def __post_init__(self) -> None:
         j = self.journey
         self.id, self.version, self.steps = j.id, j.version, j.steps
-        self.entry_when = compile_all(j.entry.when)
-        self.entry_profile = compile_all(j.entry.profile)
+        cal = j.calendars
+        self.entry_when = compile_all(j.entry.when, cal)
+        self.entry_profile = compile_all(j.entry.profile, cal)
         self.entry_parts = {
-            "entry.when": [ConditionPart.of(c) for c in j.entry.when],
-            "entry.profile": [ConditionPart.of(c) for c in j.entry.profile],
+            "entry.when": [ConditionPart.of(c, cal) for c in j.entry.when],
+            "entry.profile": [ConditionPart.of(c, cal) for c in j.entry.profile],
         }
-        self.audience_when = compile_all(j.entry.audience.when if j.entry.audience is not None else [])
-        self.goals = _rules(j.goals, "goal")
-        self.exits = _rules(j.exits, "exit")
+        self.audience_when = compile_all(j.entry.audience.when if j.entry.audience is not None else [], cal)
+        self.goals = _rules(j.goals, "goal", cal)
+        self.exits = _rules(j.exits, "exit", cal)
         self.matchers = {}
         self.cases = {}
         self.windows = {}
         self.variables_from = {}
+        self.activity = {}
         for sid, step in j.steps.items():
-            if isinstance(step, m.WaitStep):
-                self.matchers[sid] = [
-                    CompiledMatcher(mt.event_type, mt.send_step, compile_all(mt.when), mt.next if mt.next is not None else step.on_event, i)
-                    for i, mt in enumerate(step.matchers)
-                ]
-            elif isinstance(step, m.BranchStep):
-                self.cases[sid] = [(compile_all(c.when), c.next, c.name or f"case {i + 1}") for i, c in enumerate(step.cases)]
-            elif isinstance(step, m.SendStep):
-                window = step.window or j.send_window
-                if window is not None:
-                    self.windows[sid] = window
-                if step.variables_from:
-                    self.variables_from[sid] = [(k, field_getter(v)) for k, v in step.variables_from.items()]
+            self._compile_step(sid, step)
         listens = set(self.goals) | set(self.exits)
         for ms in self.matchers.values():
             listens.update(mt.event_type for mt in ms)
+        for types in self.activity.values():
+            listens.update(types)
         self.listens = frozenset(listens)
         self.reads_membership = any(member_conditions(c) for c in _all_conditions(j))
         self.tracked = {}
@@ -172,6 +168,27 @@ class CompiledJourney:
                 for c in seen.where:
                     for f in condition_fields(c):
                         self.tracked.setdefault(seen.event_type, set()).add(f.split(".", 1)[1])
+
+    def _compile_step(self, sid: str, step: Any) -> None:
+        """A step's compiled parts: a wait's matchers and activity, a branch's cases, a send's window and variables."""
+        j, cal = self.journey, self.journey.calendars
+        if isinstance(step, m.WaitStep):
+            self.matchers[sid] = [
+                CompiledMatcher(
+                    mt.event_type, mt.send_step, compile_all(mt.when, cal), mt.next if mt.next is not None else step.on_event, i
+                )
+                for i, mt in enumerate(step.matchers)
+            ]
+            if step.quiet_for is not None:
+                self.activity[sid] = frozenset(step.activity)
+        elif isinstance(step, m.BranchStep):
+            self.cases[sid] = [(compile_all(c.when, cal), c.next, c.name or f"case {i + 1}") for i, c in enumerate(step.cases)]
+        elif isinstance(step, (m.SendStep, m.WindowStep)):
+            window = _window(step.window or j.send_window if isinstance(step, m.SendStep) else step.window, cal)
+            if window is not None:
+                self.windows[sid] = window
+            if isinstance(step, m.SendStep) and step.variables_from:
+                self.variables_from[sid] = [(k, field_getter(v)) for k, v in step.variables_from.items()]
 
     def __repr__(self) -> str:
         return f"CompiledJourney({self.journey.id!r}, v{self.journey.version}, {self.source!r})"
@@ -188,11 +205,16 @@ def _exclusive(live: Iterable[CompiledJourney]) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in pairs.items()}
 
 
-def _rules(rules: list[m.EventRule], kind: str) -> dict[str, list[CompiledRule]]:
+def _rules(rules: list[m.EventRule], kind: str, calendars: Mapping[str, m.Window]) -> dict[str, list[CompiledRule]]:
     out: dict[str, list[CompiledRule]] = {}
     for r in rules:
-        out.setdefault(r.event, []).append(CompiledRule(r.name or f"{kind}:{r.event}", r.event, compile_all(r.when)))
+        out.setdefault(r.event, []).append(CompiledRule(r.name or f"{kind}:{r.event}", r.event, compile_all(r.when, calendars)))
     return out
+
+
+def _window(window: m.Window | str | None, calendars: Mapping[str, m.Window]) -> m.Window | None:
+    """A window, or the journey's calendar of that name (None for no window; check_graph refuses an unknown name)."""
+    return calendars.get(window) if isinstance(window, str) else window
 
 
 def _all_conditions(j: m.Journey) -> Iterable[Any]:
@@ -214,8 +236,13 @@ def _all_conditions(j: m.Journey) -> Iterable[Any]:
 class JourneySet:
     """All loaded journeys, all versions, indexed for the engine."""
 
-    def __init__(self, journeys: Iterable[CompiledJourney | m.Journey] = (), facts: Facts | None = None) -> None:
-        """``facts``: what profiles record (``journeys/profile.yaml``); None: exactly the fields these journeys read."""
+    def __init__(
+        self, journeys: Iterable[CompiledJourney | m.Journey] = (), facts: Facts | None = None, scores: Scores | None = None
+    ) -> None:
+        """``facts``: what profiles record (``journeys/profile.yaml``); None: exactly the fields these journeys read.
+
+        ``scores``: the scores every profile keeps (``journeys/scores.yaml``); None: none.
+        """
         self.versions: dict[str, dict[int, CompiledJourney]] = {}
         for item in journeys:
             journey = item if isinstance(item, CompiledJourney) else CompiledJourney(item)
@@ -241,6 +268,12 @@ class JourneySet:
         """What every profile records (the engine folds each event with ``facts.tracked``), whatever journeys are loaded."""
         self.tracked = self.facts.tracked
         self.exclusive: dict[str, frozenset[str]] = _exclusive(self.live.values())
+        self.scores: Scores = scores if scores is not None else EMPTY_SCORES
+        """What every profile scores (``journey/scores.py``), whatever journeys are loaded."""
+        self.score_rules = self.scores.by_event
+        """Event type -> the scores it changes: the engine's one lookup per event (``engine/scores.py``)."""
+        self.crossings = crossings_of(self.live.values())
+        """Score name -> the live journeys entered when it crosses a threshold (``entry.score``)."""
         """Journey id -> the journeys a customer in which may not enter it (``entry.exclusive_with``, both ways)."""
         # every event type some loaded version (live or retired) listens to (goals, exits, awaited events):
         # the engine skips the per-instance check for any other type
@@ -276,7 +309,7 @@ class JourneySet:
 # ------------------------------------------------------------------ loading
 
 
-NOT_JOURNEYS = frozenset({POLICY_FILE, FACTS_FILE})
+NOT_JOURNEYS = frozenset({POLICY_FILE, FACTS_FILE, SCORES_FILE})
 """The files of a journeys directory that are not journeys: the pressure policy and the profile facts."""
 
 
@@ -463,10 +496,11 @@ def _at(name: str, positions: Positions, loc: m.Loc, message: str) -> Located:
     return (line, col), f"{name}:{line}:{col}: {message}"
 
 
-def load_text(*texts: str, facts: Facts | None = None) -> JourneySet:
+def load_text(*texts: str, facts: Facts | None = None, scores: Scores | None = None) -> JourneySet:
     """A JourneySet from YAML texts (tests, notebooks). Raises :class:`JourneyError` on any problem.
 
     ``facts``: the profile facts to check the journeys against and record; None: the fields the journeys read.
+    ``scores``: the scores to check ``profile.scores.X`` against and keep; None: none kept, nothing checked.
     """
     compiled, errors = [], []
     for i, text in enumerate(texts):
@@ -477,32 +511,43 @@ def load_text(*texts: str, facts: Facts | None = None) -> JourneySet:
             if facts is not None:
                 _, positions = loads_yaml_with_positions(text)
                 errors.extend(_at(name, positions, loc, msg)[1] for loc, msg in facts_problems(journey, facts))
+            if scores is not None:
+                _, positions = loads_yaml_with_positions(text)
+                errors.extend(_at(name, positions, loc, msg)[1] for loc, msg in score_problems(journey, scores))
             compiled.append(CompiledJourney(journey, source=name))
     errors.extend(membership_problems(compiled))
     if errors:
         raise JourneyError(errors)
-    return JourneySet(compiled, facts)
+    return JourneySet(compiled, facts, scores)
 
 
-def validate_paths(paths: Sequence[Path | str], facts: Facts | None = None) -> list[str]:
-    """Every problem in the journey files under ``paths`` (and the facts file beside them) as ``file:line:col: message``."""
-    _, _, errors = _load(paths, facts)
-    return errors
+def validate_paths(paths: Sequence[Path | str], facts: Facts | None = None, scores: Scores | None = None) -> list[str]:
+    """Every problem in the journey files under ``paths`` (and the facts and scores files beside them) as ``file:line:col: message``.
+
+    ``scores``: given, else ``scores.yaml`` beside the journeys, else none (``profile.scores.X`` is then refused).
+    """
+    problems: list[str] = []
+    scores = scores if scores is not None else scores_beside(paths, problems)
+    _, _, errors = _load(paths, facts, scores)
+    return problems + errors
 
 
-def load_journeys(paths: Sequence[Path | str], facts: Facts | None = None) -> JourneySet:
+def load_journeys(paths: Sequence[Path | str], facts: Facts | None = None, scores: Scores | None = None) -> JourneySet:
     """Load, check and compile journey files (directories: all ``*.yaml`` except ``pressure.yaml`` and ``profile.yaml``).
 
     The profile facts: ``facts`` when given, else ``profile.yaml`` in a directory of ``paths``
     (:func:`~orchestrator.journey.facts.facts_file_of`), else the fields the journeys read
     (no file: tests and single files). With a facts file, a journey that reads a payload field
     the file does not declare is refused. Raises :class:`JourneyError` listing every problem
-    when any file is invalid (the facts file's problems included).
+    when any file is invalid (the facts file's problems included). The scores: ``scores`` when given,
+    else ``scores.yaml`` beside the journeys (:func:`~orchestrator.journey.scores.scores_beside`), else none.
     """
-    compiled, loaded, errors = _load(paths, facts)
-    if errors:
-        raise JourneyError(errors)
-    return JourneySet(compiled, loaded)
+    problems: list[str] = []
+    scores = scores if scores is not None else scores_beside(paths, problems)
+    compiled, loaded, errors = _load(paths, facts, scores)
+    if problems or errors:
+        raise JourneyError(problems + errors)
+    return JourneySet(compiled, loaded, scores)
 
 
 def facts_problems(journey: m.Journey, facts: Facts) -> list[tuple[m.Loc, str]]:
@@ -558,25 +603,8 @@ def _positions_of(source: str) -> Positions:
 
 def _seen_conditions_at(journey: m.Journey) -> Iterable[tuple[m.Loc, Any]]:
     """Every seen/not_seen condition of a journey with its location."""
-    for loc, cond in _conditions_at(journey):
+    for loc, cond in m.conditions_at(journey):
         yield from _seen_in(cond, loc)
-
-
-def _conditions_at(journey: m.Journey) -> Iterable[tuple[m.Loc, Any]]:
-    """Every top-level condition of a journey (entry, audience, goals, exits, waits, branches) with its location."""
-    places: list[tuple[m.Loc, list[Any]]] = [(("entry", "when"), journey.entry.when), (("entry", "profile"), journey.entry.profile)]
-    if journey.entry.audience is not None:
-        places.append((("entry", "audience", "when"), journey.entry.audience.when))
-    places += [(("goals", i, "when"), r.when) for i, r in enumerate(journey.goals)]
-    places += [(("exits", i, "when"), r.when) for i, r in enumerate(journey.exits)]
-    for sid, step in journey.steps.items():
-        if isinstance(step, m.BranchStep):
-            places += [(("steps", sid, "cases", i, "when"), c.when) for i, c in enumerate(step.cases)]
-        elif isinstance(step, m.WaitStep):
-            places += [(("steps", sid, "for", i, "when"), mt.when) for i, mt in enumerate(step.matchers)]
-    for loc, conds in places:
-        for i, cond in enumerate(conds):
-            yield (*loc, i), cond
 
 
 def _seen_in(cond: Any, loc: m.Loc) -> Iterable[tuple[m.Loc, Any]]:
@@ -603,7 +631,9 @@ def _load_facts(paths: Sequence[Path | str], errors: list[str]) -> Facts | None:
         return None
 
 
-def _load(paths: Sequence[Path | str], facts: Facts | None = None) -> tuple[list[CompiledJourney], Facts | None, list[str]]:
+def _load(
+    paths: Sequence[Path | str], facts: Facts | None = None, scores: Scores | None = None
+) -> tuple[list[CompiledJourney], Facts | None, list[str]]:
     compiled: list[CompiledJourney] = []
     errors: list[str] = []
     facts = facts if facts is not None else _load_facts(paths, errors)
@@ -628,6 +658,10 @@ def _load(paths: Sequence[Path | str], facts: Facts | None = None) -> tuple[list
             if missing:
                 _, positions = load_yaml_with_positions(path)
                 errors.extend(_at(os.fspath(path), positions, loc, msg)[1] for loc, msg in missing)
+        unknown = score_problems(journey, scores) if scores is not None else []
+        if unknown:
+            _, positions = load_yaml_with_positions(path)
+            errors.extend(_at(os.fspath(path), positions, loc, msg)[1] for loc, msg in unknown)
         compiled.append(CompiledJourney(journey, source=os.fspath(path)))
     errors.extend(membership_problems(compiled))
     return compiled, facts, errors
@@ -643,7 +677,7 @@ def membership_problems(compiled: Sequence[CompiledJourney]) -> list[str]:
         refs: list[tuple[m.Loc, str, list[str] | None]] = [
             (("entry", "exclusive_with", i), other, None) for i, other in enumerate(journey.journey.entry.exclusive_with)
         ]
-        for loc, cond in _conditions_at(journey.journey):
+        for loc, cond in m.conditions_at(journey.journey):
             refs += [((*loc, *inner), member.journey_id, member.at) for inner, member in member_conditions(cond)]
         problems = [(loc, msg) for loc, other, at in refs if (msg := _member_problem(other, at, steps)) is not None]
         if problems:
@@ -682,11 +716,18 @@ _CUSTOM_ERRORS = {
     "bad_time",
     "empty_window",
     "fallback_channels",
+    "on_expired",
     "bad_matcher",
     "split_weights",
     "split_names",
     "bad_step_type",
     "bad_duration",
+    "bad_value",
+    "bad_name",
+    "update_profile",
+    "wait_needs",
+    "member_type",
+    "in_calendar",
 }
 
 

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, time
+from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -33,6 +33,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,11 +42,13 @@ from pydantic_core import PydanticCustomError
 from orchestrator.durations import Duration
 from orchestrator.events import CHANNELS, Channel, event_types
 from orchestrator.journey.conditions import Condition, FieldPath, Scalar, check_field_path, condition_fields
+from orchestrator.journey.effects import EmitStep, UpdateProfileStep
+from orchestrator.journey.scores import ScoreCrossing
 from orchestrator.pressure.basket import COMM_TYPES, CommType
 from orchestrator.timeutil import find_tz
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-STEP_TYPES = ("send", "wait", "branch", "split", "delay", "window", "end")
+STEP_TYPES = ("send", "wait", "branch", "split", "delay", "window", "update_profile", "emit", "end")
 CCM_SHORTCUTS = {"opened_of": "ccm.opened", "clicked_of": "ccm.clicked", "delivered_of": "ccm.delivered", "bounced_of": "ccm.bounced"}
 
 
@@ -102,6 +105,7 @@ ChannelName = Annotated[Channel, BeforeValidator(_channel)]
 CommTypeName = Annotated[CommType, BeforeValidator(_comm_type)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone), Field(description="IANA time zone, e.g. Europe/Berlin")]
 StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="A step id from steps:")]
+CalendarName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="A calendar named in the journey's calendars:")]
 JourneyIdRef = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="The id of another journey, e.g. abandoned_cart")]
 ClockTime = Annotated[str, BeforeValidator(_clock), Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -221,6 +225,10 @@ class Entry(_Model):
     audience: Audience | None = Field(
         default=None, description="Enter customers by audience (campaigns, segments) instead of or besides an event."
     )
+    score: ScoreCrossing | None = Field(
+        default=None,
+        description="Enter when a score of journeys/scores.yaml crosses a threshold upward: {name: lead, crosses: 50, hysteresis: 10}.",
+    )
     reentry: Reentry = Field(default_factory=Reentry)
     exclusive_with: list[JourneyIdRef] = Field(
         default_factory=list,
@@ -232,8 +240,10 @@ class Entry(_Model):
 
     @model_validator(mode="after")
     def _some_way_in(self) -> Entry:
-        if not self.event and self.audience is None:
-            raise PydanticCustomError("entry", "an entry needs an event (event: TYPE), an audience (audience: ...), or both")
+        if not self.event and self.audience is None and self.score is None:
+            raise PydanticCustomError(
+                "entry", "an entry needs an event (event: TYPE), an audience (audience: ...) or a score crossing (score: ...)"
+            )
         return self
 
     @property
@@ -257,6 +267,10 @@ class Window(_Model):
     from_: ClockTime = Field(alias="from", description="Opening time, HH:MM")
     to: ClockTime = Field(description="Closing time, HH:MM (exclusive)")
     timezone: TimeZoneName | None = Field(default=None, description="Override; default: the customer's time zone (profile), else UTC.")
+    closed: list[date] = Field(
+        default_factory=list,
+        description="Dates (YYYY-MM-DD, in the window's time zone) when it does not open at all, e.g. public holidays.",
+    )
 
     @model_validator(mode="after")
     def _span(self) -> Window:
@@ -273,14 +287,49 @@ class Window(_Model):
         return time.fromisoformat(self.to)
 
 
+def _window_or_name(value: Any) -> str:
+    return "calendar" if isinstance(value, str) else "window"
+
+
+WindowRef = Annotated[
+    Annotated[Window, Tag("window")] | Annotated[CalendarName, Tag("calendar")],
+    Discriminator(_window_or_name),
+]
+"""A window written out, or the name of one of the journey's calendars."""
+
+
 # ------------------------------------------------------------------ steps
+
+
+class FallbackChannel(_Model):
+    """One fallback channel with its own content: ``{channel: email, template: cc_script_email, variables: {...}}``."""
+
+    channel: ChannelName
+    template: str | None = Field(default=None, min_length=1, description="The template on this channel; default: the step's.")
+    variables: dict[str, Scalar] = Field(
+        default_factory=dict, description="Template variables on this channel, added to (and overriding) the step's."
+    )
+
+
+def _fallback_tag(value: Any) -> str:
+    return "channel" if isinstance(value, str) else "entry"
+
+
+FallbackEntry = Annotated[
+    Annotated[ChannelName, Tag("channel")] | Annotated[FallbackChannel, Tag("entry")],
+    Discriminator(_fallback_tag),
+]
+"""A fallback channel: its name (the step's template and variables), or ``{channel, template, variables}``."""
 
 
 class OnCapped(_Model):
     """What a send step does when the basket says no (capped, suppressed, calamity lock)."""
 
     action: Literal["skip", "fallback", "defer"] = "skip"
-    channels: list[ChannelName] = Field(default_factory=list, description="fallback: channels to try in order.")
+    channels: list[FallbackEntry] = Field(
+        default_factory=list,
+        description="fallback: channels to try in order; each a channel name, or {channel, template, variables} for its own content.",
+    )
     max_attempts: int = Field(default=5, ge=1, description="defer: give up (skip) after this many deferrals.")
 
     @model_validator(mode="before")
@@ -295,6 +344,15 @@ class OnCapped(_Model):
         if self.action != "fallback" and self.channels:
             raise PydanticCustomError("fallback_channels", "channels: only applies to action: fallback", {})
         return self
+
+    def channel_names(self) -> list[Channel]:
+        """The fallback channels' names, in order."""
+        return [c if isinstance(c, str) else c.channel for c in self.channels]
+
+    def fallback(self, index: int) -> FallbackChannel:
+        """The ``index``-th fallback channel as ``{channel, template, variables}`` (a bare name: no content of its own)."""
+        entry = self.channels[index]
+        return FallbackChannel(channel=entry) if isinstance(entry, str) else entry
 
 
 class SendStep(_Model):
@@ -312,7 +370,14 @@ class SendStep(_Model):
     )
     on_capped: OnCapped = Field(default_factory=OnCapped)
     on_skip: StepId | None = Field(default=None, description="Where to go when the send does not happen; default: next.")
-    window: Window | None = Field(default=None, description="Send window / quiet hours; outside it the send waits for the next opening.")
+    expires_after: Duration | None = Field(
+        default=None,
+        description="A send still held (send window, deferral, calamity lock) this long after the step is reached is not sent: expired.",
+    )
+    on_expired: StepId | None = Field(default=None, description="Where to go when the send expired; default: on_skip, else next.")
+    window: WindowRef | None = Field(
+        default=None, description="Send window / quiet hours (or a calendar's name); outside it the send waits for the next opening."
+    )
     next: StepId | None = Field(default=None, description="Next step; omitted = the journey ends here.")
 
     @field_validator("variables_from")
@@ -320,6 +385,13 @@ class SendStep(_Model):
     def _fields(cls, value: dict[str, str]) -> dict[str, str]:
         for path in value.values():
             check_field_path(path)
+        return value
+
+    @field_validator("on_expired")
+    @classmethod
+    def _expiring(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and "expires_after" in info.data and info.data["expires_after"] is None:  # not when it failed
+            raise PydanticCustomError("on_expired", "on_expired only applies with expires_after: (how long the send may be held)", {})
         return value
 
 
@@ -385,11 +457,29 @@ class WaitStep(_Model):
     )
 
     for_: Annotated[list[Matcher], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] = Field(
-        alias="for", min_length=1, description="The awaited event, or a list (first match wins)."
+        alias="for", default_factory=list, description="The awaited event, or a list (first match wins)."
     )
-    timeout: Duration = Field(description="How long to wait, e.g. 24h, 48h, 7d.")
+    timeout: Duration | None = Field(default=None, description="How long to wait at most, e.g. 24h, 48h, 7d (optional with quiet_for).")
     on_event: StepId | None = Field(default=None, description="Next step when the event arrives; omitted = end.")
     on_timeout: StepId | None = Field(default=None, description="Next step on timeout; omitted = end.")
+    quiet_for: Duration | None = Field(
+        default=None, description="End the wait once the customer has been quiet this long (no activity event), e.g. 10m."
+    )
+    activity: list[EventType] = Field(default_factory=list, description="With quiet_for: the events that count as activity.")
+    on_quiet: StepId | None = Field(default=None, description="With quiet_for: next step once quiet; omitted = end.")
+
+    @model_validator(mode="after")
+    def _what_ends_it(self) -> WaitStep:
+        if self.quiet_for is None:
+            if not self.for_ or self.timeout is None:
+                raise PydanticCustomError(
+                    "wait_needs", "a wait needs for: (the awaited event) and timeout:, or quiet_for: with activity: (idle detection)"
+                )
+            if self.activity or self.on_quiet is not None:
+                raise PydanticCustomError("wait_needs", "activity: and on_quiet: belong to quiet_for: (idle detection)")
+        elif not self.activity:
+            raise PydanticCustomError("wait_needs", "quiet_for: needs activity: [event types that count as activity], e.g. [web.page_view]")
+        return self
 
     @property
     def matchers(self) -> list[Matcher]:
@@ -444,7 +534,7 @@ class WindowStep(_Model):
     """Continue only inside a time window (customer's time zone); otherwise wait for the next opening."""
 
     type: Literal["window"]
-    window: Window
+    window: WindowRef = Field(description="The window, or the name of one of the journey's calendars.")
     next: StepId | None = None
 
 
@@ -469,11 +559,15 @@ Step = Annotated[
     | Annotated[SplitStep, Tag("split")]
     | Annotated[DelayStep, Tag("delay")]
     | Annotated[WindowStep, Tag("window")]
+    | Annotated[UpdateProfileStep, Tag("update_profile")]
+    | Annotated[EmitStep, Tag("emit")]
     | Annotated[EndStep, Tag("end")],
     Discriminator(
         _step_tag,
         custom_error_type="bad_step_type",
-        custom_error_message="missing or unknown step type: write type: send, wait, branch, split, delay, window or end",
+        custom_error_message=(
+            "missing or unknown step type: write type: send, wait, branch, split, delay, window, update_profile, emit or end"
+        ),
     ),
 ]
 
@@ -498,7 +592,16 @@ class Journey(_Model):
     entry: Entry
     goals: list[EventRule] = Field(default_factory=list, description="Events that end the journey anywhere, counted as conversion.")
     exits: list[EventRule] = Field(default_factory=list, description="Events that end the journey anywhere (not a conversion).")
-    send_window: Window | None = Field(default=None, description="Default send window for every send step without its own.")
+    send_window: WindowRef | None = Field(
+        default=None, description="Default send window (or a calendar's name) for every send step without its own."
+    )
+    calendars: dict[CalendarName, Window] = Field(
+        default_factory=dict,
+        description=(
+            "Named calendars (e.g. service_hours: days, from, to, timezone, closed dates), used by name as a send "
+            "window, a window step or an {in_calendar: NAME} condition."
+        ),
+    )
     start: StepId
     steps: dict[StepId, Step] = Field(min_length=1)
 
@@ -516,15 +619,10 @@ def edges(step_id: str, step: Any) -> Iterator[tuple[Loc, str | None, str]]:
         yield base + ("next",), step.next, "sent"
         if step.on_skip is not None:
             yield base + ("on_skip",), step.on_skip, "skipped"
+        if step.on_expired is not None:
+            yield base + ("on_expired",), step.on_expired, "expired"
     elif isinstance(step, WaitStep):
-        for i, m in enumerate(step.matchers):
-            if m.next is not None:
-                loc = base + ("for", i, "next")
-                yield loc, m.next, m.event_type
-        rest = [m.event_type for m in step.matchers if m.next is None]
-        if rest:
-            yield base + ("on_event",), step.on_event, " or ".join(dict.fromkeys(rest))
-        yield base + ("on_timeout",), step.on_timeout, "timeout"
+        yield from _wait_edges(base, step)
     elif isinstance(step, BranchStep):
         for i, case in enumerate(step.cases):
             yield base + ("cases", i, "next"), case.next, case.name or f"case {i + 1}"
@@ -532,8 +630,21 @@ def edges(step_id: str, step: Any) -> Iterator[tuple[Loc, str | None, str]]:
     elif isinstance(step, SplitStep):
         for i, v in enumerate(step.variants):
             yield base + ("variants", i, "next"), v.next, f"{v.name} ({v.weight})"
-    elif isinstance(step, (DelayStep, WindowStep)):
+    elif isinstance(step, (DelayStep, WindowStep, UpdateProfileStep, EmitStep)):
         yield base + ("next",), step.next, "next"
+
+
+def _wait_edges(base: Loc, step: WaitStep) -> Iterator[tuple[Loc, str | None, str]]:
+    for i, m in enumerate(step.matchers):
+        if m.next is not None:
+            yield base + ("for", i, "next"), m.next, m.event_type
+    rest = [m.event_type for m in step.matchers if m.next is None]
+    if rest:
+        yield base + ("on_event",), step.on_event, " or ".join(dict.fromkeys(rest))
+    if step.timeout is not None:
+        yield base + ("on_timeout",), step.on_timeout, "timeout"
+    if step.quiet_for is not None:
+        yield base + ("on_quiet",), step.on_quiet, "quiet"
 
 
 def parks(step: Any) -> bool:
@@ -543,11 +654,48 @@ def parks(step: Any) -> bool:
 
 def check_graph(journey: Journey) -> list[tuple[Loc, str]]:
     """Semantic checks across steps: references, reachability, loops without a wait, awaited sends."""
-    problems = _check_references(journey)
+    problems = _check_references(journey) + _check_calendars(journey)
     if journey.start in journey.steps:
         problems += _check_reachable(journey)
     problems += _check_loops(journey)
     return problems
+
+
+def conditions_at(journey: Journey) -> Iterator[tuple[Loc, Any]]:
+    """Every top-level condition of a journey (entry, audience, goals, exits, waits, branches) with its location."""
+    places: list[tuple[Loc, list[Any]]] = [(("entry", "when"), journey.entry.when), (("entry", "profile"), journey.entry.profile)]
+    if journey.entry.audience is not None:
+        places.append((("entry", "audience", "when"), journey.entry.audience.when))
+    places += [(("goals", i, "when"), r.when) for i, r in enumerate(journey.goals)]
+    places += [(("exits", i, "when"), r.when) for i, r in enumerate(journey.exits)]
+    for sid, step in journey.steps.items():
+        if isinstance(step, BranchStep):
+            places += [(("steps", sid, "cases", i, "when"), c.when) for i, c in enumerate(step.cases)]
+        elif isinstance(step, WaitStep):
+            places += [(("steps", sid, "for", i, "when"), mt.when) for i, mt in enumerate(step.matchers)]
+    for loc, conds in places:
+        for i, cond in enumerate(conds):
+            yield (*loc, i), cond
+
+
+def _check_calendars(journey: Journey) -> list[tuple[Loc, str]]:
+    """Every calendar named (send windows, window steps, in_calendar conditions) is one of the journey's calendars."""
+    from orchestrator.journey.conditions import calendar_names
+
+    named: list[tuple[Loc, str]] = []
+    if isinstance(journey.send_window, str):
+        named.append((("send_window",), journey.send_window))
+    for sid, step in journey.steps.items():
+        if isinstance(step, (SendStep, WindowStep)) and isinstance(step.window, str):
+            named.append((("steps", sid, "window"), step.window))
+    named += calendar_names(journey)
+    out = []
+    for loc, name in named:
+        if name not in journey.calendars:
+            close = difflib.get_close_matches(name, list(journey.calendars), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (calendars: {', '.join(journey.calendars) or 'none: add calendars:'})"
+            out.append((loc, f"unknown calendar {name!r}{hint}"))
+    return out
 
 
 class Reference(NamedTuple):
@@ -596,7 +744,8 @@ def reference_problems(refs: Iterable[Reference], step_types: Mapping[str, str |
 
 
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RAW_EDGES = {"send": ("next", "on_skip"), "wait": (), "branch": ("default",), "delay": ("next",), "window": ("next",)}
+_RAW_EDGES = {"send": ("next", "on_skip", "on_expired"), "wait": (), "branch": ("default",), "delay": ("next",), "window": ("next",)}
+_RAW_EDGES |= {"update_profile": ("next",), "emit": ("next",)}
 _RAW_LISTS = {"branch": "cases", "split": "variants"}
 
 

@@ -11,8 +11,8 @@ Follow one batch (:meth:`Pipeline._handle`):
    state is loaded once; ``processor.process_batch`` runs the engine for all of them
    and gates all their sends at the basket in pipelined rounds (one Redis round trip
    per round, not per send).
-4. Every output (send requests, decisions, journey log, canonical envelopes, dead
-   letters) is handed to the producer without awaiting each, and the acknowledgements
+4. Every output (send requests, decisions, journey log, emit records on
+   ``<prefix>.out.<topic>``, canonical envelopes, dead letters) is handed to the producer without awaiting each, and the acknowledgements
    awaited together; then, the same way, one state record per touched customer on the
    changelog (states after outputs: see :meth:`Pipeline._publish`).
 5. Only then: the new states go into memory, the timer heap follows them, and the
@@ -63,6 +63,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError,
 from mode import Service
 from prometheus_client import Counter
 
+from orchestrator.actions import Emit
 from orchestrator.definitions import load_definitions
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
 from orchestrator.errors import DefinitionError
@@ -76,15 +77,17 @@ from orchestrator.events import (
 )
 from orchestrator.journey.facts import FACTS_FILE
 from orchestrator.journey.loader import JourneySet, history_notes, journey_files
+from orchestrator.journey.scores import SCORES_FILE
 from orchestrator.metrics import Metrics
 from orchestrator.pressure.policy import PressurePolicy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.processor import CustomerWork, Failure, Result, process_batch
-from orchestrator.records import DecisionRecord, JourneyLogRecord, SendRequest
+from orchestrator.records import DecisionRecord, EmitRecord, JourneyLogRecord, SendRequest
 from orchestrator.runtime.campaigns import CampaignScheduler, Work, run_of_event, run_of_instance
 from orchestrator.runtime.facts_registry import sync_registry
 from orchestrator.runtime.lag import LagProbe, LagUnavailable, PartitionLag
 from orchestrator.runtime.logs import pseudonym
+from orchestrator.runtime.out_topics import OutTopics, journey_out_topics
 from orchestrator.runtime.preflight import aiokafka_kwargs
 from orchestrator.runtime.store import StateStore
 from orchestrator.runtime.timers import TimerHeap, encode_timers
@@ -154,6 +157,8 @@ class _Out:
     states: list[tuple[int, str, bytes, list[tuple[str, float]]]] = field(default_factory=list)
     parsed: dict[str, CustomerState] = field(default_factory=dict)
     counts: list[Callable[[], None]] = field(default_factory=list)
+    emit_topics: set[str] = field(default_factory=set)
+    """The outbound topics of this batch's emit records (made sure to exist before they are published)."""
 
 
 @dataclass
@@ -187,6 +192,7 @@ class Pipeline(Service):
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15)
         self.basket = RedisBasket(self.redis, policy)
         self._kw = aiokafka_kwargs(settings)
+        self.out_topics = OutTopics(settings, **self._kw)
         self._pseudo_key = settings.app_id.encode()
         self.campaigns = CampaignScheduler(
             self.store,
@@ -239,6 +245,7 @@ class Pipeline(Service):
         )
         await self.producer.start()
         await self.record_facts()
+        await self.prepare_out_topics()
         await self.consumer.start()
         self.consumer.subscribe([*self.inbound, self.customer_topic], listener=_Rebalance(self))
         self.lag_probe = LagProbe(s.kafka_bootstrap_servers, s.app_id, [*self.inbound, self.customer_topic], **self._kw)
@@ -553,7 +560,16 @@ class Pipeline(Service):
             value = JourneyLogRecord.of(t).model_dump_json().encode()
             out.records.append((topic("journey-log"), None, t.customer_id.encode(), value, None))
             out.counts.append(_count(m.journey_steps, t.journey_id or "(none)", t.what))
+        if res.emits:
+            self._emits(out, res.emits)
         self._campaign_counts(out, res)
+
+    def _emits(self, out: _Out, emits: list[Emit]) -> None:
+        """Emit records go to <prefix>.out.<topic>, keyed by customer, with the batch's other outputs (never gated)."""
+        for e in emits:
+            topic = self.out_topics.name(e.topic)
+            out.emit_topics.add(topic)
+            out.records.append((topic, None, e.customer_id.encode(), EmitRecord.of(e).model_dump_json().encode(), None))
 
     def _campaign_counts(self, out: _Out, res: Result) -> None:
         """Campaign metrics of one message: customers a run entered, and the decisions on sends of run-started instances."""
@@ -583,6 +599,8 @@ class Pipeline(Service):
         assert self.producer is not None
         send = self.producer.send
         try:
+            if out.emit_topics:  # a reload may have brought a topic the reload loop has not created yet
+                await self.out_topics.ensure(out.emit_topics)
             await asyncio.gather(*[await send(t, v, key=k, partition=p, headers=h) for t, p, k, v, h in out.records])
             state_futures = [
                 await send(self.store.topic, raw, key=cid.encode(), partition=p, headers=[("timers", encode_timers(timers))])
@@ -717,7 +735,8 @@ class Pipeline(Service):
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
         files = journey_files([self.s.journeys_dir])  # *.yaml and *.yml, as load_journeys reads them
-        files += [p for p in (self.s.resolved_policy_file(), self.s.journeys_dir / FACTS_FILE) if p not in files]
+        beside = (self.s.resolved_policy_file(), self.s.journeys_dir / FACTS_FILE, self.s.journeys_dir / SCORES_FILE)
+        files += [p for p in beside if p not in files]
         return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
 
     async def _reload_journeys(self) -> None:
@@ -727,6 +746,18 @@ class Pipeline(Service):
             self.maybe_reload()
             if self.journeys is not before or not self._facts_synced:
                 await self.record_facts()
+            if self.journeys is not before:
+                await self.prepare_out_topics()
+
+    async def prepare_out_topics(self) -> None:
+        """Create the outbound topics of the loaded journeys' emit steps; a failure waits for the first batch that needs one."""
+        try:
+            created = await self.out_topics.ensure(journey_out_topics(self.journeys, self.s))
+        except (KafkaError, OSError) as exc:
+            retry_log.warning("creating the emit steps' outbound topics failed (%s); retried before their first record", exc)
+            return
+        if created:
+            log.info("created outbound topics %s", ", ".join(created))
 
     async def record_facts(self) -> None:
         """Bring the facts registry in line with the loaded facts and say where a journey looks back before its history.

@@ -50,7 +50,7 @@ def test_undecodable_messages_say_why(raw: bytes, reason: str) -> None:
     assert reason in info.value.reason
 
 
-WEB_TYPES = "cart_abandoned, feature_used, form_submitted, loan_approved, page_view, purchase, refund"
+WEB_TYPES = "cart_abandoned, cart_updated, feature_used, form_submitted, loan_approved, page_view, purchase, refund"
 CART_ = "invalid web event 'cart_abandoned': "
 
 

@@ -35,8 +35,9 @@ def test_schema_offers_completion_for_the_main_keys():
     assert "web.cart_abandoned" in defs["Entry"]["properties"]["event"]["anyOf"][0]["enum"]
     send = defs["SendStep"]["properties"]
     assert {"channel", "template", "comm_type", "priority", "brand", "variables", "on_capped", "window", "next"} <= set(send)
-    assert set(defs["WaitStep"]["properties"]) >= {"for", "timeout", "on_event", "on_timeout"}
-    assert defs["WaitStep"]["properties"]["timeout"]["anyOf"][0]["pattern"] == PATTERN
+    assert set(defs["WaitStep"]["properties"]) >= {"for", "timeout", "on_event", "on_timeout", "quiet_for", "activity", "on_quiet"}
+    timeout = defs["WaitStep"]["properties"]["timeout"]  # optional with quiet_for: a duration or null
+    assert timeout["anyOf"][0]["anyOf"][0]["pattern"] == PATTERN and timeout["anyOf"][1] == {"type": "null"}, timeout
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ def test_simulate_record_schema_describes_every_kind_and_the_send_code() -> None
         "SendRecord",
         "TimerArmedRecord",
         "TimerCancelledRecord",
+        "EmitLine",
         "DeployRecord",
         "RetireRecord",
         "CampaignRunRecord",

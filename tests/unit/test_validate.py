@@ -86,13 +86,16 @@ def test_schema_violations_each_on_its_line():
         f"{f}:1:1: id: 'Schema-Violations' is not a valid journey id: use lowercase letters, digits and _, starting with a letter",
         f"{f}:2:1: version: Input should be greater than or equal to 1 (got 0)",
         (
-            f"{f}:5:3: entry.event: unknown event type 'web.cart_abandonned'; web events are: web.cart_abandoned, web.feature_used, "
-            "web.form_submitted, web.loan_approved, web.page_view, web.purchase, web.refund"
+            f"{f}:5:3: entry.event: unknown event type 'web.cart_abandonned'; web events are: web.cart_abandoned, web.cart_updated, "
+            "web.feature_used, web.form_submitted, web.loan_approved, web.page_view, web.purchase, web.refund"
         ),
         f"{f}:9:3: missing required key 'template' in steps.first",
         f"{f}:13:5: steps.first.priority: Input should be less than or equal to 10 (got 11)",
         f"{f}:14:5: steps.first.chanel: unknown key 'chanel' (did you mean 'channel'?)",
-        f"{f}:16:3: steps.done: missing or unknown step type: write type: send, wait, branch, split, delay, window or end",
+        (
+            f"{f}:16:3: steps.done: missing or unknown step type: write type: "
+            "send, wait, branch, split, delay, window, update_profile, emit or end"
+        ),
         f"{f}:17:3: steps.Bad-Step: 'Bad-Step' is not a valid name: use letters, digits and _, starting with a letter",
     ]
 
@@ -787,7 +790,9 @@ def test_validate_says_what_it_checked():
     code, out, _ = _validate(ROOT / "journeys")
     assert code == 0
     first, note = out.splitlines()
-    assert re.fullmatch(r".*journeys: \d+ journeys( \(\d+ versions\))?, 1 policy, 1 facts file \(\d+ fields recorded\): ok", first), out
+    checked = r".*journeys: \d+ journeys( \(\d+ versions\))?, 1 policy, 1 facts file \(\d+ fields recorded\)"
+    checked += r", 1 scores file \(\d+ scores\): ok"
+    assert re.fullmatch(checked, first), out
     assert note.startswith("note: journeys here read payload history") and "--kafka" in note
 
 
@@ -918,8 +923,8 @@ def test_a_journey_with_only_structural_mistakes_reports_what_it_always_did(tmp_
         """
     assert check(tmp_path, text) == [
         (
-            "8:20: goals.0.event: unknown event type 'web.purchse'; web events are: web.cart_abandoned, web.feature_used, "
-            "web.form_submitted, web.loan_approved, web.page_view, web.purchase, web.refund"
+            "8:20: goals.0.event: unknown event type 'web.purchse'; web events are: web.cart_abandoned, web.cart_updated, "
+            "web.feature_used, web.form_submitted, web.loan_approved, web.page_view, web.purchase, web.refund"
         ),
         (
             "19:5: steps.wait.timeout: bad duration '0s': must be longer than 0s; use a whole number followed by a unit: "
