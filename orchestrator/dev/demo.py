@@ -9,7 +9,8 @@ stack) does what production does, with a faster clock:
 2. publishes a realistic event stream for a few hundred customers, as upstream
    teams would: abandoned carts, purchases, call-center sentiment, store visits,
    sign-ups and feature use, refunds, churn scores, a service incident,
-   unsubscribes — and a few malformed events;
+   unsubscribes, prospects whose lead score crosses 50, idle full carts, public
+   mentions of the brand — and a few malformed events;
 3. plays the CCM platform: answers each send request with delivered / opened /
    clicked events carrying its ``send_id`` (some customers never open);
 4. reads what came out (journey log, decisions, send requests, dead letters)
@@ -83,6 +84,8 @@ PERSONAS = [
     "outage",
     "unsub",
     "loan",
+    "idle_cart",
+    "prospect",
 ]
 """Assigned round-robin; "cart" thrice so the abandoned-cart journey has the most customers."""
 
@@ -117,6 +120,8 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
             add(start - 30, "crm", c, "added_to_list", list="newsletter")
         add(start, "web", c, "page_view", url="/home")
         _persona_events(add, rnd, i, c, kind, start)
+        if i % 10 == 7:  # every tenth customer mentions the brand on social media: the webcare hand-off
+            _social_events(add, rnd, i, c, start)
     # a few malformed events, as happens in real life
     plan.append(Planned(t0, "web", {"event_id": "bad-1", "customer_id": "cust-bad", "type": "cart_abandoned", "cart_value": "lots"}))
     plan.append(Planned(t0, "geo", {"event_id": "bad-2", "customer_id": "cust-bad", "occurred_at": clock.iso(t0), "type": "teleported"}))
@@ -124,9 +129,25 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
     return plan, personas
 
 
+def _social_events(add: _AddEvent, rnd: random.Random, i: int, c: str, start: float) -> None:
+    """A public mention (negative complaint, question, praise, or on the customer's own blog), sometimes a reply in its thread."""
+    where = rnd.choice([("x", "public"), ("trustpilot", "public"), ("own_community", "own"), ("other", "customer_owned")])
+    sentiment = rnd.choice(["negative", "negative", "neutral", "positive"])
+    score = {"negative": -0.7, "neutral": 0.0, "positive": 0.8}[sentiment]
+    thread = {"platform": where[0], "platform_kind": where[1], "handle": f"@{c}", "mention_id": f"m{i}"}
+    add(start + 90, "social", c, "mention", **thread, link=f"https://social.example/{c}/1", excerpt="about my order",
+        sentiment=sentiment, sentiment_score=score, is_complaint=sentiment == "negative", is_question=sentiment == "neutral")  # fmt: skip
+    if rnd.random() < 0.5:
+        add(start + 2 * HOUR, "social", c, "reply", **thread, reply_id=f"r{i}", link=f"https://social.example/{c}/2",
+            sentiment=sentiment, sentiment_score=score)  # fmt: skip
+
+
 def _persona_events(add: _AddEvent, rnd: random.Random, i: int, c: str, kind: str, start: float) -> None:
     """What a (non-newbie) customer of persona ``kind`` does after its profile update and first page view."""
-    if kind in ("cart", "cart_buyer", "unsub"):
+    more = _PERSONAS_OF_ISSUE_15.get(kind)
+    if more is not None:
+        more(add, rnd, i, c, start)
+    elif kind in ("cart", "cart_buyer", "unsub"):
         add(start + 60, "web", c, "cart_abandoned", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 5))
         if kind == "cart_buyer":
             add(start + rnd.uniform(2, 10) * HOUR, "web", c, "purchase", order_id=f"o{i}", value=round(rnd.uniform(25, 400), 2))
@@ -156,6 +177,27 @@ def _persona_events(add: _AddEvent, rnd: random.Random, i: int, c: str, kind: st
         add(start, "web", c, "loan_approved", loan_id=f"l{i}", amount=round(rnd.uniform(5000, 50000), -2))
         if rnd.random() < 0.3:
             add(start + rnd.uniform(12, 30) * HOUR, "web", c, "form_submitted", form_id="loan_contract")
+
+
+def _idle_cart(add: _AddEvent, rnd: random.Random, i: int, c: str, start: float) -> None:
+    """Puts something in the cart, browses a little, then goes quiet (some buy first): the idle-cart chat offer."""
+    add(start + 120, "web", c, "cart_updated", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 4))
+    add(start + 120 + rnd.uniform(1, 5) * 60, "web", c, "page_view", url=f"/product/{rnd.randint(1, 99)}")
+    if rnd.random() < 0.3:
+        add(start + 120 + 7 * 60, "web", c, "purchase", order_id=f"o{i}", value=round(rnd.uniform(25, 400), 2))
+
+
+def _prospect(add: _AddEvent, rnd: random.Random, i: int, c: str, start: float) -> None:
+    """Reads the pricing pages and asks for a quote: the lead score crosses 50 and the lead goes to sales (an emit)."""
+    for k in range(3):
+        add(start + (k + 1) * 600, "web", c, "page_view", url=f"/pricing/{['basic', 'pro', 'team'][k]}")
+    add(start + 2 * HOUR, "web", c, "form_submitted", form_id="quote_request")
+    if rnd.random() < 0.5:
+        add(start + 3 * HOUR, "web", c, "form_submitted", form_id="demo_booking")
+
+
+_PERSONAS_OF_ISSUE_15 = {"idle_cart": _idle_cart, "prospect": _prospect}
+"""Personas with their own function: the idle full cart (quiet_for, service hours) and the prospect (lead score, emit)."""
 
 
 async def publish_plan(kafka: str, prefix: str, plan: list[Planned], clock: Clock, stop: asyncio.Event) -> int:
@@ -216,6 +258,27 @@ async def play_ccm_platform(kafka: str, prefix: str, clock: Clock, personas: dic
     return stats
 
 
+def _brief_scenarios(
+    log: list[dict[str, Any]], decisions: list[dict[str, Any]], sends: list[dict[str, Any]], records: dict[str, list[kafkatools.Record]]
+) -> list[str]:
+    """The three scenarios of the brief: lead scores handed to sales, webcare hand-offs, the idle full cart."""
+    outcomes = Counter((t["journey_id"], t["detail"].get("outcome")) for t in log if t["what"] in ("exited", "goal"))
+    leads = [r.json() for r in records.get("out.sales", [])]
+    webcare = Counter((r.json()["record"].get("kind"), r.json()["record"].get("priority")) for r in records.get("out.webcare", []))
+    quiet = sum(1 for t in log if t["what"] == "quiet" and t["journey_id"] == "idle_cart")
+    offers = Counter(s["template"] for s in sends if s["template"] in ("live_chat_offer", "chat_bot_offer"))
+    expired = sum(1 for d in decisions if d["result"] == "expired")
+    handoffs = ", ".join(f"{kind} {prio}" if prio else f"{kind}" for (kind, prio) in sorted(webcare, key=str)) or "no hand-offs"
+    own = outcomes[("webcare_handoff", "customer_owned_platform")]
+    lead_line = f"  lead scores: {len(leads)} leads crossed 50 and went to sales on out.sales (nobody contacted by it)"
+    webcare_line = f"  webcare: {sum(webcare.values())} records on out.webcare ({handoffs}); {own} on a customer's own platform: no contact"
+    idle_line = (
+        f"  idle full cart: {quiet} went quiet for 10 min -> live chat {offers['live_chat_offer']}, chat bot "
+        f"{offers['chat_bot_offer']}; {outcomes[('idle_cart', 'goal')]} bought first; offers expired unsent: {expired}"
+    )
+    return ["", "the brief's scenarios:", lead_line, webcare_line, idle_line]
+
+
 def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: Counter, speed: float, wall_s: float) -> str:
     log = [r.json() for r in records["journey-log"]]
     decisions = [r.json() for r in records["decisions"]]
@@ -244,6 +307,7 @@ def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: 
     lines += ["", "send requests to the CCM platform (template, channel):"]
     for (tpl, ch), n in sorted(Counter((s["template"], s["channel"]) for s in sends).items()):
         lines.append(f"  {tpl:<28} {ch:<12} {n:>5}")
+    lines += _brief_scenarios(log, decisions, sends, records)
     reminders = [t for t in log if t["what"] == "timeout"]
     lines.append(f"\nreminders on inaction (wait timeouts fired): {len(reminders)}")
     dead = records["dead-letter"]
@@ -304,7 +368,7 @@ def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float 
         wall = time.time() - started
         records = {
             name: asyncio.run(kafkatools.consume(kafka, [f"{prefix}.{name}"], until=lambda rs: False, timeout=3))
-            for name in ("journey-log", "decisions", "sends", "dead-letter")
+            for name in ("journey-log", "decisions", "sends", "dead-letter", "out.sales", "out.webcare")
         }
         print(summarise(records, published, ccm, clock_speed, wall))
         shown = ("orchestrator_timers_pending", "orchestrator_processed_total")
