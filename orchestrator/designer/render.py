@@ -110,13 +110,20 @@ def _edge_label(label: str, count: int | None) -> str:
     return f'|"{_esc(label)}: {count}"|' if label else f'|"{count}"|'
 
 
+def _start_label(journey: m.Journey) -> str:
+    """The entry node: name and version, what enters (events, a score crossing), its conditions, competing journeys."""
+    entry = " or ".join([*journey.entry.events, *filter(None, [crossing_text(journey.entry)])])
+    cond = _cond_text(journey.entry.when + journey.entry.profile)
+    label = f"{journey.name} (v{journey.version})<br/>on {entry}" + (f"<br/>if {cond}" if cond else "")
+    if journey.entry.exclusive_with:
+        label += f"<br/>not while in {', '.join(journey.entry.exclusive_with)}"
+    return label
+
+
 def render_mermaid(journey: m.Journey, counts: EdgeCounts | None = None) -> str:
     """The journey as a Mermaid ``flowchart TD``; with ``counts`` ((from, to) -> customers) on the edges."""
     lines = ["flowchart TD"]
-    entry = " or ".join([*journey.entry.events, *filter(None, [crossing_text(journey.entry)])])
-    cond = _cond_text(journey.entry.when + journey.entry.profile)
-    start_label = f"{journey.name} (v{journey.version})<br/>on {entry}" + (f"<br/>if {cond}" if cond else "")
-    start_text = _esc(start_label).replace("#lt;br/#gt;", "<br/>")
+    start_text = _esc(_start_label(journey)).replace("#lt;br/#gt;", "<br/>")
     lines.append(f'  start(("{start_text}"))')
     for sid, step in journey.steps.items():
         lines.append(f"  {_shape(sid, step)}")

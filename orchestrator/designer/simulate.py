@@ -820,7 +820,8 @@ class _Run:
         state = self.states.get(cid) or CustomerState.new(cid)
         res = await process(state, message, self.journeys, now, self.basket)
         self.states[cid] = res.state
-        _record(self.result, message, now, res, resolved, self._owners(message, res))
+        scored = score_changes(state, res.state, message.occurred_at) if isinstance(message, CustomerEvent) else None
+        _record(self.result, message, now, res, resolved, self._owners(message, res), scored)
         for d in res.sends:
             s = d.send
             self.approved[(cid, None, s.step_id)] = self.approved[(cid, s.journey_id, s.step_id)] = s.send_id
@@ -1045,6 +1046,7 @@ def _message_record(
     now: datetime,
     resolved: dict[str, str] | None,
     owners: Mapping[str, TimerOwner] | None = None,
+    scored: dict[str, tuple[float, float]] | None = None,
 ) -> SimRecord:
     cid = message.customer_id
     if isinstance(message, TimerFired):
@@ -1064,7 +1066,23 @@ def _message_record(
     if resolved:
         text += "".join(f" {k}={v}" for k, v in resolved.items())
         data["resolved"] = dict(resolved)
+    if scored:
+        text += "".join(f"; score {name} {before:g} -> {after:g}" for name, (before, after) in scored.items())
+        data["scores"] = {name: {"before": before, "after": after} for name, (before, after) in scored.items()}
     return SimRecord(now, cid, "event", text, data=data)
+
+
+def score_changes(before: CustomerState, after: CustomerState, at: datetime) -> dict[str, tuple[float, float]]:
+    """Per score the event changed: (its value just before the event, decayed to ``at``; its value after), rounded to 2 places."""
+    old, new = before.profile.scores, after.profile.scores
+    if old is new:
+        return {}
+    out: dict[str, tuple[float, float]] = {}
+    for name, value in new.items():
+        prior = old.get(name)
+        if prior is None or prior.value != value.value or prior.at != value.at:
+            out[name] = (round(prior.value_at(at), 2) if prior is not None else 0.0, round(value.value, 2))
+    return out
 
 
 def _record(
@@ -1074,11 +1092,12 @@ def _record(
     res: Result,
     resolved: dict[str, str] | None = None,
     owners: Mapping[str, TimerOwner] | None = None,
+    scored: dict[str, tuple[float, float]] | None = None,
 ) -> None:
     cid = message.customer_id
     owners = owners or {}
     add = result.records.append
-    add(_message_record(message, now, resolved, owners))
+    add(_message_record(message, now, resolved, owners, scored))
     for c in res.consent_changes:
         verb = "resubscribed to" if c.subscribed else "unsubscribed from"
         add(
@@ -1385,6 +1404,10 @@ class EventRecord(_CustomerLine):
     type: str = Field(description="Qualified event type, e.g. web.cart_abandoned.")
     resolved: dict[str, str] | None = Field(
         default=None, description='Placeholders ({"send_of": STEP}) of this event and the values they resolved to: field -> value.'
+    )
+    scores: dict[str, dict[str, float]] | None = Field(
+        default=None,
+        description="Scores (journeys/scores.yaml) this event changed: name -> {before (decayed to the event's time), after}.",
     )
 
 

@@ -140,3 +140,10 @@ def test_the_campaign_scan_reads_the_instances_for_an_audience_with_membership()
     s, _ = scheduler(store, clock)
     out = drain(s, js, RUN_AT + timedelta(seconds=5), {0}, total=1, clock=clock)
     assert published(out) == ["free"]
+
+
+def test_render_names_the_competing_journeys() -> None:
+    from orchestrator.designer.render import render_mermaid
+
+    js = load_text(CART, COMPETING.format(other="cart"))
+    assert "not while in cart" in render_mermaid(js.newest("winback").journey)  # type: ignore[union-attr]

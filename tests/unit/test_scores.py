@@ -344,3 +344,12 @@ def test_the_example_scenario() -> None:
     assert leads["p2"] == [] and leads["p4"] == []
     assert r.states["p4"].profile.scores["churn_risk"].value == 0.82
     assert round(leads["p3"][0]["record"]["score"], 2) == 70.0  # 20 + 20 + 30, the forms decayed by minutes
+
+
+def test_simulate_shows_each_score_change_with_its_event() -> None:
+    from orchestrator.designer.simulate import format_text
+
+    r = simulate_files(ROOT / "journeys", ROOT / "tests" / "fixtures" / "events" / "lead_scoring.jsonl")
+    events = [rec for rec in r.for_customer("p1") if rec.kind == "event"]
+    assert events[0].data["scores"] == {"lead": {"before": 0.0, "after": 10.0}}  # a pricing page: 2 + 8
+    assert "event web.form_submitted (p1-f2); score lead 41.99 -> 61.99" in format_text(r, ["p1"])
