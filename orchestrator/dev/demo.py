@@ -180,7 +180,11 @@ def _persona_events(add: _AddEvent, rnd: random.Random, i: int, c: str, kind: st
 
 
 def _idle_cart(add: _AddEvent, rnd: random.Random, i: int, c: str, start: float) -> None:
-    """Puts something in the cart, browses a little, then goes quiet (some buy first): the idle-cart chat offer."""
+    """Puts something in the cart, browses a little, then goes quiet (some buy first): the idle-cart chat offer.
+
+    Spread over a day (every 3 hours of journey time), so that some go quiet inside the service hours and some outside.
+    """
+    start += (i % 8) * 3 * HOUR
     add(start + 120, "web", c, "cart_updated", cart_id=f"k{i}", cart_value=round(rnd.uniform(25, 400), 2), items=rnd.randint(1, 4))
     add(start + 120 + rnd.uniform(1, 5) * 60, "web", c, "page_view", url=f"/product/{rnd.randint(1, 99)}")
     if rnd.random() < 0.3:
@@ -267,7 +271,7 @@ def _brief_scenarios(
     webcare = Counter((r.json()["record"].get("kind"), r.json()["record"].get("priority")) for r in records.get("out.webcare", []))
     quiet = sum(1 for t in log if t["what"] == "quiet" and t["journey_id"] == "idle_cart")
     offers = Counter(s["template"] for s in sends if s["template"] in ("live_chat_offer", "chat_bot_offer"))
-    expired = sum(1 for d in decisions if d["result"] == "expired")
+    expired = sum(1 for d in decisions if d["result"] == "expired" and d.get("journey_id") == "idle_cart")
     handoffs = ", ".join(f"{kind} {prio}" if prio else f"{kind}" for (kind, prio) in sorted(webcare, key=str)) or "no hand-offs"
     own = outcomes[("webcare_handoff", "customer_owned_platform")]
     lead_line = f"  lead scores: {len(leads)} leads crossed 50 and went to sales on out.sales (nobody contacted by it)"
