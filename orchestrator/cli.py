@@ -42,6 +42,20 @@ def _worker(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         print("fix them (`orchestrator validate` lists the same problems) and start again", file=sys.stderr)
         return 2
+    if settings.pseudonym_key is None:
+        if not settings.local_only():
+            print(
+                "orchestrator worker: refusing to start: ORCH_PSEUDONYM_KEY is not set. It keys the customer pseudonyms in "
+                "the logs; without a secret key anyone who knows the consumer group could recompute a guessed customer's "
+                "pseudonym. Set it from where this deployment keeps its secrets (e.g. `openssl rand -hex 32`).",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            "orchestrator worker: warning: ORCH_PSEUDONYM_KEY is not set; Kafka is on this machine, so log pseudonyms use "
+            f"a key derived from ORCH_APP_ID ({settings.app_id}): fine for the local stack, not for production",
+            file=sys.stderr,
+        )
     try:
         asyncio.run(prepare_topics(settings))
     except PreflightError as exc:

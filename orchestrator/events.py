@@ -392,10 +392,12 @@ class InvalidEvent(ValueError):
     ``unknown_family``, ``schema``, ``key_mismatch``. Both go on the dead-letter record.
     """
 
-    def __init__(self, reason: str, code: str = "schema") -> None:
+    def __init__(self, reason: str, code: str = "schema", customer_id: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.customer_id = customer_id
+        """The message's customer id when it could be read (a string up to 256 characters), for the dead-letter record."""
 
 
 @dataclass(frozen=True)
@@ -491,14 +493,16 @@ def parse_inbound(
     doc = decode_json(raw, limits) if isinstance(raw, (bytes, str)) else raw
     if not isinstance(doc, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(doc).__name__}", "not_object")
+    readable = doc.get("customer_id")
     try:
         model = _ADAPTERS[family].validate_python(doc)
     except ValidationError as exc:
-        raise InvalidEvent(_explain(family, doc, exc), "schema") from None
+        who = readable if isinstance(readable, str) and 0 < len(readable) <= 256 else None
+        raise InvalidEvent(_explain(family, doc, exc), "schema", who) from None
     if key is not None:
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         if k and k != model.customer_id:
-            raise InvalidEvent(f"message key {k!r} differs from customer_id {model.customer_id!r}", "key_mismatch")
+            raise InvalidEvent(f"message key {k!r} differs from customer_id {model.customer_id!r}", "key_mismatch", model.customer_id)
     data = model.model_dump(mode="json", exclude={"event_id", "customer_id", "occurred_at", "type"})
     return CustomerEvent(
         event_id=model.event_id,

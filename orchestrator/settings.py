@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL / SASL_SSL; system CAs when unset.")
 
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Secret key of the customer pseudonyms in log lines (keep it where the deployment keeps secrets). Required "
+            "unless every Kafka bootstrap server is on this machine (the local stack), where a key derived from "
+            "ORCH_APP_ID is used and the worker says so."
+        ),
+    )
+
     # --- Redis ---
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -147,6 +156,17 @@ class Settings(BaseSettings):
     def kafka_ssl_context(self) -> ssl.SSLContext:
         """TLS context for SSL / SASL_SSL (the CA file if given, else the system CAs)."""
         return ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+
+    def local_only(self) -> bool:
+        """Every Kafka bootstrap server is on this machine (the local stack, tests, the demo)."""
+        hosts = [s.strip().rsplit(":", 1)[0].strip("[]") for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+        return bool(hosts) and all(h in ("localhost", "::1") or h.startswith("127.") for h in hosts)
+
+    def log_pseudonym_key(self) -> bytes:
+        """The key of the customer pseudonyms in logs: ORCH_PSEUDONYM_KEY, else (local stack only) one derived from the app id."""
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value().encode()
+        return b"local:" + self.app_id.encode()
 
     def topic(self, name: str) -> str:
         """Full topic name for one of our topics (e.g. 'in.web', 'customer-events', 'sends')."""

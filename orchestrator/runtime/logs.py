@@ -7,8 +7,11 @@
   32,000-50,000 lines before) and on our own retry warnings.
 - :func:`pseudonym`: a keyed hash of a customer id for log lines (``c-1a2b3c4d5e6f``);
   the same customer always gets the same pseudonym under one key, so lines can be
-  correlated, but the id cannot be read back. The dead-letter topic (a data topic with
-  the same access rules as the inbound ones) carries the real id.
+  correlated, but the id cannot be read back. The key is ``ORCH_PSEUDONYM_KEY`` (a secret:
+  the group name would let anyone recompute a guessed customer's pseudonym). :func:`redact`
+  replaces the ids a message is known to carry (its key, its customer id) in texts that are
+  logged, such as a dead letter's reason. The dead-letter topic (a data topic with the same
+  access rules as the inbound ones) carries the real id.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.settings import Settings
@@ -27,6 +31,13 @@ NOISY_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "orchestrator.dependency"
 def pseudonym(customer_id: str, key: bytes) -> str:
     """A stable, non-reversible stand-in for a customer id in logs."""
     return "c-" + hashlib.blake2b(customer_id.encode(), key=key[:64], digest_size=6).hexdigest()
+
+
+def redact(text: str, ids: Iterable[str | None], key: bytes) -> str:
+    """``text`` with every occurrence of each of ``ids`` (customer ids, message keys) replaced by its pseudonym."""
+    for raw in sorted({i for i in ids if i}, key=len, reverse=True):  # longest first: an id inside another stays whole
+        text = text.replace(raw, pseudonym(raw, key))
+    return text
 
 
 class RateLimit(logging.Filter):

@@ -86,7 +86,7 @@ from orchestrator.records import DecisionRecord, EmitRecord, JourneyLogRecord, S
 from orchestrator.runtime.campaigns import CampaignScheduler, Work, run_of_event, run_of_instance
 from orchestrator.runtime.facts_registry import sync_registry
 from orchestrator.runtime.lag import LagProbe, LagUnavailable, PartitionLag
-from orchestrator.runtime.logs import pseudonym
+from orchestrator.runtime.logs import pseudonym, redact
 from orchestrator.runtime.out_topics import OutTopics, journey_out_topics
 from orchestrator.runtime.preflight import aiokafka_kwargs
 from orchestrator.runtime.store import StateStore
@@ -193,7 +193,7 @@ class Pipeline(Service):
         self.basket = RedisBasket(self.redis, policy)
         self._kw = aiokafka_kwargs(settings)
         self.out_topics = OutTopics(settings, **self._kw)
-        self._pseudo_key = settings.app_id.encode()
+        self._pseudo_key = settings.log_pseudonym_key()
         self.campaigns = CampaignScheduler(
             self.store,
             metrics,
@@ -488,7 +488,7 @@ class Pipeline(Service):
             event = parse_inbound(family, src.value or b"", key=src.key, limits=self.limits)
         except InvalidEvent as exc:
             out.counts.append(_count(self.metrics.events, family, "dead_lettered"))
-            self._dead(out, src, exc.code, exc.reason, "InvalidEvent", None, family=family)
+            self._dead(out, src, exc.code, exc.reason, "InvalidEvent", exc.customer_id, family=family)
             return
         out.counts.append(_count(self.metrics.events, family, "accepted"))
         out.records.append((self.customer_topic, None, event.customer_id.encode(), encode_internal(event), None))
@@ -533,7 +533,7 @@ class Pipeline(Service):
                 src.partition,
                 src.offset,
                 code,
-                reason[:500],
+                redact(reason, (customer_id, (src.key or b"").decode("utf-8", "replace")), self._pseudo_key)[:500],
                 extra={
                     "event": "dead_letter",
                     "code": code,

@@ -39,3 +39,34 @@ def test_worker_refuses_an_invalid_policy(tmp_path: Path, monkeypatch: pytest.Mo
     # the missing facts file is reported in the same run as the broken policy
     assert f"{tmp_path / 'profile.yaml'}:1:1: missing: the profile facts" in err
     assert f"{tmp_path / 'pressure.yaml'}:1:1: capacity: Input should be greater than or equal to 0" in err
+
+
+def test_worker_refuses_to_start_outside_the_local_stack_without_a_pseudonym_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ORCH_JOURNEYS_DIR", str(ROOT / "journeys"))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker1.internal:9093,broker2.internal:9093")
+    monkeypatch.delenv("ORCH_PSEUDONYM_KEY", raising=False)
+    assert cli.main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to start: ORCH_PSEUDONYM_KEY is not set" in err and "openssl rand" in err
+
+
+def test_settings_know_the_local_stack_and_the_pseudonym_key() -> None:
+    from pydantic import SecretStr
+
+    from orchestrator.settings import Settings
+
+    assert Settings(kafka_bootstrap_servers="127.0.0.1:9092").local_only()
+    assert Settings(kafka_bootstrap_servers="localhost:9092,[::1]:9094").local_only()
+    assert not Settings(kafka_bootstrap_servers="127.0.0.1:9092,broker:9092").local_only()
+    local = Settings(app_id="app").log_pseudonym_key()
+    assert local == b"local:app" and Settings(app_id="app", pseudonym_key=SecretStr("s3cret")).log_pseudonym_key() == b"s3cret"
+
+
+def test_redact_replaces_every_known_id_by_its_pseudonym() -> None:
+    from orchestrator.runtime.logs import pseudonym, redact
+
+    reason = "message key 'cust-12' differs from customer_id 'cust-1'"
+    out = redact(reason, ["cust-1", "cust-12", None, ""], b"k")
+    assert "cust-1" not in out and pseudonym("cust-12", b"k") in out and pseudonym("cust-1", b"k") in out

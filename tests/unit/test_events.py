@@ -207,3 +207,18 @@ def test_internal_round_trip() -> None:
     back = decode_internal(encode_internal(t))
     assert isinstance(back, TimerFired) and back == t and back.event_id == "timer:i:s:timeout"
     assert isinstance(decode_internal(encode_internal(ev)), CustomerEvent)
+
+
+def test_an_invalid_event_carries_its_readable_customer_id_for_the_dead_letter() -> None:
+    from orchestrator.events import InvalidEvent, parse_inbound
+
+    doc = {"event_id": "e1", "customer_id": "c-42", "occurred_at": "2026-03-02T10:00:00Z", "type": "cart_abandoned"}
+    with pytest.raises(InvalidEvent) as exc:
+        parse_inbound("web", {**doc, "cart_value": "lots"})
+    assert (exc.value.code, exc.value.customer_id) == ("schema", "c-42")
+    with pytest.raises(InvalidEvent) as exc:
+        parse_inbound("web", {**doc, "cart_id": "k", "cart_value": 3.0}, key=b"other")
+    assert (exc.value.code, exc.value.customer_id) == ("key_mismatch", "c-42")
+    with pytest.raises(InvalidEvent) as exc:
+        parse_inbound("web", {**doc, "customer_id": 7, "cart_value": 3.0})
+    assert exc.value.customer_id is None  # not a readable id
