@@ -97,6 +97,12 @@ class Metrics:
             "orchestrator_journey_reloads", "Journey directory reloads by outcome (ok | refused).", ["outcome"], registry=r
         )
         self.journeys_loaded = Gauge("orchestrator_journeys_loaded", "Journey versions currently live.", registry=r)
+        self.invalid_definition_files = Gauge(
+            "orchestrator_invalid_definition_files",
+            "Files of the journeys directory the last reload refused (journeys, pressure.yaml, profile.yaml, scores.yaml): "
+            "a running worker keeps its journeys, but a new or restarted one refuses to start until they are fixed. Alert on > 0.",
+            registry=r,
+        )
         # campaigns (runtime/campaigns.py): per journey and run, on this worker's partitions; a run's series
         # are removed once the journey has had CAMPAIGN_RUNS_KEPT newer runs (later counts go to run="older")
         run = ["journey", "run"]

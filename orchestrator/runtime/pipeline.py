@@ -791,6 +791,7 @@ class Pipeline(Service):
         except (DefinitionError, OSError) as exc:  # each refusal is logged with its file:line, every file's problems together
             errors = exc.problems if isinstance(exc, DefinitionError) else [str(exc)]
             self.metrics.journey_reloads.labels("refused").inc()
+            self.metrics.invalid_definition_files.set(len({err.split(":", 1)[0] for err in errors}))
             for err in errors:
                 log.error("journey reload refused: %s", err, extra={"event": "journey_reload_refused", "error": err})
             log.error("keeping the running journeys (%d versions)", len(self.journeys))
@@ -798,6 +799,7 @@ class Pipeline(Service):
         self.journeys, self.policy = journeys, policy
         self.basket = RedisBasket(self.redis, policy)
         self.metrics.journey_reloads.labels("ok").inc()
+        self.metrics.invalid_definition_files.set(0)
         self.metrics.journeys_loaded.set(len(journeys))
         log.info("journeys reloaded: %d versions live", len(journeys))
 

@@ -129,6 +129,7 @@ def test_broken_journey_file_is_refused_and_running_version_keeps_running(deploy
     while time.monotonic() < deadline and 'orchestrator_journey_reloads_total{outcome="refused"}' not in worker.metrics():
         time.sleep(0.3)
     assert 'orchestrator_journey_reloads_total{outcome="refused"} 1.0' in worker.metrics()
+    assert "orchestrator_invalid_definition_files 1.0" in worker.metrics()  # what an alert fires on before a restart fails
     log = worker.log_path.read_text()
     assert f"{broken}:" in log and "journey reload refused" in log
 
@@ -143,6 +144,7 @@ def test_broken_journey_file_is_refused_and_running_version_keeps_running(deploy
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and 'orchestrator_journey_reloads_total{outcome="ok"}' not in worker.metrics():
         time.sleep(0.3)
+    assert "orchestrator_invalid_definition_files 0.0" in worker.metrics()
     newcomer = f"{dep.prefix}-new"
     dep.publish("web", cart(newcomer))
     sends = dep.read("sends", until=lambda rs: any(r.key == newcomer for r in rs), timeout=60)
