@@ -40,11 +40,12 @@ from orchestrator.actions import (
     Send,
     Trace,
 )
+from orchestrator.dedupe import DEFAULT_LIMITS, EngineLimits
 from orchestrator.engine import step
 from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
 from orchestrator.pressure.basket import Basket, Decision, GateRequest
-from orchestrator.state import DEFAULT_LIMITS, CustomerState, EngineLimits
+from orchestrator.state import CustomerState
 
 MAX_ACTIONS_PER_MESSAGE = 1000
 

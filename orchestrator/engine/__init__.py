@@ -8,7 +8,7 @@ One call handles one message:
 
 * :class:`~orchestrator.events.CustomerEvent` — deduplicated by event id (an id seen
   within ``limits.dedupe_window`` of engine time is a duplicate: one "duplicate"
-  :class:`~orchestrator.actions.Trace`, nothing else; see ``state.remember``), folded into
+  :class:`~orchestrator.actions.Trace`, nothing else; see ``dedupe.remember``), folded into
   the profile, then: goals / exits end live instances, awaited events move waiting
   instances, and the event may start new instances (entry trigger + conditions +
   re-entry rule). Consent events also emit :class:`~orchestrator.actions.ConsentChange`.
@@ -40,6 +40,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from orchestrator.actions import Action, GateOutcome
+from orchestrator.dedupe import DEFAULT_LIMITS, EngineLimits
 from orchestrator.engine.audience import on_audience
 from orchestrator.engine.ids import choose_variant, split_bucket
 from orchestrator.engine.messages import on_event, on_gate, on_timer
@@ -47,7 +48,7 @@ from orchestrator.engine.profile import fold_profile
 from orchestrator.engine.steps import MAX_TRANSITIONS
 from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
-from orchestrator.state import DEFAULT_LIMITS, CustomerState, EngineLimits
+from orchestrator.state import CustomerState
 
 __all__ = ["MAX_TRANSITIONS", "choose_variant", "fold_profile", "split_bucket", "step"]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from orchestrator.actions import Action, Trace
+from orchestrator.dedupe import EngineLimits, remember
 from orchestrator.engine.draft import Draft
 from orchestrator.engine.entry import reentry_refusal
 from orchestrator.engine.steps import advance
@@ -26,7 +27,7 @@ from orchestrator.events import AudienceCheck, CustomerEvent
 from orchestrator.fastmodel import fast_copy, fast_new
 from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet
-from orchestrator.state import CustomerState, EngineLimits, remember
+from orchestrator.state import CustomerState
 
 AUDIENCE_EVENT_TYPE = "audience.run"
 """The type of a campaign run's entry event, as traces and ``entry.`` conditions see it."""

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from orchestrator.actions import Action, ConsentChange, GateOutcome, Send, Trace
+from orchestrator.dedupe import EngineLimits, remember
 from orchestrator.engine.audience import qualify
 from orchestrator.engine.deadline import expires_at_timer, held_until
 from orchestrator.engine.draft import Draft
@@ -23,7 +24,7 @@ from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet
 from orchestrator.journey.windows import next_opening
 from orchestrator.pressure.basket import Decision
-from orchestrator.state import CustomerState, EngineLimits, Instance, TimerRef, remember
+from orchestrator.state import CustomerState, Instance, TimerRef
 from orchestrator.timeutil import iso_utc
 
 MIN_RETRY: Final = timedelta(seconds=1)

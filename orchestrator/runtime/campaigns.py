@@ -140,6 +140,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.dedupe import RECENT_SEP, dedupe_key, recent_contains, recent_from_list
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
 from orchestrator.events import AudienceCheck
 from orchestrator.journey.conditions import Ctx
@@ -149,7 +150,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.records import CampaignProgress
 from orchestrator.runtime.logs import pseudonym
 from orchestrator.runtime.store import PartitionState, StateStore
-from orchestrator.state import RECENT_SEP, Instance, Profile, dedupe_key, recent_contains, recent_from_list
+from orchestrator.state import Instance, Profile
 
 log = logging.getLogger("orchestrator.campaigns")
 

@@ -64,6 +64,7 @@ from mode import Service
 from prometheus_client import Counter
 
 from orchestrator.actions import Emit
+from orchestrator.dedupe import EngineLimits
 from orchestrator.definitions import load_definitions
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
 from orchestrator.errors import DefinitionError
@@ -92,7 +93,7 @@ from orchestrator.runtime.preflight import aiokafka_kwargs
 from orchestrator.runtime.store import StateStore
 from orchestrator.runtime.timers import TimerHeap, encode_timers
 from orchestrator.settings import Settings
-from orchestrator.state import CustomerState, EngineLimits
+from orchestrator.state import CustomerState
 
 log = logging.getLogger("orchestrator")
 retry_log = logging.getLogger("orchestrator.dependency")

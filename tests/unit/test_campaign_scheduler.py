@@ -13,6 +13,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from orchestrator.actions import Disposition, Send, Trace
+from orchestrator.dedupe import recent_from_list
 from orchestrator.designer.explain import build_story
 from orchestrator.designer.report import build_report
 from orchestrator.dev.drive import drive
@@ -35,7 +36,7 @@ from orchestrator.runtime.campaigns import (
 from orchestrator.runtime.pipeline import Pipeline, _Out
 from orchestrator.runtime.store import PartitionState, StateStore
 from orchestrator.settings import Settings
-from orchestrator.state import CustomerState, Profile, recent_from_list
+from orchestrator.state import CustomerState, Profile
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)

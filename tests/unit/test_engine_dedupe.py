@@ -8,13 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.actions import Trace
-from orchestrator.engine import step
-from orchestrator.events import CustomerEvent
-from orchestrator.journey.loader import load_text
-from orchestrator.state import (
+from orchestrator.dedupe import (
     DEDUPE_ENTRY_CHARS,
     DEFAULT_LIMITS,
-    CustomerState,
     EngineLimits,
     dedupe_key,
     recent_decode,
@@ -23,6 +19,10 @@ from orchestrator.state import (
     recent_list,
     remember,
 )
+from orchestrator.engine import step
+from orchestrator.events import CustomerEvent
+from orchestrator.journey.loader import load_text
+from orchestrator.state import CustomerState
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
