@@ -39,6 +39,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from orchestrator.errors import DefinitionError
+
 Path = tuple[Hashable, ...]
 Position = tuple[int, int]
 Positions = dict[Path, Position]
@@ -54,6 +56,8 @@ __all__ = [
     "load_yaml_with_positions",
     "loads_yaml_with_positions",
     "locate",
+    "parse_definition",
+    "read_definition",
 ]
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -234,3 +238,35 @@ def format_yaml_error(path: str | os.PathLike[str], exc: yaml.YAMLError) -> str:
     if mark is None:
         return f"{os.fspath(path)}:1:1: invalid YAML: {message}"
     return f"{os.fspath(path)}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {message}"
+
+
+# ------------------------------------------------------------------ a designer's file, read and parsed
+
+
+def read_definition(path: str | os.PathLike[str], error: type[DefinitionError], what: str) -> str:
+    """The text of a designer's file; ``error`` (``file:1:1: cannot read the <what>: ...``) when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise error([f"{os.fspath(path)}:1:1: cannot read the {what}: {exc.strerror or exc}"]) from None
+
+
+def parse_definition(
+    text: str, name: str, error: type[DefinitionError], shape: str
+) -> tuple[dict[str, Any], Positions, list[tuple[Position, str]]]:
+    """A designer's YAML file as a mapping (``{}`` when empty), its positions and its repeated keys as located problems.
+
+    Raises ``error`` for a syntax error or a file that is not a mapping (``shape`` says what it must
+    be, e.g. ``a mapping with events:``).
+    """
+    duplicates: list[DuplicateKey] = []
+    try:
+        data, positions = loads_yaml_with_positions(text, duplicates)
+    except yaml.YAMLError as exc:
+        raise error([format_yaml_error(name, exc)]) from None
+    problems = [(d.position, f"{name}:{d.position[0]}:{d.position[1]}: {d.message}") for d in duplicates]
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise error([f"{name}:1:1: {shape}, got {type(data).__name__}"])
+    return data, positions, problems

@@ -422,12 +422,7 @@ class Draft:
         send, decision = inst.deferred, inst.deferred_decision
         assert send is not None and decision is not None
         self._cancel_timers(inst)
-        d = inst.__dict__
-        d["deferred"] = None
-        d["deferred_decision"] = None
-        d["status"] = "running"
-        d["attempt"] = 0
-        d["expires_at"] = None
+        self.expire_send(inst)  # the same bookkeeping: no held send, no deadline, running again
         return send, decision
 
     # ------------------------------------------------------------ timers

@@ -179,14 +179,7 @@ def _handler_of_subclass(step_def: Any) -> Handler:
 
 def build_send(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> Send:
     """The send request of a send step: template, variables (``variables_from`` read now), basket fields."""
-    variables = dict(step_def.variables)  # = send_variables(), inlined: this runs for every send
-    getters = journey.variables_from.get(step_id)
-    if getters:
-        ctx = draft.context(inst)
-        for name, get in getters:
-            value = get(ctx)
-            if value is not MISSING:
-                variables[name] = value
+    variables = send_variables(draft, inst, journey, step_id, step_def)
     fallback = step_def.on_capped.channel_names() if step_def.on_capped.action == "fallback" else []
     return fast_new(
         Send,

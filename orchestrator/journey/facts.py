@@ -60,12 +60,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.durations import Duration
 from orchestrator.errors import DefinitionError
-from orchestrator.yamlpos import DuplicateKey, Positions, format_yaml_error, loads_yaml_with_positions, locate
+from orchestrator.yamlpos import Positions, locate, parse_definition, read_definition
 
 FACTS_FILE = "profile.yaml"
 """The facts file's name in the journeys directory."""
@@ -175,26 +174,12 @@ def implied(fields: Iterable[tuple[str, str]]) -> Facts:
 
 def load_facts(path: str | os.PathLike[str]) -> Facts:
     """Read and check a facts file; raises :class:`FactsError` listing every problem as ``file:line:col: message``."""
-    name = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise FactsError([f"{name}:1:1: cannot read the profile facts: {exc.strerror or exc}"]) from None
-    return loads_facts(text, name)
+    return loads_facts(read_definition(path, FactsError, "profile facts"), os.fspath(path))
 
 
 def loads_facts(text: str, name: str = FACTS_FILE) -> Facts:
     """:func:`load_facts` from text; ``name`` prefixes the errors."""
-    duplicates: list[DuplicateKey] = []
-    try:
-        data, positions = loads_yaml_with_positions(text, duplicates)
-    except yaml.YAMLError as exc:
-        raise FactsError([format_yaml_error(name, exc)]) from None
-    problems = [((d.position[0], d.position[1]), f"{name}:{d.position[0]}:{d.position[1]}: {d.message}") for d in duplicates]
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise FactsError([f"{name}:1:1: the profile facts must be a mapping with events:, got {type(data).__name__}"])
+    data, positions, problems = parse_definition(text, name, FactsError, "the profile facts must be a mapping with events:")
     model: ProfileFacts | None = None
     try:
         model = ProfileFacts.model_validate(data)

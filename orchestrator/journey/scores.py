@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -71,7 +70,7 @@ from orchestrator.journey.conditions import (
     compile_all,
     field_getter,
 )
-from orchestrator.yamlpos import DuplicateKey, format_yaml_error, loads_yaml_with_positions, locate
+from orchestrator.yamlpos import locate, parse_definition, read_definition
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.journey.loader import CompiledJourney
@@ -275,26 +274,12 @@ def crossing_text(entry: Entry) -> str | None:
 
 def load_scores(path: str | os.PathLike[str]) -> Scores:
     """Read and check a scores file; raises :class:`ScoresError` listing every problem as ``file:line:col: message``."""
-    name = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ScoresError([f"{name}:1:1: cannot read the scores: {exc.strerror or exc}"]) from None
-    return loads_scores(text, name)
+    return loads_scores(read_definition(path, ScoresError, "scores"), os.fspath(path))
 
 
 def loads_scores(text: str, name: str = SCORES_FILE) -> Scores:
     """:func:`load_scores` from text; ``name`` prefixes the errors."""
-    duplicates: list[DuplicateKey] = []
-    try:
-        data, positions = loads_yaml_with_positions(text, duplicates)
-    except yaml.YAMLError as exc:
-        raise ScoresError([format_yaml_error(name, exc)]) from None
-    problems = [((d.position[0], d.position[1]), f"{name}:{d.position[0]}:{d.position[1]}: {d.message}") for d in duplicates]
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ScoresError([f"{name}:1:1: the scores file must be a mapping with scores:, got {type(data).__name__}"])
+    data, positions, problems = parse_definition(text, name, ScoresError, "the scores file must be a mapping with scores:")
     model: ScoresFile | None = None
     try:
         model = ScoresFile.model_validate(data)
@@ -460,22 +445,14 @@ def score_problems(journey: Journey, scores: Scores) -> list[tuple[Loc, str]]:
 
 
 def _journey_fields(journey: Journey) -> Iterator[tuple[Loc, str]]:
+    """Every field path a journey reads (its conditions, wherever they are, and its sends' variables_from), at its key."""
     from orchestrator.journey import model as m
 
-    places: list[tuple[Loc, list[Any]]] = [(("entry", "when"), journey.entry.when), (("entry", "profile"), journey.entry.profile)]
-    if journey.entry.audience is not None:
-        places.append((("entry", "audience", "when"), journey.entry.audience.when))
-    places += [(("goals", i, "when"), r.when) for i, r in enumerate(journey.goals)]
-    places += [(("exits", i, "when"), r.when) for i, r in enumerate(journey.exits)]
     for sid, step in journey.steps.items():
-        if isinstance(step, m.BranchStep):
-            places += [(("steps", sid, "cases", i, "when"), c.when) for i, c in enumerate(step.cases)]
-        elif isinstance(step, m.WaitStep):
-            places += [(("steps", sid, "for", i, "when"), mt.when) for i, mt in enumerate(step.matchers)]
-        elif isinstance(step, m.SendStep):
+        if isinstance(step, m.SendStep):
             yield from ((("steps", sid, "variables_from", k), v) for k, v in step.variables_from.items())
-    for loc, conds in places:
-        yield from _fields_at(conds, loc)
+    for loc, cond in m.conditions_at(journey):
+        yield from _fields_in(cond, loc)
 
 
 def describe(scores: Scores) -> str:
