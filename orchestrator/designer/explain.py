@@ -15,7 +15,7 @@ It also reads the customer's partition of ``<prefix>.customer-events`` (the cano
 timers and campaign checks the worker republishes keyed by customer) and of ``<prefix>.dead-letter``:
 
 - **Each event at its own time.** The worker stamps every record of one batch with the batch's
-  time (``Pipeline._attempt`` takes ``now`` once per batch; the engine's traces and the decisions
+  time (``BatchLoop.attempt`` takes ``now`` once per batch; the engine's traces and the decisions
   carry it), so the journey log alone would put every event of a batch at one time. A line about
   an event is put at that event's ``occurred_at`` from its envelope (a timeout or resume at its
   timer's due time); the text says ``(handled <time>)`` when the worker handled it a second or
@@ -67,12 +67,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.designer.report import (
+from orchestrator.designer.report import load_settings, log_records, parse_time
+from orchestrator.designer.report_kafka import (
     KafkaReadError,
     _partition_counts,  # the same topic check and partition count as read_to_end
-    load_settings,
-    log_records,
-    parse_time,
     quiet_kafka_client,
     read_to_end,
 )
@@ -125,7 +123,7 @@ class DecisionView(BaseModel):
 class DeadLetterView(BaseModel):
     """A record of the dead-letter topic as this command reads it (:func:`dead_letter_view`).
 
-    The worker (``runtime/pipeline.py: Pipeline._dead``) writes the original bytes as the value,
+    The worker (``runtime/outputs.py: dead_letter_record``) writes the original bytes as the value,
     the source message's key as the key, and why in ``dlq.*`` headers.
     """
 
