@@ -52,9 +52,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.actions import GateOutcome, Send  # noqa: E402
-from orchestrator.dev.drive import decision, drive  # noqa: E402
-from orchestrator.engine import step  # noqa: E402
+from orchestrator.actions import Send  # noqa: E402
+from orchestrator.dev.drive import drive  # noqa: E402
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE  # noqa: E402
 from orchestrator.events import AudienceCheck, CustomerEvent  # noqa: E402
 from orchestrator.journey.conditions import Ctx  # noqa: E402
@@ -203,11 +202,8 @@ def engine_steps(store: StateStore, js: JourneySet, sample: int) -> tuple[dict[s
     for n, (cid, raw) in enumerate(part.states.items()):
         check = AudienceCheck(customer_id=cid, journey_id="winback", run_id=RUN_ID, due_at=RUN_AT)
         t0 = time.perf_counter()
-        state, actions = step(CustomerState.model_validate_json(raw), check, js, NOW)
-        for a in actions:
-            if isinstance(a, Send):
-                state, _ = step(state, GateOutcome(customer_id=cid, send=a, decision=decision(a)), js, NOW)
-                entered += 1
+        state, actions = drive(CustomerState.model_validate_json(raw), check, js, NOW)
+        entered += sum(isinstance(a, Send) for a in actions)
         encoded = state.model_dump_json().encode()
         if n < sample:
             timed += time.perf_counter() - t0

@@ -11,9 +11,10 @@ churn apology), the rest have a profile and history only.
 Timed: a mixed stream of events (mostly traffic that matches nothing or only updates
 the profile; some opens of the exact awaited message, purchases that hit goals, new
 entries that send, due timers) goes through ``engine.step`` one customer at a time, on
-one core. Every ``Send`` the engine emits is answered at once with an approving
-``GateOutcome`` (a second ``step`` call, counted in the time; no basket logic). An
-"event" is one inbound message or timer; gate outcomes are not counted as events.
+one core, in the processor's loop (``dev.drive``: ``processor.gate_loop``). Every ``Send``
+the engine emits is answered at once with an approving ``GateOutcome`` (a second ``step``
+call, counted in the time; no basket logic). An "event" is one inbound message or timer;
+gate outcomes are not counted as events.
 
 Writes ``bench/results/engine.json`` and ``bench/results/engine.md``.
 """
@@ -39,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 import pydantic  # noqa: E402
 
-from orchestrator.actions import ArmTimer, CancelTimer, Disposition, GateOutcome, Send  # noqa: E402
-from orchestrator.engine import step  # noqa: E402
+from orchestrator.actions import ArmTimer, CancelTimer, Disposition, Send  # noqa: E402
+from orchestrator.dev.drive import drive  # noqa: E402
 from orchestrator.events import CustomerEvent, TimerFired  # noqa: E402
 from orchestrator.fastmodel import fast_new  # noqa: E402
 from orchestrator.journey.loader import JourneySet, load_journeys  # noqa: E402
@@ -50,7 +51,7 @@ from orchestrator.state import CustomerState  # noqa: E402
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def approve(send: Send) -> Decision:
+def approve(send: Send, now: datetime) -> Decision:
     """The stub basket: always yes (built without validation, like the engine's own objects)."""
     return fast_new(
         Decision,
@@ -95,18 +96,12 @@ class Engine:
             state = CustomerState.new(cid)
         elif self.as_json:
             state = CustomerState.model_validate_json(state)  # type: ignore[arg-type]
-        state, actions = step(state, message, self.journeys, now)
-        queue = list(actions)
-        while queue:
-            a = queue.pop(0)
+        state, actions = drive(state, message, self.journeys, now, approve)
+        for a in actions:
             kind = a.kind
             # `kind` picks the type (cheaper than isinstance in this loop); cast only tells mypy
             if kind == "send":
-                send = cast(Send, a)
                 self.sends += 1
-                gate = fast_new(GateOutcome, kind="gate", customer_id=cid, send=send, decision=approve(send))
-                state, more = step(state, gate, self.journeys, now)
-                queue[0:0] = more
             elif kind == "disposition":
                 disposition = cast(Disposition, a)
                 if disposition.result == "approved":

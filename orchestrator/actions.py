@@ -10,9 +10,9 @@ shell) decides what a capped send means (skip, fall back, defer).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.events import Channel
 from orchestrator.pressure.basket import CommType, Decision, GateRequest
@@ -20,6 +20,10 @@ from orchestrator.pressure.basket import CommType, Decision, GateRequest
 OnCapped = Literal["skip", "fallback", "defer"]
 DispositionResult = Literal["approved", "capped", "suppressed", "deferred", "fallback", "cancelled", "expired"]
 """What the journey made of a basket decision (see :attr:`Disposition.result`)."""
+TimerPurpose = Literal["timeout", "delay", "window", "deferred_send", "quiet"]
+"""What a timer is for (``ArmTimer.purpose``, ``state.TimerRef.purpose``; the engine has one handler per purpose):
+a wait's timeout, a delay step, a send window's or window step's opening, a deferred send's retry, a quiet_for wait's check."""
+TIMER_PURPOSES: tuple[TimerPurpose, ...] = get_args(TimerPurpose)
 
 
 class Send(BaseModel):
@@ -47,6 +51,19 @@ class Send(BaseModel):
     fallback_channels: list[Channel] = Field(
         default_factory=list, description="Remaining channels to try on capped/suppressed when on_capped='fallback'."
     )
+    run_id: str | None = Field(
+        default=None, description="The campaign run that started the instance (None: not a campaign's); not sent to the basket or the CCM."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_of_stored_send(cls, data: Any) -> Any:
+        """A send stored before ``run_id`` existed (a deferred send in a state): its run, from its instance id."""
+        if isinstance(data, dict) and "run_id" not in data and isinstance(data.get("instance_id"), str):
+            from orchestrator.engine.ids import run_of_instance  # the engine package imports this module
+
+            return {**data, "run_id": run_of_instance(str(data.get("journey_id")), data["instance_id"])}
+        return data
 
     def gate_request(self, now: datetime) -> GateRequest:
         return GateRequest(
@@ -70,7 +87,7 @@ class ArmTimer(BaseModel):
     customer_id: str
     timer_id: str = Field(description="Deterministic and unique per purpose, e.g. '<instance>:<step>:timeout'.")
     due_at: datetime
-    purpose: str = Field(description="timeout | delay | window | deferred_send | ...")
+    purpose: TimerPurpose = Field(description="What the timer is for (see TimerPurpose).")
 
 
 class CancelTimer(BaseModel):
@@ -148,6 +165,13 @@ class Trace(BaseModel):
     edge: str | None = Field(default=None, description="The step taken next (render counts customers per edge).")
     detail: dict[str, Any] = Field(default_factory=dict)
     at: datetime
+    run_id: str | None = Field(
+        default=None,
+        description=(
+            "The campaign run an audience check was for, on its entered / not_entered / duplicate trace (None otherwise); "
+            "not on the journey-log record."
+        ),
+    )
 
 
 class Emit(BaseModel):

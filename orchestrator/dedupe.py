@@ -208,12 +208,19 @@ def dedupe_entries(recent: str) -> list[tuple[str, datetime | None]]:
     return [(recent[i : i + k], _time_of(recent[i + k : i + w])) for i in range(0, len(recent), w)]
 
 
-def dedupe_contains(recent: str, event_id: str, now: datetime | None = None, limits: EngineLimits = DEFAULT_LIMITS) -> bool:
-    """Whether ``event_id`` is remembered (with ``now``: and would be a duplicate at that time)."""
+def dedupe_contains(
+    recent: str, event_id: str, now: datetime | None = None, limits: EngineLimits = DEFAULT_LIMITS, *, key: str | None = None
+) -> bool:
+    """Whether ``event_id`` is remembered (with ``now``: and would be a duplicate at that time).
+
+    ``key``: ``dedupe_key(event_id)`` when the caller has it already (one id looked up in many customers' ids).
+    """
     if now is None:
-        if recent and recent[0] == RECENT_SEP:
+        if not recent:
+            return False
+        if recent[0] == RECENT_SEP:
             return recent_contains(recent, event_id)
-        return dedupe_key(event_id) in recent
+        return (key if key is not None else dedupe_key(event_id)) in recent
     return remember(recent, event_id, now, limits) is None
 
 

@@ -378,7 +378,10 @@ class AudienceCheck(BaseModel):
 
     @property
     def event_id(self) -> str:
-        return f"audience:{self.journey_id}:{self.run_id}"
+        """``audience:<journey>:<run>``: the run's entry event id, which the engine remembers (``engine.ids.audience_event_id``)."""
+        from orchestrator.engine.ids import audience_event_id  # the engine package imports this module
+
+        return audience_event_id(self.journey_id, self.run_id)
 
 
 InternalMessage = Annotated[CustomerEvent | TimerFired | AudienceCheck, Field(discriminator="kind")]

@@ -2,25 +2,26 @@
 
 This is the single place where the pure engine meets the basket. The worker
 (``orchestrator/runtime``) calls :func:`process_batch` for each batch it consumes;
-``orchestrator simulate`` calls :func:`process` for one message at a time. Both run
-the same code, :func:`run_message`, and differ only in what they do with the
-:class:`Result`: the worker persists the state and publishes sends, decisions and
-traces; simulate prints them and feeds timers to its virtual clock.
+``orchestrator simulate`` calls :func:`process` for one message at a time; tests and
+benchmarks call ``dev.drive.drive``. All of them run one loop, :func:`gate_loop`, and
+differ only in who answers the basket calls and what they do with the outcome: the worker
+persists the state and publishes sends, decisions and traces; simulate prints them and
+feeds timers to its virtual clock.
 
-The flow for one message (:func:`run_message`):
+The flow for one message (:func:`gate_loop`):
 
 1. ``engine.step`` folds the message into the customer's state and returns actions.
 2. Each :class:`Send` is gated at the basket; the decision goes straight back into
    ``engine.step`` as a :class:`GateOutcome`, which returns a :class:`Disposition`
-   (approved / capped / deferred / fallback ...) and any follow-up actions.
-3. :class:`ConsentChange` updates the basket's suppression lists.
-4. Timer operations, traces, dispositions and emitted records are collected in order.
+   (approved / capped / deferred / fallback ...) and any follow-up actions, handled next.
+3. Each :class:`ConsentChange` updates the basket's suppression lists, before any later send is gated.
 
-``run_message`` is a generator: it *yields* each basket call (a :class:`GateRequest`
-or a :class:`ConsentChange`) and is resumed with the answer. That is what lets
-:func:`process_batch` run the messages of many customers side by side and gate all
-their sends in one pipelined round trip per round, while each customer's own
-messages still run strictly one after the other, in arrival order.
+:func:`run_message` sorts the actions into a :class:`Result` (timer operations, traces,
+dispositions and emitted records, each in order). Both are generators: they *yield* each
+basket call (a :class:`Send` to gate, or a :class:`ConsentChange`) and are resumed with
+the answer. That is what lets :func:`process_batch` run the messages of many customers
+side by side and gate all their sends in one pipelined round trip per round, while each
+customer's own messages still run strictly one after the other, in arrival order.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ from orchestrator.dedupe import DEFAULT_LIMITS, EngineLimits
 from orchestrator.engine import step
 from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
-from orchestrator.pressure.basket import Basket, Decision, GateRequest
+from orchestrator.pressure.basket import Basket, Decision
 from orchestrator.state import CustomerState
 
 MAX_ACTIONS_PER_MESSAGE = 1000
 
 Message = CustomerEvent | TimerFired | AudienceCheck
-BasketCall = GateRequest | ConsentChange
-"""What :func:`run_message` asks of the basket: a gate decision, or a consent change (answered with None)."""
+BasketCall = Send | ConsentChange
+"""What :func:`gate_loop` asks of the basket: gate a send (answered with its Decision), or apply a consent change (answered with None)."""
 
 
 class RunawayJourney(RuntimeError):
@@ -91,59 +92,71 @@ class Failure:
         return f"{type(self.error).__name__}: {self.error}"
 
 
-def run_message(
+def gate_loop(
     state: CustomerState, message: Message, journeys: JourneySet, now: datetime, limits: EngineLimits = DEFAULT_LIMITS
-) -> Generator[BasketCall, Decision | None, Result]:
-    """Run one message through the engine; yields each basket call and expects its answer back.
+) -> Generator[BasketCall, Decision | None, tuple[CustomerState, list[Action]]]:
+    """One message through the engine, every send gated: the send-then-gate loop of every path.
 
-    Idempotent under redelivery as long as ``state`` is the state from before the
-    first delivery: the engine's output is deterministic and the basket answers a
-    known send id with its recorded decision.
+    Yields each :class:`Send` (answer with the basket's Decision; it goes back into the engine as
+    a :class:`GateOutcome` at once, and what that produces comes next) and each
+    :class:`ConsentChange` (answer None, once the basket applied it). Returns the final state and
+    every action in the order it happened, Sends included. Raises :class:`RunawayJourney` past
+    ``MAX_ACTIONS_PER_MESSAGE`` actions.
     """
     state, actions = step(state, message, journeys, now, limits)
-    result = Result(state=state)
+    done: list[Action] = []
     queue: list[Action] = list(actions)
-    handled = 0
     while queue:
-        handled += 1
-        if handled > MAX_ACTIONS_PER_MESSAGE:
+        if len(done) >= MAX_ACTIONS_PER_MESSAGE:
             raise RunawayJourney(
                 f"message {getattr(message, 'event_id', '?')} for customer {message.customer_id} "
                 f"produced more than {MAX_ACTIONS_PER_MESSAGE} actions"
             )
         action = queue.pop(0)
+        done.append(action)
         if isinstance(action, Send):
-            decision = yield action.gate_request(now)
-            assert decision is not None, "a gate request must be answered with a Decision"
-            result.state, follow_up = step(
-                result.state,
-                GateOutcome(customer_id=action.customer_id, send=action, decision=decision),
-                journeys,
-                now,
-                limits,
-            )
+            decision = yield action
+            assert decision is not None, "a send must be answered with a Decision"
+            outcome = GateOutcome(customer_id=action.customer_id, send=action, decision=decision)
+            state, follow_up = step(state, outcome, journeys, now, limits)
             queue[0:0] = follow_up
-        elif isinstance(action, Disposition):
+        elif isinstance(action, ConsentChange):
+            yield action
+    return state, done
+
+
+def run_message(
+    state: CustomerState, message: Message, journeys: JourneySet, now: datetime, limits: EngineLimits = DEFAULT_LIMITS
+) -> Generator[BasketCall, Decision | None, Result]:
+    """Run one message through the engine (:func:`gate_loop`); yields each basket call and expects its answer back.
+
+    Idempotent under redelivery as long as ``state`` is the state from before the
+    first delivery: the engine's output is deterministic and the basket answers a
+    known send id with its recorded decision.
+    """
+    state, actions = yield from gate_loop(state, message, journeys, now, limits)
+    result = Result(state=state)
+    for action in actions:
+        if isinstance(action, Disposition):
             result.dispositions.append(action)
             if action.result == "approved":
                 result.sends.append(action)
-        elif isinstance(action, ConsentChange):
-            yield action
-            result.consent_changes.append(action)
         elif isinstance(action, (ArmTimer, CancelTimer)):
             result.timer_ops.append(action)
         elif isinstance(action, Trace):
             result.traces.append(action)
         elif isinstance(action, Emit):
             result.emits.append(action)
-        else:  # pragma: no cover - the Action union is closed
+        elif isinstance(action, ConsentChange):
+            result.consent_changes.append(action)
+        elif not isinstance(action, Send):  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
     return result
 
 
-async def _answer(basket: Basket, call: BasketCall) -> Decision | None:
-    if isinstance(call, GateRequest):
-        return await basket.gate(call)
+async def _answer(basket: Basket, call: BasketCall, now: datetime) -> Decision | None:
+    if isinstance(call, Send):
+        return await basket.gate(call.gate_request(now))
     await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
     return None
 
@@ -167,7 +180,7 @@ async def process(
             call = gen.send(answer)
         except StopIteration as stop:
             return stop.value
-        answer = await _answer(basket, call)
+        answer = await _answer(basket, call, now)
 
 
 # ---------------------------------------------------------------- batches
@@ -264,8 +277,8 @@ async def process_batch(
                     consent_errors[i] = None
                 except Exception as exc:  # noqa: BLE001 - that customer's message fails; the caller classifies it
                     consent_errors[i] = exc
-        gates = [(i, c) for i, c in calls.items() if isinstance(c, GateRequest)]
-        answers = await basket.gate_many([c for _, c in gates], return_exceptions=True) if gates else []
+        gates = [(i, c.gate_request(now)) for i, c in calls.items() if isinstance(c, Send)]
+        answers = await basket.gate_many([g for _, g in gates], return_exceptions=True) if gates else []
         for i, error in consent_errors.items():
             resume(i, error=error)
         for (i, _), answer in zip(gates, answers, strict=True):

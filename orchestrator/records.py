@@ -153,7 +153,7 @@ class JourneyLogRecord(BaseModel):
 
     @classmethod
     def of(cls, t: Trace) -> JourneyLogRecord:
-        return cls(**t.model_dump(exclude={"kind"}))
+        return cls(**t.model_dump(exclude={"kind", "run_id"}))
 
 
 CAMPAIGN_PROGRESS = "campaign_progress"

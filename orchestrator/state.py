@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.actions import Send
+from orchestrator.actions import Send, TimerPurpose
 from orchestrator.dedupe import (
     DEDUPE_ENTRY_CHARS,
     DEDUPE_KEY_CHARS,
@@ -111,7 +111,7 @@ class Profile(_State):
 
 class TimerRef(_State):
     timer_id: str
-    purpose: Literal["timeout", "delay", "window", "deferred_send", "quiet"]
+    purpose: TimerPurpose
     due_at: datetime
 
 
@@ -123,6 +123,10 @@ class Awaited(_State):
     index: int = Field(description="Index of the matcher in the wait step's for: list.")
 
 
+InstanceStatus = Literal["running", "waiting", "delayed", "deferred"]
+"""Where an instance is (``Instance.status``). Earlier versions had ``gating`` too: read as ``running``."""
+
+
 class Instance(_State):
     """One customer's run through one version of one journey."""
 
@@ -132,10 +136,23 @@ class Instance(_State):
     entry_event_id: str
     entered_at: datetime
     step: str = Field(description="The step the instance is at (parked at).")
-    status: Literal["running", "gating", "waiting", "delayed", "deferred"] = "running"
+    status: InstanceStatus = Field(
+        default="running",
+        description=(
+            "What the instance is parked at: waiting (events and a timeout), delayed (a delay or window timer), deferred "
+            "(a deferred send's timer). running: being run within one engine call, or at the basket (see gating); never stored."
+        ),
+    )
     awaiting: list[Awaited] = Field(default_factory=list)
     timers: list[TimerRef] = Field(default_factory=list, description="Pending timers (at most one in practice).")
-    gating: Send | None = Field(default=None, description="The send handed to the basket, awaiting its GateOutcome.")
+    gating: Send | None = Field(
+        default=None,
+        exclude=True,
+        description=(
+            "In memory only, never stored: the send handed to the basket, from the Send action until its GateOutcome "
+            "(the processor answers it within the same message, so a stored state never holds one)."
+        ),
+    )
     attempt: int = Field(default=0, description="Deferral attempts of the current send step.")
     window_ok: bool = Field(default=False, description="The send window of the current step was already satisfied.")
     deferred: Send | None = None
@@ -152,6 +169,12 @@ class Instance(_State):
     ctx_data: dict[str, Any] = Field(default_factory=dict, description="Its payload (branches and variables read it).")
     quiet_since: datetime | None = Field(default=None, description="A quiet_for wait: the last activity (or when the wait began).")
     wait_until: datetime | None = Field(default=None, description="A quiet_for wait with a timeout: when it times out.")
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_of_older_states(cls, v: Any) -> Any:
+        """States stored by earlier versions could say ``gating`` (a send at the basket): that is ``running`` now."""
+        return "running" if v == "gating" else v
 
 
 class JourneyHistory(_State):

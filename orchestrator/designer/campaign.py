@@ -326,16 +326,14 @@ _REASON_DETAIL = re.compile(r" \([^)]*\)|: last .*")
 def _run_previews(result: SimulationResult, journey: m.Journey, deployed_at: datetime) -> list[RunPreview]:
     """The runs of ``journey`` (that version: the one deployed) in the simulation, with their sends and who was kept out why."""
     mine = [c for c in result.campaigns if (c.journey_id, c.version) == (journey.id, journey.version)]
-    prefix = f"{journey.id}@audience:{journey.id}:"
     sends: dict[str, list[Disposition]] = {}
     for d in result.dispositions:
-        if d.send.instance_id.startswith(prefix):
-            sends.setdefault(d.send.instance_id[len(prefix) :], []).append(d)
+        if d.send.journey_id == journey.id and d.send.run_id is not None:
+            sends.setdefault(d.send.run_id, []).append(d)
     kept: dict[str, Counter[str]] = {}
     for t in result.traces:
-        run_id = str(t.detail.get("event_id", "")).removeprefix(f"audience:{journey.id}:")
-        if t.what == "not_entered" and t.journey_id == journey.id and run_id != t.detail.get("event_id"):
-            kept.setdefault(run_id, Counter())[_REASON_DETAIL.sub("", str(t.detail.get("reason", "")))] += 1
+        if t.what == "not_entered" and t.journey_id == journey.id and t.run_id is not None:
+            kept.setdefault(t.run_id, Counter())[_REASON_DETAIL.sub("", str(t.detail.get("reason", "")))] += 1
     return [_run_preview(c, sends.get(c.run_id, []), kept.get(c.run_id, Counter()), deployed_at) for c in mine]
 
 

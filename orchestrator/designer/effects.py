@@ -36,15 +36,6 @@ def emit_label(step: EmitStep) -> str:
     return "<br/>".join([f"emit to out.{step.topic}", *shown])
 
 
-def label(step: Any) -> str | None:
-    """The render label of an update_profile or emit step (None for other steps)."""
-    if isinstance(step, UpdateProfileStep):
-        return update_profile_label(step)
-    if isinstance(step, EmitStep):
-        return emit_label(step)
-    return None
-
-
 def shape(node: str, step: Any, text: str) -> str | None:
     """The Mermaid node: a cylinder (stored data) for update_profile, a subroutine for emit (None for other steps)."""
     if isinstance(step, UpdateProfileStep):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from orchestrator.designer import effects
@@ -64,34 +64,34 @@ def _wait_label(step: m.WaitStep) -> str:
     return "<br/>".join(parts)
 
 
-def _label(step: Any) -> str:
-    if isinstance(step, m.SendStep):
-        text = f"send {step.channel}: {step.template}<br/>{step.comm_type}, priority {step.priority}"
-        if step.on_capped.action != "skip":
-            extra = f" {'/'.join(_fallback_text(c) for c in step.on_capped.channels)}" if step.on_capped.channels else ""
-            text += f"<br/>if capped: {step.on_capped.action}{extra}"
-        if step.window is not None:
-            text += f"<br/>window {_window_text(step.window)}"
-        if step.expires_after is not None:
-            text += f"<br/>expires after {format_duration(step.expires_after)}"
-        return text
-    if isinstance(step, m.WaitStep):
-        return _wait_label(step)
-    if isinstance(step, m.BranchStep):
-        return "branch"
-    if isinstance(step, m.SplitStep):
-        return "split " + " / ".join(f"{v.name} {v.weight}" for v in step.variants)
-    if isinstance(step, m.DelayStep):
-        return f"delay {format_duration(step.duration)}"
-    if isinstance(step, m.WindowStep):
-        return f"window {_window_text(step.window)}"
-    if isinstance(step, m.EndStep):
-        return f"end: {step.outcome}"
-    return str(getattr(step, "type", "?"))  # pragma: no cover
+def _send_label(step: m.SendStep) -> str:
+    text = f"send {step.channel}: {step.template}<br/>{step.comm_type}, priority {step.priority}"
+    if step.on_capped.action != "skip":
+        extra = f" {'/'.join(_fallback_text(c) for c in step.on_capped.channels)}" if step.on_capped.channels else ""
+        text += f"<br/>if capped: {step.on_capped.action}{extra}"
+    if step.window is not None:
+        text += f"<br/>window {_window_text(step.window)}"
+    if step.expires_after is not None:
+        text += f"<br/>expires after {format_duration(step.expires_after)}"
+    return text
+
+
+LABELS: dict[type[Any], Callable[[Any], str]] = {
+    m.SendStep: _send_label,
+    m.WaitStep: _wait_label,
+    m.BranchStep: lambda step: "branch",
+    m.SplitStep: lambda step: "split " + " / ".join(f"{v.name} {v.weight}" for v in step.variants),
+    m.DelayStep: lambda step: f"delay {format_duration(step.duration)}",
+    m.WindowStep: lambda step: f"window {_window_text(step.window)}",
+    m.UpdateProfileStep: effects.update_profile_label,
+    m.EmitStep: effects.emit_label,
+    m.EndStep: lambda step: f"end: {step.outcome}",
+}
+"""One node label per step type (``journey.model.StepType``; a test checks that none is missing)."""
 
 
 def _shape(sid: str, step: Any) -> str:
-    text = _esc(f"{sid}<br/>{effects.label(step) or _label(step)}").replace("#lt;br/#gt;", "<br/>")
+    text = _esc(f"{sid}<br/>{LABELS[type(step)](step)}").replace("#lt;br/#gt;", "<br/>")
     node = _node(sid)
     if isinstance(step, m.WaitStep):
         return f'{node}{{{{"{text}"}}}}'

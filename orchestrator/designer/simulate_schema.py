@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from orchestrator.actions import Disposition, Trace
+from orchestrator.actions import Disposition, TimerPurpose, Trace
 from orchestrator.events import Channel
 from orchestrator.pressure.basket import CommType
 
@@ -134,7 +134,7 @@ class TimerArmedRecord(_CustomerLine):
 
     kind: Literal["timer_armed"]
     timer_id: str
-    purpose: str = Field(description="timeout | delay | window | deferred_send ...")
+    purpose: TimerPurpose = Field(description="What the timer is for (one of actions.TimerPurpose).")
     due_at: AwareDatetime
 
 

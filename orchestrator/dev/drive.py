@@ -1,10 +1,10 @@
 """A synchronous driver for the pure engine, for tests, property tests and the benchmark.
 
 :func:`drive` does what :func:`orchestrator.processor.process` does, without a basket
-object: every :class:`~orchestrator.actions.Send` is decided by a plain function and
-fed straight back as a :class:`~orchestrator.actions.GateOutcome`. Use it to test
-journey logic in microseconds; use ``orchestrator.designer.simulate`` for the real in-memory
-basket.
+object: it runs the same loop (:func:`orchestrator.processor.gate_loop`), and every
+:class:`~orchestrator.actions.Send` is decided by a plain function and fed straight back as
+a :class:`~orchestrator.actions.GateOutcome`. Use it to test journey logic in microseconds;
+use ``orchestrator.designer.simulate`` for the real in-memory basket.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from orchestrator.actions import Action, GateOutcome, Send
-from orchestrator.engine import step
+from orchestrator.actions import Action, Send
+from orchestrator.dedupe import DEFAULT_LIMITS, EngineLimits
 from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet
 from orchestrator.pressure.basket import Decision, Outcome
+from orchestrator.processor import gate_loop
 from orchestrator.state import CustomerState
 
 Decide = Callable[[Send, datetime], Decision]
@@ -53,15 +54,14 @@ def drive(
     journeys: JourneySet,
     now: datetime,
     decide: Decide = approve_all,
+    limits: EngineLimits = DEFAULT_LIMITS,
 ) -> tuple[CustomerState, list[Action]]:
     """One message through the engine, every send gated by ``decide``; all actions in order (Sends included)."""
-    state, actions = step(state, message, journeys, now)
-    out: list[Action] = []
-    queue = list(actions)
-    while queue:
-        action = queue.pop(0)
-        out.append(action)
-        if isinstance(action, Send):
-            state, more = step(state, GateOutcome(customer_id=action.customer_id, send=action, decision=decide(action, now)), journeys, now)
-            queue[0:0] = more
-    return state, out
+    loop = gate_loop(state, message, journeys, now, limits)
+    answer: Decision | None = None
+    while True:
+        try:
+            call = loop.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        answer = decide(call, now) if isinstance(call, Send) else None

@@ -20,19 +20,21 @@ One call handles one message:
   :class:`~orchestrator.actions.Send` the engine emitted; the engine answers with
   exactly one :class:`~orchestrator.actions.Disposition` and continues the journey.
 
-An instance stops ("parks") at a send step (until the gate answers, at once), a
-wait step (awaited events + a timeout timer), a delay or window (a timer), or a
-deferred send (a timer). It never parks without a timer or a gate answer pending.
+An instance stops ("parks") at a wait step (awaited events + a timeout timer), a delay
+or window (a timer), or a deferred send (a timer); at a send step it holds the send until
+the gate answers, within the same message. It never parks without a timer or a gate
+answer pending, and a state the processor returns never waits for a gate answer.
 
 Where things are:
 
 * this module: :func:`step`, the one entry point;
-* :mod:`~orchestrator.engine.messages`: what an event, a due timer and a basket decision do;
+* :mod:`~orchestrator.engine.messages`: what an event and a due timer do;
+* :mod:`~orchestrator.engine.send`: a send's story: the send step, the send, the basket's answer;
 * :mod:`~orchestrator.engine.steps`: :func:`~orchestrator.engine.steps.advance` and one handler per step type;
 * :mod:`~orchestrator.engine.draft`: the working copy of the state for one call, whose verbs
   (enter a step, start a send, wait, delay, defer, match, end, ...) are the only writers;
 * :mod:`~orchestrator.engine.profile`: folding an event into the profile;
-* :mod:`~orchestrator.engine.ids`: send ids, timer ids and split buckets.
+* :mod:`~orchestrator.engine.ids`: every id format (instances, campaign runs, sends, timers) and split buckets.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from orchestrator.actions import Action, GateOutcome
 from orchestrator.dedupe import DEFAULT_LIMITS, EngineLimits
 from orchestrator.engine.audience import on_audience
 from orchestrator.engine.ids import choose_variant, split_bucket
-from orchestrator.engine.messages import on_event, on_gate, on_timer
+from orchestrator.engine.messages import on_event, on_timer
 from orchestrator.engine.profile import fold_profile
+from orchestrator.engine.send import on_gate
 from orchestrator.engine.steps import MAX_TRANSITIONS
 from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
 from orchestrator.journey.loader import JourneySet

@@ -18,9 +18,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from orchestrator.actions import Action, ArmTimer, CancelTimer, Disposition, Emit, Send, Trace
+from orchestrator.actions import Action, ArmTimer, CancelTimer, Disposition, Emit, Send, TimerPurpose, Trace
 from orchestrator.durations import format_duration
-from orchestrator.engine.ids import send_id, timer_id
+from orchestrator.engine.ids import instance_id, send_id, timer_id
 from orchestrator.events import CustomerEvent
 from orchestrator.fastmodel import fast_copy, fast_new
 from orchestrator.journey.conditions import Ctx
@@ -30,8 +30,6 @@ from orchestrator.pressure.basket import Decision
 from orchestrator.state import Awaited, CustomerState, Instance, JourneyHistory, Profile, TimerRef
 from orchestrator.timeutil import iso_utc
 
-TimerPurpose = Literal["timeout", "delay", "window", "deferred_send", "quiet"]
-
 _NEW_HISTORY: dict[str, Any] = {
     "entries": 0,
     "last_entered_at": None,
@@ -39,6 +37,24 @@ _NEW_HISTORY: dict[str, Any] = {
     "last_outcome": None,
     "conversions": 0,
 }
+
+
+def duplicate_trace(customer_id: str, journey_id: str, ev: CustomerEvent, now: datetime, run_id: str | None = None) -> Trace:
+    """The one trace of a message seen before (an event id, or a campaign run: ``journey_id`` and ``run_id``): nothing else happens."""
+    return fast_new(
+        Trace,
+        kind="trace",
+        customer_id=customer_id,
+        journey_id=journey_id,
+        journey_version=0,
+        instance_id="",
+        step_id=None,
+        what="duplicate",
+        edge=None,
+        detail={"event_id": ev.event_id, "type": ev.type},
+        at=now,
+        run_id=run_id,
+    )
 
 
 class Draft:
@@ -95,8 +111,10 @@ class Draft:
     def emit(self, action: Action) -> None:
         self.actions.append(action)
 
-    def trace(self, inst: Instance, what: str, step_id: str | None = None, edge: str | None = None, **detail: Any) -> None:
-        """Record what happened to ``inst`` on the journey log."""
+    def trace(
+        self, inst: Instance, what: str, step_id: str | None = None, edge: str | None = None, *, run_id: str | None = None, **detail: Any
+    ) -> None:
+        """Record what happened to ``inst`` on the journey log (``run_id``: ``Trace.run_id``, not a detail)."""
         self.actions.append(
             fast_new(
                 Trace,
@@ -110,6 +128,7 @@ class Draft:
                 edge=edge,
                 detail=detail,
                 at=self.now,
+                run_id=run_id,
             )
         )
 
@@ -153,11 +172,14 @@ class Draft:
         self.instances[copy.instance_id] = copy
         return copy
 
-    def start_instance(self, journey: CompiledJourney, ev: CustomerEvent) -> Instance:
-        """A new instance of ``journey`` entered by ``ev``, at the journey's first step (not run yet)."""
+    def start_instance(self, journey: CompiledJourney, ev: CustomerEvent, run_id: str | None = None) -> Instance:
+        """A new instance of ``journey`` entered by ``ev``, at the journey's first step (not run yet).
+
+        ``run_id``: the campaign run that entered the customer (on the ``entered`` trace: ``Trace.run_id``).
+        """
         inst = fast_new(
             Instance,
-            instance_id=f"{journey.id}@{ev.event_id}",
+            instance_id=instance_id(journey.id, ev.event_id),
             journey_id=journey.id,
             version=journey.version,
             entry_event_id=ev.event_id,
@@ -184,11 +206,11 @@ class Draft:
         self.instances[inst.instance_id] = inst
         hist = self.history(journey.id)
         self._set_history(journey.id, entries=(hist.entries if hist else 0) + 1, last_entered_at=self.now)
-        self.trace(inst, "entered", None, journey.journey.start, event_id=ev.event_id, event_type=ev.type)
+        self.trace(inst, "entered", None, journey.journey.start, run_id=run_id, event_id=ev.event_id, event_type=ev.type)
         return inst
 
-    def not_entered(self, journey: CompiledJourney, ev: CustomerEvent, reason: str) -> None:
-        """``ev`` triggers ``journey`` but does not enter the customer: say why on the journey log."""
+    def not_entered(self, journey: CompiledJourney, ev: CustomerEvent, reason: str, run_id: str | None = None) -> None:
+        """``ev`` triggers ``journey`` but does not enter the customer: say why on the journey log (``run_id``: a campaign run's)."""
         self.actions.append(
             fast_new(
                 Trace,
@@ -202,6 +224,7 @@ class Draft:
                 edge=None,
                 detail={"reason": reason, "event_id": ev.event_id, "event_type": ev.type},
                 at=self.now,
+                run_id=run_id,
             )
         )
 
@@ -233,10 +256,9 @@ class Draft:
     # ------------------------------------------------------------ parking: every park arms a timer or awaits the gate
 
     def start_send(self, inst: Instance, send: Send) -> None:
-        """Hand ``send`` to the basket; ``inst`` waits for the decision (a GateOutcome, at once)."""
+        """Hand ``send`` to the basket; ``inst`` holds it until the decision (a GateOutcome, within the same message)."""
         d = inst.__dict__
         d["window_ok"] = False
-        d["status"] = "gating"
         d["gating"] = send
         self.actions.append(send)
 
@@ -362,7 +384,7 @@ class Draft:
         inst.__dict__["window_ok"] = True
 
     def retry_deferred(self, inst: Instance, step_def: SendStep) -> Send:
-        """The deferred send comes due: a new attempt with its own send id goes to the basket."""
+        """The deferred send comes due: a new attempt with its own send id goes to the basket (``inst`` runs: its timer fired)."""
         old = inst.deferred
         assert old is not None
         d = inst.__dict__
@@ -370,17 +392,14 @@ class Draft:
         send = fast_copy(old, send_id=send_id(self.customer_id, inst, inst.step, old.channel, step_def, inst.attempt))
         d["deferred"] = None
         d["deferred_decision"] = None
-        d["status"] = "gating"
         d["gating"] = send
         return send
 
     def gate_answered(self, inst: Instance) -> Send:
-        """The basket decided on ``inst``'s send: it runs again; returns the send."""
+        """The basket decided on ``inst``'s send: it no longer holds it; returns the send."""
         send = inst.gating
         assert send is not None
-        d = inst.__dict__
-        d["gating"] = None
-        d["status"] = "running"
+        inst.__dict__["gating"] = None
         return send
 
     def sent(self, inst: Instance, send: Send) -> None:
@@ -393,9 +412,7 @@ class Draft:
 
     def fall_back(self, inst: Instance, send: Send) -> None:
         """Try ``send`` (the next fallback channel) at the basket instead."""
-        d = inst.__dict__
-        d["gating"] = send
-        d["status"] = "gating"
+        inst.__dict__["gating"] = send
         self.actions.append(send)
 
     def give_up_send(self, inst: Instance) -> None:

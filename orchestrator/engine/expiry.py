@@ -13,7 +13,8 @@ from datetime import datetime
 
 from orchestrator.durations import format_duration
 from orchestrator.engine.draft import Draft
-from orchestrator.engine.steps import advance, build_send
+from orchestrator.engine.send import build_send
+from orchestrator.engine.steps import advance
 from orchestrator.journey import model as m
 from orchestrator.journey.loader import CompiledJourney
 from orchestrator.pressure.basket import Decision

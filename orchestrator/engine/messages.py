@@ -1,21 +1,21 @@
-"""What each kind of message does to a customer's journeys: an event, a due timer, a basket decision."""
+"""What an event and a due timer do to a customer's journeys (a basket decision: :mod:`orchestrator.engine.send`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
-from orchestrator.actions import Action, ConsentChange, GateOutcome, Send, Trace
+from orchestrator.actions import Action, ConsentChange, TimerPurpose
 from orchestrator.dedupe import EngineLimits, remember
 from orchestrator.engine.audience import qualify
 from orchestrator.engine.deadline import expires_at_timer, held_until
-from orchestrator.engine.draft import Draft
+from orchestrator.engine.draft import Draft, duplicate_trace
 from orchestrator.engine.entry import refusal
 from orchestrator.engine.expiry import expire_held_send
-from orchestrator.engine.fallback import fallback_send
 from orchestrator.engine.profile import fold_profile
 from orchestrator.engine.scores import enter_crossed, fold_scores
+from orchestrator.engine.send import resend_deferred
 from orchestrator.engine.steps import advance, awaited_events
 from orchestrator.events import CustomerEvent, TimerFired
 from orchestrator.fastmodel import fast_build, fast_new
@@ -23,15 +23,10 @@ from orchestrator.journey import model as m
 from orchestrator.journey.conditions import Ctx
 from orchestrator.journey.loader import CompiledJourney, JourneySet
 from orchestrator.journey.windows import next_opening
-from orchestrator.pressure.basket import Decision
 from orchestrator.state import CustomerState, Instance, TimerRef
 from orchestrator.timeutil import iso_utc
 
-MIN_RETRY: Final = timedelta(seconds=1)
-"""A deferred send is retried no sooner than this after the decision."""
 CONSENT_TYPES: Final = {"consent.unsubscribed": False, "consent.resubscribed": True}
-MARKETING: Final = ("commercial", "editorial")
-"""Communication types a calamity send cancels (their deferred sends are dropped)."""
 
 Result = tuple[CustomerState, list[Action]]
 
@@ -43,7 +38,7 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
     """Deduplicate, fold into the profile, then: goals and exits, awaited events, entries."""
     recent = remember(state.recent_event_ids, ev.event_id, now, limits)
     if recent is None:  # seen within the dedupe window
-        return state, [_duplicate_trace(state, ev, now)]
+        return state, [duplicate_trace(state.customer_id, "", ev, now)]
     profile = fold_profile(state.profile, ev, journeys.tracked.get(ev.type, ()))
     crossed: tuple[CompiledJourney, ...] = ()
     scoring = journeys.score_rules.get(ev.type)  # journeys/scores.yaml: the one lookup for types without rules
@@ -93,22 +88,6 @@ def on_event(state: CustomerState, ev: CustomerEvent, journeys: JourneySet, now:
             draft, ev, Ctx(ev.type, ev.event_id, ev.occurred_at, ev.data, draft.profile, now, instances=draft.instances.values()), entries
         )
     return draft.finish(recent_event_ids=recent, events_seen=state.events_seen + 1), draft.actions
-
-
-def _duplicate_trace(state: CustomerState, ev: CustomerEvent, now: datetime) -> Action:
-    return fast_new(
-        Trace,
-        kind="trace",
-        customer_id=state.customer_id,
-        journey_id="",
-        journey_version=0,
-        instance_id="",
-        step_id=None,
-        what="duplicate",
-        edge=None,
-        detail={"event_id": ev.event_id, "type": ev.type},
-        at=now,
-    )
 
 
 def _moves_an_instance(state: CustomerState, event_type: str, journeys: JourneySet) -> bool:
@@ -178,7 +157,7 @@ def on_timer(state: CustomerState, fired: TimerFired, journeys: JourneySet, now:
     if journey is None:
         draft.end_unloaded(inst)
     else:
-        handler = _ON_TIMER.get(ref.purpose, _unexpected_timer)
+        handler = ON_TIMER.get(ref.purpose, _unexpected_timer)
         if ref.purpose == "deferred_send" and inst.deferred is None:
             handler = _unexpected_timer
         handler(draft, inst, journey, journey.steps[inst.step], ref)
@@ -251,9 +230,7 @@ def _retry_deferred(draft: Draft, inst: Instance, journey: CompiledJourney, step
     if opening is not None:  # e.g. the customer's time zone changed since the retry was planned
         draft.hold_deferred(inst, held_until(inst, step_def, opening) or opening)
         return
-    send = draft.retry_deferred(inst, step_def)
-    draft.trace(inst, "resumed", inst.step, inst.step, timer_id=ref.timer_id, reason="deferred send retried", attempt=inst.attempt)
-    draft.emit(send)
+    resend_deferred(draft, inst, step_def, ref)
 
 
 def _unexpected_timer(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.Step, ref: TimerRef) -> None:
@@ -263,130 +240,11 @@ def _unexpected_timer(draft: Draft, inst: Instance, journey: CompiledJourney, st
     advance(draft, inst, journey, target)
 
 
-_ON_TIMER: dict[str, TimerHandler] = {
+ON_TIMER: dict[TimerPurpose, TimerHandler] = {
     "timeout": _timeout,
     "delay": _delay_over,
     "window": _window_open,
     "deferred_send": _retry_deferred,
     "quiet": _quiet_check,
 }
-
-
-# ---------------------------------------------------------------- basket decisions
-
-
-def on_gate(state: CustomerState, outcome: GateOutcome, journeys: JourneySet, now: datetime) -> Result:
-    """The basket's decision on a send: exactly one Disposition, then the journey goes on."""
-    sid = outcome.send.send_id
-    owner = next((i for i in state.instances if i.gating is not None and i.gating.send_id == sid), None)
-    if owner is None:
-        return state, []  # not a send this customer is waiting on (stale/duplicate)
-    journey = journeys.get(owner.journey_id, owner.version)
-    draft = Draft(state, journeys, now)
-    inst = draft.own(owner)
-    send = draft.gate_answered(inst)
-    decision = outcome.decision
-    if journey is None:
-        draft.dispose(send, decision, "cancelled", "journey version no longer loaded")
-        draft.end_unloaded(inst)
-        return draft.finish(), draft.actions
-    step_def = journey.steps[inst.step]
-    assert isinstance(step_def, m.SendStep)
-    if decision.outcome == "approved":
-        _approved(draft, inst, journey, step_def, send, decision)
-    elif not _fell_back(draft, inst, step_def, send, decision) and not _deferred(draft, inst, journey, step_def, send, decision):
-        _not_sent(draft, inst, journey, step_def, send, decision)
-    return draft.finish(), draft.actions
-
-
-def _approved(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.SendStep, send: Send, decision: Decision) -> None:
-    draft.dispose(send, decision, "approved", decision.reason)
-    draft.sent(inst, send)
-    draft.trace(
-        inst,
-        "send",
-        inst.step,
-        step_def.next,
-        result="approved",
-        send_id=send.send_id,
-        channel=send.channel,
-        template=send.template,
-        reason=decision.reason,
-    )
-    if send.comm_type == "calamity":
-        _cancel_marketing(draft, reason=f"calamity send {send.send_id} approved")
-    advance(draft, inst, journey, step_def.next)
-
-
-def _fell_back(draft: Draft, inst: Instance, step_def: m.SendStep, send: Send, decision: Decision) -> bool:
-    """``on_capped: fallback``: try the next channel at the basket. False when there is none."""
-    if step_def.on_capped.action != "fallback" or not send.fallback_channels:
-        return False
-    retry = fallback_send(draft, inst, step_def, send)
-    channel = retry.channel
-    content = f" with template {retry.template}" if retry.template != step_def.template else ""
-    draft.dispose(send, decision, "fallback", f"{decision.reason}; falling back to {channel}{content}")
-    draft.trace(
-        inst,
-        "send",
-        inst.step,
-        inst.step,
-        result="fallback",
-        send_id=send.send_id,
-        channel=send.channel,
-        template=send.template,
-        fallback_to=channel,
-        fallback_template=retry.template,
-        reason=decision.reason,
-    )
-    draft.fall_back(inst, retry)
-    return True
-
-
-def _deferred(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.SendStep, send: Send, decision: Decision) -> bool:
-    """``on_capped: defer``: retry when the basket says it would fit, inside the step's send window.
-
-    False without a retry time or attempts left.
-    """
-    policy = step_def.on_capped
-    if policy.action != "defer" or decision.retry_at is None or inst.attempt >= policy.max_attempts:
-        return False
-    due = max(decision.retry_at, draft.now + MIN_RETRY)
-    window = journey.windows.get(inst.step)
-    opening = next_opening(window, draft.profile.timezone, due) if window is not None else None
-    due = opening or due
-    draft.defer_send(inst, send, decision, due, in_window=opening is not None, expires=held_until(inst, step_def, due))
-    return True
-
-
-def _not_sent(draft: Draft, inst: Instance, journey: CompiledJourney, step_def: m.SendStep, send: Send, decision: Decision) -> None:
-    """Capped or suppressed for good: go on at ``on_skip`` (or ``next``)."""
-    result = "capped" if decision.outcome == "capped" else "suppressed"
-    note = decision.reason
-    if step_def.on_capped.action == "defer":
-        note += "; not deferred: " + ("no retry time" if decision.retry_at is None else f"gave up after {inst.attempt} deferrals")
-    elif step_def.on_capped.action == "fallback":
-        note += "; no fallback channel left"
-    draft.dispose(send, decision, result, note)
-    target = step_def.on_skip if step_def.on_skip is not None else step_def.next
-    draft.trace(inst, "send", inst.step, target, result=result, send_id=send.send_id, channel=send.channel, reason=note)
-    draft.give_up_send(inst)
-    advance(draft, inst, journey, target)
-
-
-def _cancel_marketing(draft: Draft, reason: str) -> None:
-    """A calamity send went out: drop every deferred commercial/editorial send of this customer."""
-    for inst in draft.live():
-        if inst.status != "deferred" or inst.deferred is None or inst.deferred.comm_type not in MARKETING:
-            continue
-        journey = draft.journeys.get(inst.journey_id, inst.version)
-        owned = draft.own(inst)
-        send, decision = draft.cancel_deferred(owned)
-        draft.dispose(send, decision, "cancelled", reason)
-        if journey is None:
-            draft.end_unloaded(owned, "journey version no longer loaded")
-            continue
-        step_def = journey.steps[owned.step]
-        target = step_def.on_skip if step_def.on_skip is not None else step_def.next
-        draft.trace(owned, "send", owned.step, target, result="cancelled", send_id=send.send_id, reason=reason)
-        advance(draft, owned, journey, target)
+"""One handler per timer purpose (``tests/unit/test_closed_sets.py`` checks that none is missing)."""

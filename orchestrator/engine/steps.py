@@ -3,7 +3,10 @@
 :func:`advance` runs an instance from a step until it parks (a send waiting for the
 basket, a wait, a delay or window, a deferred send) or ends. Each step type has one
 handler in :data:`HANDLERS`; a handler returns the id of the next step to run, ``None``
-when the journey is complete, or :data:`STOP` when the instance parked or ended.
+when the journey is complete, or :data:`STOP` when the instance parked or ended. The send
+step's handler and everything after it (the basket's answer) are in
+:mod:`orchestrator.engine.send`; ``update_profile`` and ``emit`` in
+:mod:`orchestrator.engine.effects`.
 """
 
 from __future__ import annotations
@@ -11,18 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from orchestrator.actions import Send
-from orchestrator.engine.deadline import held_until
 from orchestrator.engine.draft import Draft
 from orchestrator.engine.effects import emit_step, update_profile_step
-from orchestrator.engine.ids import choose_variant, send_id
+from orchestrator.engine.ids import choose_variant
+from orchestrator.engine.send import send_step
 from orchestrator.fastmodel import fast_new
 from orchestrator.journey import model as m
-from orchestrator.journey.conditions import MISSING
 from orchestrator.journey.loader import CompiledJourney
 from orchestrator.journey.windows import next_opening
 from orchestrator.state import Awaited, Instance
-from orchestrator.timeutil import iso_utc
 
 MAX_TRANSITIONS: Final = 100
 """Steps one instance may take in one call before it is aborted (a safety net; validate rejects loops without a wait)."""
@@ -60,28 +60,6 @@ def advance(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str
             return
         step_id = nxt  # type: ignore[assignment]  # not STOP: a step id or None
     draft.end(inst, journey, "aborted", "exited", reason=f"more than {MAX_TRANSITIONS} steps without a wait")
-
-
-def send_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> Next:
-    """Outside the send window: sleep until it opens. Else build the send and hand it to the basket.
-
-    With ``expires_after``, reaching the step fixes the send's deadline, and the window holds it until then at most.
-    """
-    if step_def.expires_after is not None and not inst.window_ok:  # reached now (not resumed at its window's opening)
-        draft.set_deadline(inst, draft.now + step_def.expires_after)
-    window = journey.windows.get(step_id)
-    if window is not None and not inst.window_ok:
-        opening = next_opening(window, draft.profile.timezone, draft.now)
-        if opening is not None:
-            expires = held_until(inst, step_def, opening)
-            if expires is None:
-                draft.delay(inst, step_id, "window", opening, "send window")
-            else:
-                reason = f"send window (opens at {iso_utc(opening)}, after the send expires: held until then)"
-                draft.delay(inst, step_id, "window", expires, reason)
-            return STOP
-    draft.start_send(inst, build_send(draft, inst, journey, step_id, step_def))
-    return STOP
 
 
 def wait_step(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.WaitStep) -> Next:
@@ -175,41 +153,3 @@ def _handler_of_subclass(step_def: Any) -> Handler:
         if isinstance(step_def, cls):
             return handler
     raise TypeError(f"no handler for step type {type(step_def).__name__}")
-
-
-def build_send(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> Send:
-    """The send request of a send step: template, variables (``variables_from`` read now), basket fields."""
-    variables = send_variables(draft, inst, journey, step_id, step_def)
-    fallback = step_def.on_capped.channel_names() if step_def.on_capped.action == "fallback" else []
-    return fast_new(
-        Send,
-        kind="send",
-        send_id=send_id(draft.customer_id, inst, step_id, step_def.channel, step_def, 0),
-        customer_id=draft.customer_id,
-        journey_id=inst.journey_id,
-        journey_version=inst.version,
-        instance_id=inst.instance_id,
-        step_id=step_id,
-        channel=step_def.channel,
-        template=step_def.template,
-        comm_type=step_def.comm_type,
-        priority=step_def.priority,
-        brand=step_def.brand,
-        variables=variables,
-        timezone=draft.profile.timezone or "UTC",
-        on_capped=step_def.on_capped.action,
-        fallback_channels=fallback,
-    )
-
-
-def send_variables(draft: Draft, inst: Instance, journey: CompiledJourney, step_id: str, step_def: m.SendStep) -> dict[str, Any]:
-    """A send step's template variables: ``variables``, then ``variables_from`` read now (a missing field is left out)."""
-    variables: dict[str, Any] = dict(step_def.variables)
-    getters = journey.variables_from.get(step_id)
-    if getters:
-        ctx = draft.context(inst)
-        for name, get in getters:
-            value = get(ctx)
-            if value is not MISSING:
-                variables[name] = value
-    return variables

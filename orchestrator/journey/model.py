@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, time
 from functools import lru_cache
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 from pydantic import (
     AfterValidator,
@@ -48,7 +48,10 @@ from orchestrator.pressure.basket import COMM_TYPES, CommType
 from orchestrator.timeutil import find_tz
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-STEP_TYPES = ("send", "wait", "branch", "split", "delay", "window", "update_profile", "emit", "end")
+StepType = Literal["send", "wait", "branch", "split", "delay", "window", "update_profile", "emit", "end"]
+"""The step types of the journey language: each is a class in :data:`Step` (its ``type:`` tag), has an engine handler
+(``engine.steps.HANDLERS``) and a render label (``designer.render.LABELS``); ``tests/unit/test_closed_sets.py`` checks all three."""
+STEP_TYPES: tuple[StepType, ...] = get_args(StepType)
 CCM_SHORTCUTS = {"opened_of": "ccm.opened", "clicked_of": "ccm.clicked", "delivered_of": "ccm.delivered", "bounced_of": "ccm.bounced"}
 
 
@@ -565,9 +568,7 @@ Step = Annotated[
     Discriminator(
         _step_tag,
         custom_error_type="bad_step_type",
-        custom_error_message=(
-            "missing or unknown step type: write type: send, wait, branch, split, delay, window, update_profile, emit or end"
-        ),
+        custom_error_message=f"missing or unknown step type: write type: {', '.join(STEP_TYPES[:-1])} or {STEP_TYPES[-1]}",
     ),
 ]
 

@@ -14,13 +14,15 @@ enters a journey at most once per run (the engine remembers the run like an even
   cannot be local.
 
 A run **reaches** a customer at its time (its *due* time: the instant, or the local time in
-the customer's zone) and stays **open** for that customer for :data:`GRACE` (24 h; for an
-hourly schedule, one hour): a worker that was down when the run came due still carries it
-out when it is back within that time, and a worker down longer misses that run (the next
-one comes). Only the newest occurrence of a recurring schedule is carried out: runs missed
-entirely are not made up. The due time is the customer's as it is then: a customer who
-first appears while the run is open, or whose zone changes before they are due, is reached
-at their due time (at once if it has passed but the run is still open for them).
+the customer's zone) and stays **open** for that customer for its reach (:meth:`Run.reach`:
+:data:`GRACE`, 24 h, for an hourly schedule one hour; never more than half the engine's
+dedupe window): a worker that was down when the run came due still carries it out when it
+is back within that time, and a worker down longer misses that run (the next one comes).
+The worker's scan and ``simulate`` both take it from :meth:`Run.reach`. Only the newest
+occurrence of a recurring schedule is carried out: runs missed entirely are not made up.
+The due time is the customer's as it is then: a customer who first appears while the run
+is open, or whose zone changes before they are due, is reached at their due time (at once
+if it has passed but the run is still open for them).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 
+from orchestrator.dedupe import DEFAULT_LIMITS
 from orchestrator.timeutil import resolve_tz
 
 GRACE = timedelta(hours=24)
-"""How long a run stays open for a customer after it reached them."""
+"""How long a run stays open for a customer after it reached them (hourly runs: one hour; see :meth:`Run.reach`)."""
 _EARLIEST = timedelta(hours=14)
 """The most advanced time zone (UTC+14): a local run reaches its first customers that much before UTC."""
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -71,10 +74,23 @@ class Run:
         # through UTC so a local time inside a DST gap lands on a real instant
         return self.moment.replace(tzinfo=resolve_tz(timezone)).astimezone(UTC)
 
-    def open_for(self, timezone: str | None, now: datetime) -> bool:
-        """Has the run reached the customer, and is it still open for them?"""
+    def reach(self, dedupe_window: timedelta = DEFAULT_LIMITS.dedupe_window) -> timedelta:
+        """How long after a customer's due time the run still reaches them: the one answer, for the worker and simulate.
+
+        Its grace (24 h; hourly runs one hour), but never more than half the engine's dedupe window
+        (``ORCH_DEDUPE_WINDOW_DAYS``, 7 days: 3.5 days, so the grace decides unless the window is set
+        below 2 days). The engine remembers the run in every customer it reached for the dedupe window
+        from when the check was processed (at or after the due time), so a customer looked at again
+        within the reach (a redo after a crash or a rebalance) always still remembers it: a run never
+        reaches anyone twice. Half rather than all of the window leaves a margin for a check that waited
+        in the topic.
+        """
+        return min(self.grace, dedupe_window / 2)
+
+    def open_for(self, timezone: str | None, now: datetime, dedupe_window: timedelta = DEFAULT_LIMITS.dedupe_window) -> bool:
+        """Has the run reached the customer, and does it still reach them (:meth:`reach`)?"""
         due = self.due_for(timezone)
-        return due <= now < due + self.grace
+        return due <= now < due + self.reach(dedupe_window)
 
 
 def schedule_problem(schedule: ScheduleSpec) -> str | None:
@@ -126,8 +142,8 @@ def _reference(schedule: ScheduleSpec, now: datetime) -> datetime:
 def _run(schedule: ScheduleSpec, moment: datetime) -> Run:
     grace = timedelta(hours=1) if schedule.every == "hour" else GRACE
     if schedule.local:
-        return Run(f"{moment:%Y-%m-%dT%H:%M}L", moment, True, grace)
-    return Run(f"{moment:%Y-%m-%dT%H:%M}Z", moment.replace(tzinfo=UTC), False, grace)
+        return _new_run(moment, True, grace)
+    return _new_run(moment.replace(tzinfo=UTC), False, grace)
 
 
 def _once(schedule: ScheduleSpec) -> Run | None:
@@ -135,8 +151,15 @@ def _once(schedule: ScheduleSpec) -> Run | None:
     if moment is None:
         return None
     if schedule.local:
-        return Run(f"{moment:%Y-%m-%dT%H:%M}L", moment.replace(tzinfo=None), True)
-    return Run(f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M}Z", moment.astimezone(UTC), False)
+        return _new_run(moment.replace(tzinfo=None), True, GRACE)
+    return _new_run(moment.astimezone(UTC), False, GRACE)
+
+
+def _new_run(moment: datetime, local: bool, grace: timedelta) -> Run:
+    """A run at ``moment`` (UTC, or a naive wall-clock time when ``local``), its id in the engine's format."""
+    from orchestrator.engine.ids import run_id  # the id formats live in the engine, which imports the journey language
+
+    return Run(run_id(moment, local), moment, local, grace)
 
 
 def _occurrence(schedule: ScheduleSpec, ref: datetime) -> datetime:
