@@ -1,6 +1,6 @@
 """Prometheus metrics of a worker (prometheus-client), served at ``/metrics``.
 
-The worker's data plane is not a Faust agent (see ``runtime/pipeline.py``), so
+The worker's data plane is not a Faust agent (see ``runtime/batches.py``), so
 Faust's own sensor would count nothing: every metric here is ours (``orchestrator_*``),
 and the table in the README explains each.
 """
@@ -21,14 +21,17 @@ LagSource = Callable[[], Iterable[tuple[str, int, int]]]
 """Yields (topic, partition, lag) for every partition of the group's input topics."""
 TimerSource = Callable[[], tuple[int, float]]
 """Returns (pending timers, seconds the oldest due-but-unfired timer is overdue, 0 if none)."""
+LagAgeSource = Callable[[], float]
+"""Returns the Unix time of the last successful lag read (0 before the first)."""
 
 
 class _LiveCollector(Collector):
     """Values read at scrape time: consumer lag per partition and the timer heap."""
 
-    def __init__(self, lag: LagSource, timers: TimerSource) -> None:
+    def __init__(self, lag: LagSource, timers: TimerSource, lag_read_at: LagAgeSource) -> None:
         self._lag = lag
         self._timers = timers
+        self._lag_read_at = lag_read_at
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         lag = GaugeMetricFamily(
@@ -40,6 +43,12 @@ class _LiveCollector(Collector):
         for topic, partition, value in self._lag():
             lag.add_metric([topic, str(partition)], value)
         yield lag
+        yield GaugeMetricFamily(
+            "orchestrator_consumer_lag_read_timestamp_seconds",
+            "Unix time of the last successful lag read (0 before the first): time() - this is the age of "
+            "orchestrator_consumer_lag; while the broker is away the lag gauge keeps its last value and this stops moving.",
+            value=self._lag_read_at(),
+        )
         pending, overdue = self._timers()
         yield GaugeMetricFamily("orchestrator_timers_pending", "Armed timers on this worker's partitions.", value=pending)
         yield GaugeMetricFamily(
@@ -47,6 +56,32 @@ class _LiveCollector(Collector):
             "How late the oldest due-but-unfired timer is (0 when none is overdue).",
             value=overdue,
         )
+
+
+class Tally:
+    """Counts to add later, once what they count is with Kafka: every loop of the worker counts this way.
+
+    A batch attempt that fails is tried again from scratch, so nothing it counted may reach
+    the metrics before its outputs are acknowledged: the attempt fills a tally, and the loop
+    applies it after publishing (``apply``) or drops it with the attempt.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[Counter, tuple[str, ...]], float] = {}
+
+    def add(self, metric: Counter, *labels: str, n: float = 1) -> None:
+        """Count ``n`` in ``metric`` with ``labels`` (none for an unlabelled counter)."""
+        key = (metric, labels)
+        self._counts[key] = self._counts.get(key, 0) + n
+
+    def apply(self) -> None:
+        """Add every count to its metric (once: the tally is empty afterwards)."""
+        for (metric, labels), n in self._counts.items():
+            (metric.labels(*labels) if labels else metric).inc(n)
+        self._counts.clear()
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 class Metrics:
@@ -89,7 +124,7 @@ class Metrics:
         self.timers_fired = Counter("orchestrator_timers_fired", "Timer events published.", registry=r)
         self.retries = Counter(
             "orchestrator_dependency_retries",
-            "Batch retries while a dependency (redis | kafka) was unavailable.",
+            "Retries while a dependency (redis | kafka) was unavailable: batch attempts, fetches, commits, state restores, lag reads.",
             ["dependency"],
             registry=r,
         )
@@ -149,6 +184,6 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 self.campaign_decisions.remove(journey, run, result)
 
-    def watch(self, lag: LagSource, timers: TimerSource) -> None:
+    def watch(self, lag: LagSource, timers: TimerSource, lag_read_at: LagAgeSource) -> None:
         """Register the scrape-time collectors (call once the app exists)."""
-        self.registry.register(_LiveCollector(lag, timers))
+        self.registry.register(_LiveCollector(lag, timers, lag_read_at))

@@ -3,9 +3,10 @@
 Follow one event:
 
 1. An upstream team publishes JSON on ``<prefix>.in.<family>``.
-2. :class:`~orchestrator.runtime.pipeline.Pipeline` (the worker's consumer loop)
-   validates it and re-publishes the canonical envelope on ``<prefix>.customer-events``,
-   keyed (and so partitioned) by customer; invalid → ``<prefix>.dead-letter``.
+2. The worker's batch loop (:class:`~orchestrator.runtime.batches.BatchLoop`, started
+   by :class:`~orchestrator.runtime.pipeline.Pipeline`) validates it and re-publishes the
+   canonical envelope on ``<prefix>.customer-events``, keyed (and so partitioned) by
+   customer; invalid → ``<prefix>.dead-letter``.
 3. The same loop consumes ``customer-events`` (one writer per customer), runs the pure
    engine and the Redis basket for the whole batch (``processor.process_batch``),
    publishes sends, decisions and the journey log, writes each touched state once to
@@ -17,7 +18,7 @@ Follow one event:
 What Faust does here: the ``worker`` command (signals, graceful shutdown), the web
 server with ``/metrics``, ``/health`` and ``/ready`` (Faust's own table, router and
 statistics pages are switched off: no customer data on the web port). It runs no agent, table or consumer of its own (``enable_kafka``
-is off): the data plane is in ``pipeline.py``, which says why.
+is off): the data plane is in ``pipeline.py`` and its loops; ``batches.py`` says why.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> faust.App:
     def lag_rows() -> list[tuple[str, int, int]]:
         return [(row.topic, row.partition, row.lag) for row in pipeline.health.lag]
 
-    metrics.watch(lag_rows, pipeline.overdue)
+    metrics.watch(lag_rows, pipeline.overdue, lambda: pipeline.health.lag_read_at)
 
     @app.task
     async def start_pipeline() -> None:

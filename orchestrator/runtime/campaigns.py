@@ -7,14 +7,15 @@ the input, and the customer-events topic is the output.
 
 How a run proceeds
 ------------------
-The pipeline's campaign loop (``Pipeline._run_campaigns``, its own asyncio task) calls
+The worker's campaign loop (``campaign_loop.py``, its own asyncio task) calls
 :meth:`CampaignScheduler.refresh` and :meth:`CampaignScheduler.work` about every
 ``ORCH_CAMPAIGN_TICK`` seconds, or at once while there is work and tokens.
 
 1. **Runs.** For each journey in ``JourneySet.scheduled``, the runs ``open_runs(schedule, now)``
    (engine time: the demo's fast clock included) that can reach some customer now: a UTC run
-   from its instant to the end of its grace; a local run from 14 h before its wall-clock time
-   (UTC+14) to 14 h after it plus the grace. Runs outside that are dropped with their progress.
+   from its instant to the end of its reach (``Run.reach``: its grace, at most half the dedupe
+   window); a local run from 14 h before its wall-clock time (UTC+14) to 14 h after it plus the
+   reach. Runs outside that are dropped with their progress.
 2. **Passes.** Per run and owned partition, a *pass*: a snapshot of the partition's customer
    ids (a list of the ids the store already holds) walked with a cursor, extended by the
    customers who first appear in the partition while the pass is open (see below). For each
@@ -27,7 +28,7 @@ The pipeline's campaign loop (``Pipeline._run_campaigns``, its own asyncio task)
      runs) → parked by due time and revisited when due (their state is read again then: a
      zone that moved the due time later parks them again; see below for one that moved it
      earlier);
-   - the run has closed for them (due + grace passed) → settled;
+   - the run has closed for them (due + ``Run.reach`` passed) → settled;
    - else the audience conditions (``CompiledJourney.audience_when``, the engine's own
      predicate, over the same :class:`~orchestrator.journey.conditions.Ctx` the engine builds)
      are evaluated: not in the audience → settled; in it → an
@@ -94,7 +95,9 @@ or not). What a redo can do, and why nothing happens twice:
   them. A pass taken again (restart, rebalance) is the redo of the cases above.
 - The run is remembered for ``ORCH_DEDUPE_WINDOW_DAYS`` (7) from when the check was
   processed (itself after the due time); the scan reaches a customer only until due +
-  min(grace, half that window), so a redo always finds the run still remembered. (A customer
+  ``Run.reach`` (the grace, at most half that window), so a redo always finds the run still
+  remembered. Whether a customer's state remembers the run is the engine's own check
+  (``dedupe.dedupe_contains``). (A customer
   with more than ``ORCH_DEDUPE_MAX_IDS`` events in that time forgets the oldest ids first; the
   re-entry rule still holds then.)
 
@@ -140,7 +143,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.dedupe import RECENT_SEP, dedupe_key, recent_contains, recent_from_list
+from orchestrator.dedupe import DEFAULT_LIMITS, dedupe_contains, dedupe_key, recent_from_list
+from orchestrator.engine import ids as engine_ids
 from orchestrator.engine.audience import AUDIENCE_EVENT_TYPE
 from orchestrator.events import AudienceCheck
 from orchestrator.journey.conditions import Ctx
@@ -319,7 +323,7 @@ class RunState:
     journey_id: str
     run: Run
     reach: timedelta
-    """How long after a customer's due time the scan still reaches them: min(the run's grace, half the dedupe window)."""
+    """How long after a customer's due time the scan still reaches them (``Run.reach`` of the worker's dedupe window)."""
     passes: dict[int, Pass] = field(default_factory=dict)
     event_id: str = field(init=False)
     """``audience:<journey>:<run>``: what the engine remembers in each customer the run reached."""
@@ -328,7 +332,7 @@ class RunState:
     dues: dict[str, tuple[datetime, float, float]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.event_id = f"audience:{self.journey_id}:{self.run.run_id}"
+        self.event_id = engine_ids.audience_event_id(self.journey_id, self.run.run_id)
         self.key = dedupe_key(self.event_id)
         self.data = {"journey": self.journey_id, "run": self.run.run_id}
 
@@ -343,9 +347,7 @@ class RunState:
 
     def remembered_by(self, recent: str) -> bool:
         """Whether a customer's remembered ids hold this run (the engine's dedupe of ``AudienceCheck.event_id``)."""
-        if not recent:
-            return False
-        return recent_contains(recent, self.event_id) if recent[0] == RECENT_SEP else self.key in recent
+        return dedupe_contains(recent, self.event_id, key=self.key)
 
 
 @dataclass
@@ -396,23 +398,12 @@ def run_reaches(run: Run, now: datetime, reach: timedelta) -> bool:
     return wall - LOCAL_SPREAD <= now < wall + LOCAL_SPREAD + reach
 
 
-def run_of_event(journey_id: str, event_id: object) -> str | None:
-    """The run id in an instance's entry event id ``audience:<journey>:<run>``; None for other events."""
-    prefix = f"audience:{journey_id}:"
-    return event_id[len(prefix) :] if isinstance(event_id, str) and event_id.startswith(prefix) else None
-
-
-def run_of_instance(journey_id: str, instance_id: str) -> str | None:
-    """The run id of an instance a campaign run started (``<journey>@audience:<journey>:<run>``); None otherwise."""
-    head = f"{journey_id}@"
-    return run_of_event(journey_id, instance_id[len(head) :]) if instance_id.startswith(head) else None
-
-
 class CampaignScheduler:
     """The scan and the throttle of every campaign on one worker (no Kafka here: the pipeline publishes).
 
-    ``clock``: monotonic seconds for the token buckets. ``reach_limit``: the scan reaches a
-    customer at most this long after their due time (half the dedupe window, see the module doc).
+    ``clock``: monotonic seconds for the token buckets. ``dedupe_window``: the engine's
+    (``EngineLimits.dedupe_window``); the scan reaches a customer until ``Run.reach`` of it after
+    their due time (see the module doc).
     """
 
     def __init__(
@@ -420,7 +411,7 @@ class CampaignScheduler:
         store: StateStore,
         metrics: Metrics,
         *,
-        reach_limit: timedelta = timedelta(days=3, hours=12),
+        dedupe_window: timedelta = DEFAULT_LIMITS.dedupe_window,
         slice_size: int = 1000,
         progress_every: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
@@ -428,7 +419,7 @@ class CampaignScheduler:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.reach_limit = reach_limit
+        self.dedupe_window = dedupe_window
         self.slice_size = slice_size
         self.progress_every = progress_every
         self.clock = clock
@@ -476,7 +467,7 @@ class CampaignScheduler:
     def _open(self, campaign: Campaign, runs: list[Run], now: datetime, owned: set[int]) -> None:
         open_now: dict[str, RunState] = {}
         for run in runs:
-            reach = min(run.grace, self.reach_limit)
+            reach = run.reach(self.dedupe_window)
             if not run_reaches(run, now, reach):
                 continue
             state = campaign.runs.get(run.run_id) or RunState(campaign.journey.id, run, reach)
@@ -763,7 +754,5 @@ __all__ = [
     "ProgressOut",
     "TokenBucket",
     "Work",
-    "run_of_event",
-    "run_of_instance",
     "run_reaches",
 ]

@@ -4,7 +4,7 @@ Why not a Faust table: Faust writes one changelog message per table assignment t
 its per-message path (measured ~1,200 writes/s), and its offset commits are tied to its
 own stream acks. Here the worker writes each touched customer's state once per batch
 with the batch's other outputs, and commits input offsets only after all of them are
-acknowledged (see ``runtime/pipeline.py``).
+acknowledged (see ``runtime/batches.py``).
 
 Layout: topic ``<app_id>-customer-state-changelog`` (compacted, co-partitioned with
 ``<prefix>.customer-events``: the state of a customer on customer-events partition *p*

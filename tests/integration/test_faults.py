@@ -1,7 +1,7 @@
 """Fault tests on the real stack: what arrives is counted against an oracle.
 
-- Redis replies OOM mid-stream: the batch waits and retries; every customer gets its
-  send exactly once (one send id, charged once), nothing is dead-lettered.
+- Redis replies OOM mid-stream: the batch waits and retries (``/ready`` says 503 meanwhile);
+  every customer gets its send exactly once (one send id, charged once), nothing is dead-lettered.
 - Poison messages (too large, nested 100,000 deep, a 5,000-digit number, NaN, garbage
   on the internal topic, an event that would grow a state past its cap) are
   dead-lettered with a code and their source; every good customer is served; the
@@ -9,16 +9,20 @@
 - kill -9 of one of two workers under load: every expected send id appears (first
   message and the reminder after the timer), no customer is charged twice.
 - The broker is killed and comes back: the worker rides it out without a flood of log
-  lines and every event is handled; SIGTERM while the broker is down exits in time.
+  lines and every event is handled; /ready says 503 within a lag interval and a few seconds,
+  the Kafka retry counter counts and the lag gauge's timestamp stops; SIGTERM while the
+  broker is down exits in time and closes every client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis
@@ -38,6 +42,18 @@ async def _balances(url: str, customers: list[str]) -> dict[str, float]:
         return {c: (await basket.show(c, now)).balance for c in customers}
     finally:
         await basket.aclose()
+
+
+def _cores_over(pid: int, seconds: float) -> float:
+    """Average cores a process used over the next ``seconds`` (user + system time from /proc)."""
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    c0, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    return (cpu() - c0) / (time.monotonic() - t0)
 
 
 def _send_ids_by_customer(dep: Deployment, until: int, timeout: float) -> dict[str, set[tuple[str, str]]]:
@@ -67,8 +83,11 @@ def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deploym
         assert wait_until(lambda: metric(worker.metrics(), "orchestrator_dependency_retries_total", dependency="redis") >= 2, 30)
         held = _send_ids_by_customer(dep, until=10_000, timeout=2)
         assert set(held) == set(customers[:10]), "a send went out while Redis refused writes"
+        # PING still answers under OOM: /ready must tell the stall from the retries, within a lag interval and a few seconds
+        assert wait_until(lambda: worker.ready() is None, 5 + 5), "/ready stayed 200 while every batch was stalled on Redis OOM"
     finally:
         r.config_set("maxmemory", 0)
+    assert wait_until(lambda: worker.ready() is not None, 30), "/ready must come back once Redis takes writes again"
 
     sends = _send_ids_by_customer(dep, until=30, timeout=60)
     time.sleep(1.5)
@@ -180,9 +199,22 @@ def test_broker_outage_is_ridden_out_quietly_and_sigterm_exits_while_it_is_down(
     dep.publish("web", *(cart(c) for c in before))
     _send_ids_by_customer(dep, until=10, timeout=60)
 
+    text = worker.metrics()
+    retries_before = metric(text, "orchestrator_dependency_retries_total", dependency="kafka")
+    read_at = metric(text, "orchestrator_consumer_lag_read_timestamp_seconds")
+    assert read_at > time.time() - 30, "the lag gauge's timestamp follows the lag reads"
+    assert worker.proc is not None
     private_stack.stop_kafka()
-    time.sleep(20)
-    assert wait_until(lambda: worker.ready() is None, 20), "/ready must turn 503 while Kafka is down"
+    killed = time.monotonic()
+    # within ORCH_LAG_INTERVAL (5 s) and a few seconds: the lag read gives up after 5 s
+    assert wait_until(lambda: worker.ready() is None, 5 + 5 + 5), "/ready must turn 503 while Kafka is down"
+    print(f"/ready said 503 {time.monotonic() - killed:.1f}s after the broker went")
+    cpu = _cores_over(worker.proc.pid, 12)  # measured, not asserted: bench/bench_outage.py has the A/B
+    print(f"idle worker with the broker down: {cpu:.3f} cores")
+    text = worker.metrics()
+    assert metric(text, "orchestrator_dependency_retries_total", dependency="kafka") > retries_before, "retries counted in the outage"
+    frozen = metric(text, "orchestrator_consumer_lag_read_timestamp_seconds")
+    assert time.time() - frozen > 10, "the lag gauge's timestamp stops while the lag cannot be read (its age shows)"
     private_stack.start_kafka()
     assert wait_until(lambda: worker.ready() is not None, 90), worker.log_tail()
     after = [f"{dep.prefix}-a{i}" for i in range(10)]
@@ -201,6 +233,8 @@ def test_broker_outage_is_ridden_out_quietly_and_sigterm_exits_while_it_is_down(
     took = time.monotonic() - started
     assert took < 30, f"SIGTERM with Kafka down took {took:.1f}s"
     assert code in (0, -15), worker.log_tail()
+    log_text = worker.log_path.read_text(errors="replace")
+    assert "did not close cleanly" not in log_text and "never awaited" not in log_text, worker.log_tail()
 
 
 def test_no_customer_data_on_the_web_port_and_orch_settings_win(deployment: Deployment) -> None:

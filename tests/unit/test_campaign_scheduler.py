@@ -17,11 +17,11 @@ from orchestrator.dedupe import recent_from_list
 from orchestrator.designer.explain import build_story
 from orchestrator.designer.report import build_report
 from orchestrator.dev.drive import drive
+from orchestrator.engine.ids import run_of_event, run_of_instance
 from orchestrator.events import AudienceCheck
 from orchestrator.journey.loader import JourneySet, load_text
 from orchestrator.journey.schedule import GRACE, Run
 from orchestrator.metrics import Metrics
-from orchestrator.pressure.policy import load_policy
 from orchestrator.processor import Result
 from orchestrator.records import CAMPAIGN_PROGRESS, JourneyLogRecord
 from orchestrator.runtime.campaigns import (
@@ -29,11 +29,10 @@ from orchestrator.runtime.campaigns import (
     CampaignScheduler,
     TokenBucket,
     Work,
-    run_of_event,
-    run_of_instance,
     run_reaches,
 )
-from orchestrator.runtime.pipeline import Pipeline, _Out
+from orchestrator.runtime.outputs import BatchOutput, result_records
+from orchestrator.runtime.pipeline import worker_topics
 from orchestrator.runtime.store import PartitionState, StateStore
 from orchestrator.settings import Settings
 from orchestrator.state import CustomerState, Profile
@@ -378,26 +377,25 @@ def test_two_campaigns_take_turns_in_the_slices():
 def test_the_pipeline_counts_entries_and_decisions_of_a_run(tmp_path):
     js = journeys()
     policy = ROOT / "journeys" / "pressure.yaml"
-    pipeline = Pipeline(Settings(journeys_dir=tmp_path, policy_file=policy), js, load_policy(policy), Metrics())
-    pipeline.campaigns.refresh(js, T0, {0}, 4)  # the run is open here: it has its own label
+    store = store_of({0: []})
+    sched, m = scheduler(store, Clock())
+    sched.refresh(js, T0, {0}, 4)  # the run is open here: it has its own label
+    topics = worker_topics(Settings(journeys_dir=tmp_path, policy_file=policy))
     check = AudienceCheck(customer_id="g1", journey_id="newsletter", run_id=RUN, due_at=T0)
     state, actions = drive(customer("g1"), check, js, T0)
     traces = [a for a in actions if isinstance(a, Trace)]
     dispositions = [a for a in actions if isinstance(a, Disposition)]
-    out = _Out()
-    pipeline._outputs(out, Result(state=state, traces=traces, dispositions=dispositions), T0)
-    for count in out.counts:
-        count()
-    m = pipeline.metrics
+    out = BatchOutput()
+    result_records(out, Result(state=state, traces=traces, dispositions=dispositions), T0, topics, m, sched.run_label)
+    out.tally.apply()
     assert metric(m, "orchestrator_campaign_entered_total", journey="newsletter", run=RUN) == 1
     assert metric(m, "orchestrator_campaign_decisions_total", journey="newsletter", run=RUN, result="approved") == 1
     _, again = drive(
         customer("g2"), AudienceCheck(customer_id="g2", journey_id="newsletter", run_id="2026-11-01T10:00Z", due_at=T0), js, T0
     )
-    out = _Out()
-    pipeline._outputs(out, Result(state=state, traces=[a for a in again if isinstance(a, Trace)]), T0)
-    for count in out.counts:
-        count()
+    out = BatchOutput()
+    result_records(out, Result(state=state, traces=[a for a in again if isinstance(a, Trace)]), T0, topics, m, sched.run_label)
+    out.tally.apply()
     assert metric(m, "orchestrator_campaign_entered_total", journey="newsletter", run="older") == 1  # a run not open here
 
 

@@ -21,7 +21,8 @@ from orchestrator.pressure.policy import load_policy
 from orchestrator.processor import CustomerWork, Result, process_batch
 from orchestrator.records import EmitRecord
 from orchestrator.runtime.out_topics import journey_out_topics
-from orchestrator.runtime.pipeline import Pipeline, _Out
+from orchestrator.runtime.outputs import BatchOutput, result_records
+from orchestrator.runtime.pipeline import worker_topics
 from orchestrator.settings import Settings
 from orchestrator.state import CustomerState
 
@@ -254,18 +255,18 @@ def test_the_worker_publishes_emits_on_their_out_topic(tmp_path):
     js = load_text(EMIT)
     policy = ROOT / "journeys" / "pressure.yaml"
     settings = Settings(journeys_dir=tmp_path, policy_file=policy, topic_prefix="t")
-    pipeline = Pipeline(settings, js, load_policy(policy), Metrics())
     assert journey_out_topics(js, settings) == {"t.out.webcare"}
+    topics, metrics = worker_topics(settings), Metrics()
     _, actions = drive(CustomerState.new("c1"), ev("e1", url="/p"), js, T0)
-    out = _Out()
-    pipeline._outputs(out, Result(state=CustomerState.new("c1"), emits=emits(actions), traces=traces(actions, "emitted")), T0)
-    topics = [r[0] for r in out.records]
-    assert topics == ["t.journey-log", "t.out.webcare"] and out.emit_topics == {"t.out.webcare"}
-    _topic, _partition, key, value, _headers = out.records[1]
-    assert key == b"c1" and json.loads(value)["record_id"] == "c1:handoff:v1:e1:out"
+    out = BatchOutput()
+    result = Result(state=CustomerState.new("c1"), emits=emits(actions), traces=traces(actions, "emitted"))
+    result_records(out, result, T0, topics, metrics, lambda journey, run: run)
+    assert [r.topic for r in out.records] == ["t.journey-log", "t.out.webcare"] and out.emit_topics == {"t.out.webcare"}
+    emitted = out.records[1]
+    assert emitted.key == b"c1" and json.loads(emitted.value)["record_id"] == "c1:handoff:v1:e1:out"
     # a batch without emits: no topic to make sure of
-    out = _Out()
-    pipeline._outputs(out, Result(state=CustomerState.new("c1"), traces=traces(actions, "step")), T0)
+    out = BatchOutput()
+    result_records(out, Result(state=CustomerState.new("c1"), traces=traces(actions, "step")), T0, topics, metrics, lambda j, r: r)
     assert out.emit_topics == set()
 
 

@@ -274,7 +274,7 @@ def envelope(event_id: str, occurred_at: datetime, type_: str = "web.cart_abando
 
 
 def dlq_headers(code: str, reason: str, at: datetime, customer: str = "", offset: int = 7) -> list[tuple[str, bytes]]:
-    """The headers Pipeline._dead writes on a dead-letter record."""
+    """The headers outputs.dead_letter_record writes on a dead-letter record."""
     fields = {
         "dlq.reason": reason,
         "dlq.code": code,
