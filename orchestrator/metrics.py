@@ -93,6 +93,12 @@ class Metrics:
         self.events = Counter(
             "orchestrator_events", "Inbound messages by family and outcome (accepted | dead_lettered).", ["family", "outcome"], registry=r
         )
+        self.inbound_direct = Counter(
+            "orchestrator_inbound_direct",
+            "Inbound events processed on their own partition, without republishing them on customer-events (one hop).",
+            ["family"],
+            registry=r,
+        )
         self.processed = Counter(
             "orchestrator_processed", "Messages run through the engine, by kind (event | timer).", ["kind"], registry=r
         )

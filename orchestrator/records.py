@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.actions import Disposition, DispositionResult, Emit, Send, Trace
+from orchestrator.fastmodel import fast_new
 from orchestrator.pressure.basket import DecisionCode
 
 
@@ -48,8 +49,10 @@ class SendRequest(BaseModel):
 
     @classmethod
     def of(cls, disposition: Disposition, at: datetime) -> SendRequest:
+        """From a validated disposition (built without validating again: the worker writes one per send)."""
         send: Send = disposition.send
-        return cls(
+        return fast_new(
+            cls,
             send_id=send.send_id,
             customer_id=send.customer_id,
             channel=send.channel,
@@ -62,8 +65,8 @@ class SendRequest(BaseModel):
             journey_version=send.journey_version,
             step_id=send.step_id,
             approved_at=at,
-            basket_balance=disposition.decision.balance if disposition.decision is not None else 0.0,
-            basket_capacity=disposition.decision.capacity if disposition.decision is not None else 0.0,
+            basket_balance=float(disposition.decision.balance) if disposition.decision is not None else 0.0,
+            basket_capacity=float(disposition.decision.capacity) if disposition.decision is not None else 0.0,
         )
 
 
@@ -107,34 +110,30 @@ class DecisionRecord(BaseModel):
 
     @classmethod
     def of(cls, d: Disposition, at: datetime) -> DecisionRecord:
+        """From a validated disposition (built without validating again: the worker writes one per decision)."""
         dec = d.decision
-        basket: dict[str, Any] = (
-            {"outcome": "not_asked", "code": None, "cost": 0.0, "balance": 0.0, "capacity": 0.0, "period": "", "retry_at": None}
-            if dec is None
-            else {
-                "outcome": dec.outcome,
-                "code": dec.code,
-                "cost": dec.cost,
-                "balance": dec.balance,
-                "capacity": dec.capacity,
-                "period": dec.period,
-                "retry_at": dec.retry_at,
-            }
-        )
-        return cls(
-            send_id=d.send.send_id,
-            customer_id=d.send.customer_id,
-            journey_id=d.send.journey_id,
-            journey_version=d.send.journey_version,
-            step_id=d.send.step_id,
-            channel=d.send.channel,
-            comm_type=d.send.comm_type,
-            priority=d.send.priority,
-            template=d.send.template,
+        send = d.send
+        return fast_new(  # in the declared order: the JSON keys follow it
+            cls,
+            send_id=send.send_id,
+            customer_id=send.customer_id,
+            journey_id=send.journey_id,
+            journey_version=send.journey_version,
+            step_id=send.step_id,
+            channel=send.channel,
+            comm_type=send.comm_type,
+            priority=send.priority,
+            template=send.template,
+            outcome=dec.outcome if dec is not None else "not_asked",
+            code=dec.code if dec is not None else None,
             result=d.result,
             reason=d.note or (dec.reason if dec is not None else ""),
+            cost=float(dec.cost) if dec is not None else 0.0,
+            balance=float(dec.balance) if dec is not None else 0.0,
+            capacity=float(dec.capacity) if dec is not None else 0.0,
+            period=dec.period if dec is not None else "",
+            retry_at=dec.retry_at if dec is not None else None,
             decided_at=at,
-            **basket,
         )
 
 
@@ -153,7 +152,19 @@ class JourneyLogRecord(BaseModel):
 
     @classmethod
     def of(cls, t: Trace) -> JourneyLogRecord:
-        return cls(**t.model_dump(exclude={"kind", "run_id"}))
+        """From a validated trace (built without validating again: the worker writes one per trace)."""
+        return fast_new(
+            cls,
+            customer_id=t.customer_id,
+            journey_id=t.journey_id,
+            journey_version=t.journey_version,
+            instance_id=t.instance_id,
+            step_id=t.step_id,
+            what=t.what,
+            edge=t.edge,
+            detail=t.detail,
+            at=t.at,
+        )
 
 
 CAMPAIGN_PROGRESS = "campaign_progress"

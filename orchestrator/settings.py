@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         default=50_000, ge=0, description="Recently written customer states kept parsed in memory (speed; 0 = off)."
     )
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between reads of the group's lag (also the Kafka readiness probe).")
+    direct_inbound: bool = Field(
+        default=True,
+        description="Process an inbound event where it is when it already sits on the customer's own partition "
+        "(keyed by customer id, as many partitions as customer-events) instead of republishing it there first.",
+    )
 
     # --- bounds ---
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest accepted inbound message; larger ones are dead-lettered.")

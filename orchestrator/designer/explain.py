@@ -12,14 +12,19 @@ client and aiokafka do) and only that partition is read, from its beginning to i
 time of the call, keeping the records whose key is the customer id.
 
 It also reads the customer's partition of ``<prefix>.customer-events`` (the canonical envelopes,
-timers and campaign checks the worker republishes keyed by customer) and of ``<prefix>.dead-letter``:
+timers and campaign checks the worker republishes keyed by customer), of each inbound topic
+``<prefix>.in.<family>`` that exists (the raw upstream events, keyed by customer id by contract)
+and of ``<prefix>.dead-letter``:
 
 - **Each event at its own time.** The worker stamps every record of one batch with the batch's
   time (``BatchLoop.attempt`` takes ``now`` once per batch; the engine's traces and the decisions
   carry it), so the journey log alone would put every event of a batch at one time. A line about
-  an event is put at that event's ``occurred_at`` from its envelope (a timeout or resume at its
-  timer's due time); the text says ``(handled <time>)`` when the worker handled it a second or
-  more later. An envelope gone with the topic's retention leaves the record's time.
+  an event is put at that event's ``occurred_at`` (a timeout or resume at its timer's due time);
+  the text says ``(handled <time>)`` when the worker handled it a second or more later. The time
+  comes from the event's envelope on customer-events or, for an inbound event the worker
+  processed directly because it already sat on the customer's partition (no second hop, so no
+  envelope), from the raw event on its inbound topic; the first record of an event id wins. An
+  event gone with the topics' retention leaves the record's time.
 - **Dead letters.** The worker keys a dead letter by the key of the message that failed (an
   inbound event's upstream key, the customer id by contract; a customer-events record's
   customer id) with the default partitioner, so the customer's dead letters are on
@@ -35,9 +40,11 @@ timers and campaign checks the worker republishes keyed by customer) and of ``<p
 Lines are sorted by their own time (the log's order within one instant), so an event that came
 late is told where it happened, before lines the worker logged earlier.
 
-Cost: four partitions instead of two, each from its beginning: the customer-events partition
-is about as large as the journey log's (every event of the customers sharing the partition,
-for the topic's retention); the dead-letter partition holds only what failed.
+Cost: one partition per topic, each from its beginning: besides the journey log and the
+decisions, the customer-events partition is about as large as the journey log's (every event of
+the customers sharing the partition, for the topic's retention), the inbound partitions together
+hold every upstream event of those customers, the dead-letter partition only what failed. Each
+inbound topic is looked up first (a missing one is skipped, not an error).
 
 The story (:func:`build_story`, a pure function over the records) says, per journey instance:
 entered (which journey and version, on which event), did not enter (``not_entered`` records:
@@ -70,6 +77,7 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.designer.report import load_settings, log_records, parse_time
 from orchestrator.designer.report_kafka import (
     KafkaReadError,
+    RawRecord,
     _partition_counts,  # the same topic check and partition count as read_to_end
     quiet_kafka_client,
     read_to_end,
@@ -459,11 +467,14 @@ _Internal = CustomerEvent | TimerFired | AudienceCheck
 
 
 def event_times(customer_id: str, items: Iterable[_Internal | Mapping[str, Any] | bytes | str]) -> dict[str, datetime]:
-    """Message id -> its own time, from the customer's records of ``<prefix>.customer-events``.
+    """Message id -> its own time, from the customer's records of ``<prefix>.customer-events`` and the inbound topics.
 
     An event's ``occurred_at`` under its ``event_id``; a timer's due time under ``timer:<timer id>``; a campaign
-    check's due time under its event id. The first record of an id wins (a redelivery keeps the first time);
-    records of other customers and records that do not decode are left out.
+    check's due time under its event id. A record that is not an internal message is read as a raw inbound
+    event (the upstream JSON the worker processed without republishing it): its ``occurred_at`` under its
+    ``event_id`` when both are there, ``occurred_at`` with a time zone (:func:`_inbound_time`). The first record
+    of an id wins (a redelivery keeps the first time); records of other customers and records that are neither
+    are left out.
     """
     times: dict[str, datetime] = {}
     for item in items:
@@ -472,11 +483,32 @@ def event_times(customer_id: str, items: Iterable[_Internal | Mapping[str, Any] 
         else:
             try:
                 msg = decode_internal(item if isinstance(item, bytes | str) else json.dumps(dict(item)))
-            except ValueError:  # pydantic's ValidationError is one
+            except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError; TypeError: not JSON-able
+                if (raw := _inbound_time(customer_id, item)) is not None:
+                    times.setdefault(*raw)
                 continue
         if msg.customer_id == customer_id:
             times.setdefault(msg.event_id, msg.occurred_at if isinstance(msg, CustomerEvent) else msg.due_at)
     return times
+
+
+def _inbound_time(customer_id: str, item: Mapping[str, Any] | bytes | str) -> tuple[str, datetime] | None:
+    """``(event_id, occurred_at)`` of a raw inbound event of the customer, else None.
+
+    Needs a string ``event_id``, ``customer_id`` equal to the customer and an ISO ``occurred_at`` with a time zone;
+    the rest of the event is not checked (the worker validated it, or dead-lettered it and no line is about it).
+    """
+    if isinstance(item, bytes | str):
+        try:
+            doc = decode_json(item)  # within the inbound bounds
+        except InvalidEvent:
+            return None
+    else:
+        doc = item
+    if not isinstance(doc, Mapping) or doc.get("customer_id") != customer_id:
+        return None
+    event_id, at = doc.get("event_id"), _time(doc.get("occurred_at"))
+    return (event_id, at) if isinstance(event_id, str) and at is not None else None
 
 
 def _decisions(items: Iterable[DecisionView | Mapping[str, Any] | bytes]) -> list[DecisionView]:
@@ -506,8 +538,8 @@ def build_story(
     Each line is at its own time. The worker stamps all records of one batch with the batch's
     time, so a line about an event (entered, not entered, awaited event, goal, exit, duplicate)
     is put at the event's ``occurred_at`` and a timeout or resume at its timer's due time, looked
-    up in ``events`` (the customer's ``customer-events`` records, :func:`event_times`); without
-    them, or when the event is no longer there, at the record's time. A dead letter is at the
+    up in ``events`` (the customer's ``customer-events`` records and raw inbound events,
+    :func:`event_times`); without them, or when the event is no longer there, at the record's time. A dead letter is at the
     event's ``occurred_at`` when its bytes carry one, else at ``dlq.at``, else at the record's
     timestamp. Lines are sorted by that time, the log's order kept within one instant.
     """
@@ -606,7 +638,8 @@ class CustomerRecords:
     log: list[bytes]
     decisions: list[bytes]
     events: list[bytes]
-    """Their ``customer-events`` records (canonical envelopes, timers, campaign checks): the events' own times."""
+    """Their ``customer-events`` records (canonical envelopes, timers, campaign checks), then their records of the
+    inbound topics read (raw upstream events): the events' own times (:func:`event_times`)."""
     dead_letters: list[DeadLetterView]
     partitions: dict[str, int]
     """Topic -> the one partition read."""
@@ -623,31 +656,78 @@ async def read_customer(
     *,
     events_topic: str,
     dead_letter_topic: str,
+    inbound_topics: Sequence[str] = (),
     **client_kw: Any,
 ) -> CustomerRecords:
-    """The customer's journey-log, decision, customer-events and dead-letter records, and the partition read per topic.
+    """The customer's journey-log, decision, customer-events, inbound and dead-letter records, and the partition read per topic.
 
     Reads only the customer's partition of each topic (:func:`partition_for`), from its
     beginning to its end at the time of the call, and keeps the records keyed by the customer
     (and, on the dead-letter topic, those whose ``dlq.customer`` header names them).
-    Raises :class:`~orchestrator.designer.report.KafkaReadError`.
+
+    ``inbound_topics`` (``<prefix>.in.<family>``) are read for the events' own times: an inbound
+    event that already sits on the customer's partition is processed by the worker directly,
+    without a second hop through ``customer-events``, so its ``occurred_at`` is only on the
+    inbound topic. Their records follow the customer-events records in ``events``. An inbound
+    topic that does not exist is left out (not every family's topic need be created); one of the
+    other topics missing raises as before. Raises :class:`~orchestrator.designer.report.KafkaReadError`.
     """
     key = customer_id.encode()
     topics = [log_topic, decisions_topic, events_topic]
-    outbound, dead = await asyncio.gather(  # both to their end (or failure), so neither reader is left unclosed
+    outbound, inbound, dead = await asyncio.gather(  # all to their end (or failure), so no reader is left unclosed
         read_to_end(bootstrap, topics, timeout, choose=lambda _topic, n: [partition_for(customer_id, n)], **client_kw),
+        _read_inbound(bootstrap, inbound_topics, customer_id, timeout, client_kw),
         _read_dead_letters(bootstrap, dead_letter_topic, customer_id, timeout, client_kw),
         return_exceptions=True,
     )
     if isinstance(outbound, BaseException):
         raise outbound
+    if isinstance(inbound, BaseException):
+        raise inbound
     if isinstance(dead, BaseException):
         raise dead
-    (raw, chosen), (letters, dlq_partition, scanned) = outbound, dead
-    mine = [r for r in raw if r.key == key and r.value is not None]
-    values = {t: [r.value for r in mine if r.topic == t and r.value is not None] for t in topics}
-    partitions = {t: ps[0] for t, ps in chosen.items()} | {dead_letter_topic: dlq_partition}
-    return CustomerRecords(values[log_topic], values[decisions_topic], values[events_topic], letters, partitions, scanned)
+    (raw, chosen), (raw_in, chosen_in), (letters, dlq_partition, scanned) = outbound, inbound, dead
+    mine = [r for r in [*raw, *raw_in] if r.key == key and r.value is not None]
+    values = {t: [r.value for r in mine if r.topic == t and r.value is not None] for t in [*topics, *chosen_in]}
+    events = values[events_topic] + [v for t in chosen_in for v in values[t]]
+    partitions = {t: ps[0] for t, ps in (chosen | chosen_in).items()} | {dead_letter_topic: dlq_partition}
+    return CustomerRecords(values[log_topic], values[decisions_topic], events, letters, partitions, scanned)
+
+
+async def _read_inbound(
+    bootstrap: str, topics: Sequence[str], customer_id: str, timeout: float, client_kw: Mapping[str, Any]
+) -> tuple[list[RawRecord], dict[str, list[int]]]:
+    """The customer's partition of those of ``topics`` that exist, read to its end, and the partition read per topic.
+
+    :func:`~orchestrator.designer.report_kafka.read_to_end` raises for a missing topic, so each
+    topic is looked up first (:func:`_partition_counts` per topic, concurrently); ``timeout``
+    bounds the look-up and the read together.
+    """
+    if not topics:
+        return [], {}
+    from aiokafka.errors import KafkaError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        found = await asyncio.wait_for(
+            asyncio.gather(*(_partition_counts(bootstrap, [t], client_kw) for t in topics), return_exceptions=True), timeout
+        )
+    except TimeoutError:
+        raise KafkaReadError(f"could not read {', '.join(topics)} at {bootstrap} to the end within {timeout:g} s") from None
+    present = []
+    for topic, got in zip(topics, found, strict=True):
+        if isinstance(got, KafkaReadError):  # no such topic: nothing of the customer's on it
+            continue
+        if isinstance(got, KafkaError):
+            raise KafkaReadError(f"cannot read from Kafka at {bootstrap} ({type(got).__name__}: {got})") from None
+        if isinstance(got, BaseException):
+            raise got
+        present.append(topic)
+    if not present:
+        return [], {}
+    left = max(deadline - loop.time(), 0.0)
+    return await read_to_end(bootstrap, present, left, choose=lambda _topic, n: [partition_for(customer_id, n)], **client_kw)
 
 
 async def _read_dead_letters(
@@ -709,8 +789,9 @@ HELP = (
     "or did not enter and why, split variants and branches, what they waited for and until when, each send and the basket's "
     "decision on it (reason, code, balance/capacity, deferred until), awaited events, timeouts, goals and exits. "
     "Also their dead-lettered events (code and reason), and each event at its own time (occurred_at). "
-    "Reads only the customer's partition of <ORCH_TOPIC_PREFIX>.journey-log, .decisions, .customer-events and .dead-letter "
-    "(Kafka's default partitioner on the customer id), from the beginning to its current end."
+    "Reads only the customer's partition of <ORCH_TOPIC_PREFIX>.journey-log, .decisions, .customer-events, .dead-letter "
+    "and the inbound topics .in.<family> that exist (Kafka's default partitioner on the customer id), from the beginning "
+    "to its current end."
 )
 
 
@@ -745,6 +826,7 @@ def _read(args: argparse.Namespace, settings: Settings) -> CustomerRecords:
                 args.timeout,
                 events_topic=settings.topic("customer-events"),
                 dead_letter_topic=settings.topic("dead-letter"),
+                inbound_topics=list(settings.inbound_topics()),
                 **aiokafka_kwargs(settings),
             )
         )

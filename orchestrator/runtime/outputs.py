@@ -83,6 +83,9 @@ class Topics:
     dead_letter: str
     emit_topic: Callable[[str], str]
     """An emit step's ``topic`` → its Kafka topic (``<prefix>.out.<topic>``)."""
+    copartitioned: frozenset[str] = frozenset()
+    """Output topics with as many partitions as customer-events: a customer's record goes to the customer's
+    partition, given explicitly (the number murmur2 of the key gives; the producer need not hash it again)."""
 
 
 @dataclass
@@ -101,25 +104,39 @@ class BatchOutput:
 
 
 def result_records(
-    out: BatchOutput, res: Result, at: datetime, topics: Topics, metrics: Metrics, run_label: Callable[[str, str], str]
+    out: BatchOutput,
+    res: Result,
+    at: datetime,
+    topics: Topics,
+    metrics: Metrics,
+    run_label: Callable[[str, str], str],
+    partition: int | None = None,
 ) -> None:
     """Add one message's outputs to ``out``: decisions, send requests, journey log, emit records, and their counts.
 
     ``run_label`` turns a campaign run id into its metric label (the scheduler keeps the last
-    few runs by name, older ones as ``older``).
+    few runs by name, older ones as ``older``). ``partition``: the customer's partition, given
+    explicitly for the output topics co-partitioned with customer-events.
     """
     tally = out.tally
-    for d in res.dispositions:
-        key = d.send.customer_id.encode()
-        out.records.append(OutRecord(topics.decisions, key, DecisionRecord.of(d, at).model_dump_json().encode()))
-        tally.add(metrics.decisions, d.result, d.send.comm_type, d.send.channel)
-        if d.send.run_id is not None:
-            tally.add(metrics.campaign_decisions, d.send.journey_id, run_label(d.send.journey_id, d.send.run_id), d.result)
-    for d in res.sends:
-        out.records.append(OutRecord(topics.sends, d.send.customer_id.encode(), SendRequest.of(d, at).model_dump_json().encode()))
-        tally.add(metrics.sends, d.send.channel, d.send.comm_type)
+    same = topics.copartitioned
+    if res.dispositions:
+        p = partition if topics.decisions in same else None
+        for d in res.dispositions:
+            key = d.send.customer_id.encode()
+            out.records.append(OutRecord(topics.decisions, key, DecisionRecord.of(d, at).model_dump_json().encode(), p))
+            tally.add(metrics.decisions, d.result, d.send.comm_type, d.send.channel)
+            if d.send.run_id is not None:
+                tally.add(metrics.campaign_decisions, d.send.journey_id, run_label(d.send.journey_id, d.send.run_id), d.result)
+    if res.sends:
+        p = partition if topics.sends in same else None
+        for d in res.sends:
+            value = SendRequest.of(d, at).model_dump_json().encode()
+            out.records.append(OutRecord(topics.sends, d.send.customer_id.encode(), value, p))
+            tally.add(metrics.sends, d.send.channel, d.send.comm_type)
+    p = partition if topics.journey_log in same else None
     for t in res.traces:
-        out.records.append(OutRecord(topics.journey_log, t.customer_id.encode(), JourneyLogRecord.of(t).model_dump_json().encode()))
+        out.records.append(OutRecord(topics.journey_log, t.customer_id.encode(), JourneyLogRecord.of(t).model_dump_json().encode(), p))
         tally.add(metrics.journey_steps, t.journey_id or "(none)", t.what)
         if t.what == "entered" and t.run_id is not None:
             tally.add(metrics.campaign_entered, t.journey_id, run_label(t.journey_id, t.run_id))

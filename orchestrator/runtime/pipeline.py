@@ -108,6 +108,7 @@ class Pipeline(Service):
         # objects, and the default threshold (700) ran a collection every few messages.
         gc.set_threshold(50_000, 20, 100)
         await self.ctx.publisher.start()
+        self.ctx.topics.copartitioned = await self._copartitioned_outputs()
         await self.reload.record_facts()
         await self.reload.prepare_out_topics()
         await self.batches.start()
@@ -119,6 +120,14 @@ class Pipeline(Service):
             loop.create_task(self.lag.run(), name="lag"),
             loop.create_task(self.reload.run(), name="reload"),
         ]
+
+    async def _copartitioned_outputs(self) -> frozenset[str]:
+        """The output topics with as many partitions as customer-events (preflight creates them so, an operator may not)."""
+        t = self.ctx.topics
+        producer = self.ctx.publisher.producer
+        assert producer is not None
+        n = len(await producer.partitions_for(t.customer_events))
+        return frozenset([x for x in (t.sends, t.decisions, t.journey_log) if len(await producer.partitions_for(x)) == n])
 
     async def on_stop(self) -> None:
         """Finish (or abandon) the running batch, then close every client, each within a bound."""

@@ -34,6 +34,7 @@ from orchestrator.designer import explain as ex
 from orchestrator.designer import report as rp
 from orchestrator.dev import kafkatools
 from orchestrator.engine.ids import choose_variant
+from orchestrator.events import FAMILIES
 from orchestrator.journey import model as m
 from orchestrator.journey.loader import load_journeys
 from orchestrator.timeutil import iso_utc
@@ -147,7 +148,8 @@ def test_report_and_explain_on_a_running_worker(deployment: Deployment, monkeypa
     assert code == 0, err
     story = ex.Story.model_validate_json(out)
     p = by_key[cart_a]
-    assert story.partitions == {dep.topic(t): p for t in ("journey-log", "decisions", "customer-events", "dead-letter")}
+    read_topics = ("journey-log", "decisions", "customer-events", *(f"in.{family}" for family in FAMILIES), "dead-letter")
+    assert story.partitions == {dep.topic(t): p for t in read_topics}  # inbound too: events handled in one hop are only there
     assert [line.what for line in story.lines] == ["entered", "dead_letter", "send", "waiting"]
     assert story.decisions == 1 and story.lines[2].decision is not None and story.lines[2].decision.result == "approved"
     assert story.dead_letters == 1 and story.dead_letters_scanned == 1
@@ -161,7 +163,7 @@ def test_report_and_explain_on_a_running_worker(deployment: Deployment, monkeypa
     assert code == 0
     lines = text.splitlines()
     send_id = sent.detail["send_id"]
-    read = ", ".join(f"partition {p} of {dep.topic(t)}" for t in ("journey-log", "decisions", "customer-events", "dead-letter"))
+    read = ", ".join(f"partition {p} of {dep.topic(t)}" for t in read_topics)
     assert (
         lines[0] == f"customer {cart_a}: 5 journey-log records, 1 decision, 1 dead letter (read {read}); 2 step records not shown (--steps)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -382,3 +383,110 @@ def test_timeouts_at_their_timers_due_time_and_nothing_happened_but_dead_letters
         "2026-03-02T10:00:00Z  -  dead-lettered web event (code not_object): expected a JSON object, got list",
     ]
     assert Story.model_validate_json(only_dead.model_dump_json()) == only_dead
+
+
+# ---------------------------------------------------------------- events the worker processed without a second hop
+
+
+def inbound(event_id: str, occurred_at: str, customer: str = "c1", type_: str = "cart_abandoned") -> dict[str, Any]:
+    """A raw upstream event as it sits on ``<prefix>.in.web`` (no envelope: the worker processed it directly)."""
+    return {"event_id": event_id, "customer_id": customer, "occurred_at": occurred_at, "type": type_, "cart_value": 12.5}
+
+
+def test_event_times_takes_raw_inbound_events() -> None:
+    times = ex.event_times(
+        "c1",
+        [
+            envelope("c1-env", T0),  # a canonical envelope, as before
+            inbound("c1-map", "2026-12-01T10:00:00Z"),  # a Mapping
+            json.dumps(inbound("c1-bytes", "2026-12-01T11:00:00+01:00")).encode(),  # the record's bytes
+            json.dumps(inbound("c1-str", "2026-12-01T12:00:00Z")),
+            inbound("c2-e1", "2026-12-01T10:00:00Z", customer="c2"),  # another customer's
+            inbound("c1-naive", "2026-12-01T10:00:00"),  # no time zone: not trusted
+            inbound("c1-bad", "yesterday"),
+            {**inbound("c1-noid", "2026-12-01T10:00:00Z"), "event_id": 7},
+            {"customer_id": "c1", "occurred_at": "2026-12-01T10:00:00Z"},
+            b"[1, 2]",
+            b"\xff",
+            inbound("c1-map", "2026-12-02T10:00:00Z"),  # a redelivery: the first time is kept
+            inbound("c1-env", "2026-12-02T10:00:00Z"),  # republished and also read raw: the envelope (first) wins
+        ],
+    )
+    assert times == {
+        "c1-env": T0,
+        "c1-map": datetime(2026, 12, 1, 10, tzinfo=UTC),
+        "c1-bytes": datetime(2026, 12, 1, 10, tzinfo=UTC),
+        "c1-str": datetime(2026, 12, 1, 12, tzinfo=UTC),
+    }
+
+
+def test_a_directly_processed_event_is_told_at_its_occurred_at() -> None:
+    batch = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+    records = [log("entered", batch, None, "send_first", event_id="c1-e1", event_type="web.cart_abandoned")]
+    raw = json.dumps(inbound("c1-e1", "2026-12-01T10:00:00Z")).encode()
+    story = build_story("c1", records, events=[raw])
+    assert story.lines[0].at == datetime(2026, 12, 1, 10, tzinfo=UTC) and story.lines[0].logged_at == batch
+    assert format_story(story).splitlines()[1] == (
+        "2026-12-01T10:00:00Z  abandoned_cart v1  entered on web.cart_abandoned (event c1-e1), starts at send_first "
+        "(handled 2026-12-01T10:05:00Z)"
+    )
+    assert build_story("c1", records, events=[inbound("c1-e1", "2026-12-01T10:00:00Z")]).lines[0].at == story.lines[0].at
+
+
+def test_read_customer_reads_the_inbound_topics_that_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.designer.report_kafka import KafkaReadError, RawRecord
+
+    existing = {"o.journey-log": 4, "o.decisions": 4, "o.customer-events": 4, "o.in.web": 4, "o.in.crm": 2}
+    reads: list[list[str]] = []
+
+    async def partition_counts(bootstrap: str, topics: list[str], client_kw: Any) -> dict[str, int]:
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            raise KafkaReadError(f"topic {', '.join(missing)} does not exist")
+        return {t: existing[t] for t in topics}
+
+    async def read_to_end(bootstrap: str, topics: list[str], timeout: float, choose: Any, **kw: Any) -> Any:
+        reads.append(list(topics))
+        counts = await partition_counts(bootstrap, topics, kw)
+        chosen = {t: list(choose(t, n)) for t, n in counts.items()}
+        raw = [RawRecord(t, ps[0], 0, k, f"{t}:{k!r}".encode()) for t, ps in chosen.items() for k in (b"c1", b"c2", None)]
+        return raw, chosen
+
+    async def dead_letters(*args: Any) -> tuple[list[ex.DeadLetterView], int, int]:
+        return [], 1, 0
+
+    monkeypatch.setattr(ex, "_partition_counts", partition_counts)
+    monkeypatch.setattr(ex, "read_to_end", read_to_end)
+    monkeypatch.setattr(ex, "_read_dead_letters", dead_letters)
+
+    async def read(inbound_topics: list[str]) -> ex.CustomerRecords:
+        return await ex.read_customer(
+            "kafka:9092",
+            "o.journey-log",
+            "o.decisions",
+            "c1",
+            5.0,
+            events_topic="o.customer-events",
+            dead_letter_topic="o.dead-letter",
+            inbound_topics=inbound_topics,
+        )
+
+    got = asyncio.run(read(["o.in.web", "o.in.missing", "o.in.crm"]))
+    assert reads == [["o.journey-log", "o.decisions", "o.customer-events"], ["o.in.web", "o.in.crm"]]
+    assert got.events == [b"o.customer-events:b'c1'", b"o.in.web:b'c1'", b"o.in.crm:b'c1'"]  # only c1's, envelopes first
+    assert got.partitions == {
+        "o.journey-log": partition_for("c1", 4),
+        "o.decisions": partition_for("c1", 4),
+        "o.customer-events": partition_for("c1", 4),
+        "o.in.web": partition_for("c1", 4),
+        "o.in.crm": partition_for("c1", 2),
+        "o.dead-letter": 1,
+    }
+    reads.clear()
+    assert asyncio.run(read([])).events == [b"o.customer-events:b'c1'"] and len(reads) == 1
+    reads.clear()
+    none = asyncio.run(read(["o.in.missing"]))  # no inbound topic exists: not read at all, no error
+    assert reads == [["o.journey-log", "o.decisions", "o.customer-events"]] and "o.in.missing" not in none.partitions
+    existing.pop("o.decisions")  # one of the other topics missing still fails the read
+    with pytest.raises(KafkaReadError, match=r"o\.decisions does not exist"):
+        asyncio.run(read(["o.in.web"]))
