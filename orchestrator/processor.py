@@ -26,6 +26,7 @@ customer's own messages still run strictly one after the other, in arrival order
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,9 @@ from orchestrator.pressure.basket import Basket, Decision
 from orchestrator.state import CustomerState
 
 MAX_ACTIONS_PER_MESSAGE = 1000
+YIELD_EVERY = 128
+"""Customers run between two turns of the event loop in :func:`process_batch` (a batch of thousands is
+CPU-bound for a while; the worker's timer loop must not wait for all of it)."""
 
 Message = CustomerEvent | TimerFired | AudienceCheck
 BasketCall = Send | ConsentChange
@@ -233,6 +237,19 @@ def _run_customer(
     return CustomerOutcome(state=state, encoded=encoded, results=results)
 
 
+async def _apply_consents(basket: Basket, calls: dict[int, BasketCall]) -> dict[int, BaseException | None]:
+    """Apply a round's consent changes one by one; each customer's error (None: applied) to throw back into its run."""
+    errors: dict[int, BaseException | None] = {}
+    for i, call in calls.items():
+        if isinstance(call, ConsentChange):
+            try:
+                await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
+                errors[i] = None
+            except Exception as exc:  # noqa: BLE001 - that customer's message fails; the caller classifies it
+                errors[i] = exc
+    return errors
+
+
 async def process_batch(
     work: Sequence[CustomerWork],
     journeys: JourneySet,
@@ -267,23 +284,20 @@ async def process_batch(
 
     for i in range(len(runs)):
         resume(i)
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)  # let the worker's other loops (due timers) run between slices of a large batch
     while pending:
         calls, pending = pending, {}
-        consent_errors: dict[int, BaseException | None] = {}
-        for i, call in calls.items():
-            if isinstance(call, ConsentChange):
-                try:
-                    await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
-                    consent_errors[i] = None
-                except Exception as exc:  # noqa: BLE001 - that customer's message fails; the caller classifies it
-                    consent_errors[i] = exc
+        consent_errors = await _apply_consents(basket, calls)
         gates = [(i, c.gate_request(now)) for i, c in calls.items() if isinstance(c, Send)]
         answers = await basket.gate_many([g for _, g in gates], return_exceptions=True) if gates else []
         for i, error in consent_errors.items():
             resume(i, error=error)
-        for (i, _), answer in zip(gates, answers, strict=True):
+        for n, ((i, _), answer) in enumerate(zip(gates, answers, strict=True)):
             if isinstance(answer, BaseException):
                 resume(i, error=answer)
             else:
                 resume(i, answer)
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
     return [o for o in outcomes if o is not None]

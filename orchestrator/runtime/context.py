@@ -155,8 +155,10 @@ class Publisher:
         futures = []
         refused: BaseException | None = None
         try:
-            for r in records:
+            for n, r in enumerate(records):
                 futures.append(await send(r.topic, r.value, key=r.key, partition=r.partition, headers=r.headers))
+                if n % 512 == 511:
+                    await asyncio.sleep(0)  # a large batch's records: let the timer loop in between
         except KafkaError as exc:
             refused = exc
         answers: list[RecordMetadata | BaseException] = list(await asyncio.gather(*futures, return_exceptions=True))
