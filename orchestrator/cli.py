@@ -9,6 +9,7 @@ orchestrator explain CUSTOMER     one customer's story on the running system: en
 orchestrator campaign preview|load-list   campaigns: preview a scheduled audience; put a file of customers on a list
 orchestrator basket show C        a customer's contact-pressure basket in Redis
 orchestrator lag [--json]         consumer lag per topic/partition: committed, end, lag, owner
+orchestrator console              the read-only live journey console (web; needs ORCH_CONSOLE_TOKEN)
 orchestrator schemas [--check]    (re)generate the JSON Schemas in schemas/
 orchestrator demo                 the README's main job: real journeys on the real local stack
 """
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(func=_worker)
 
+    from orchestrator.console import cli as console_cli
     from orchestrator.designer import campaign, explain, report
     from orchestrator.designer import cli as designer_cli
     from orchestrator.pressure import cli as basket_cli
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     campaign.register(sub)
     basket_cli.register(sub)
     lag_cli.register(sub)
+    console_cli.register(sub)
 
     schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas in schemas/ (--check: only report drift)")
     schemas.add_argument("--check", action="store_true")

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     # --- observability ---
     web_port: int = Field(default=6066, description="Faust web server: /metrics, /health, /ready.")
     web_host: str = "127.0.0.1"
+    console_port: int = Field(default=6067, description="`orchestrator console`: the live journey console's port.")
+    console_host: str = Field(default="127.0.0.1", description="`orchestrator console`: the address it listens on.")
+    console_token: SecretStr | None = Field(
+        default=None,
+        description="`orchestrator console`: the bearer token every request needs (required by the console; keep it with the secrets).",
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per log line (python-json-logger).")
 
