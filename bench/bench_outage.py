@@ -79,7 +79,7 @@ def warm_up(bootstrap: str, carts: int) -> None:
         }
         for i in range(carts)
     ]
-    asyncio.run(kafkatools.produce(bootstrap, [("bo.in.web", d["customer_id"], json.dumps(d).encode()) for d in docs]))
+    asyncio.run(kafkatools.produce(bootstrap, [("bo.in.web", str(d["customer_id"]), json.dumps(d).encode()) for d in docs]))
 
     def entered(rs: list[kafkatools.Record]) -> int:
         return sum(1 for r in rs if r.json().get("what") == "entered")

@@ -254,8 +254,20 @@ def start_ready(env: dict[str, str], log: Path, timeout: float) -> tuple[WorkerP
     raise TimeoutError(f"worker not ready after {timeout:.0f}s:\n{w.log_tail()}")
 
 
+SLOW_SCRAPES: list[str] = []
+"""Scrapes of /metrics that timed out during the run (each a stall of the worker's event loop of 5 s or more)."""
+
+
 def metric_values(w: WorkerProcess) -> dict[str, float]:
-    text = w.metrics()
+    """The worker's metrics; a scrape that times out (the worker's event loop stalled for seconds) is tried again, and counted."""
+    for attempt in range(12):
+        try:
+            text = w.metrics()
+            break
+        except OSError as exc:  # urllib's timeouts are OSErrors
+            SLOW_SCRAPES.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}")
+            if attempt == 11:
+                raise
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -596,6 +608,7 @@ def run_timers(c: Ctx, k: int, n: int, rate: float, lead: float | None, window: 
         "firing_lateness_s": dist(on_time),
         "handling_lateness_s": dist(handling),
         "finished_after_last_due_s": round(done_at - (t0 + window), 1),
+        "slow_scrapes": list(SLOW_SCRAPES),
         "complete": len(firing) >= n and len(handling) >= n,
     }
     print(

@@ -17,8 +17,8 @@ from prometheus_client.registry import Collector
 
 from orchestrator.actions import Disposition
 
-LagSource = Callable[[], Iterable[tuple[str, int, int]]]
-"""Yields (topic, partition, lag) for every partition of the group's input topics."""
+LagSource = Callable[[], Iterable[tuple[str, int, int, float | None]]]
+"""Yields (topic, partition, lag in records, lag in seconds or None) for every partition of the group's input topics."""
 TimerSource = Callable[[], tuple[int, float]]
 """Returns (pending timers, seconds the oldest due-but-unfired timer is overdue, 0 if none)."""
 LagAgeSource = Callable[[], float]
@@ -40,9 +40,19 @@ class _LiveCollector(Collector):
             "(read from the broker every ORCH_LAG_INTERVAL seconds; every partition, whoever owns it).",
             labels=["topic", "partition"],
         )
-        for topic, partition, value in self._lag():
+        seconds = GaugeMetricFamily(
+            "orchestrator_consumer_lag_seconds",
+            "How far behind real time the group is per input partition: now - the produce time of the group's committed "
+            "offset, interpolated from the end offsets of earlier lag reads (as kafka-lag-exporter; no message read). "
+            "0 when caught up; absent when the partition was never committed.",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, value, behind in self._lag():
             lag.add_metric([topic, str(partition)], value)
+            if behind is not None:
+                seconds.add_metric([topic, str(partition)], behind)
         yield lag
+        yield seconds
         yield GaugeMetricFamily(
             "orchestrator_consumer_lag_read_timestamp_seconds",
             "Unix time of the last successful lag read (0 before the first): time() - this is the age of "
@@ -68,17 +78,25 @@ class Tally:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[Counter, tuple[str, ...]], float] = {}
+        self._observed: list[tuple[Histogram, tuple[str, ...], float]] = []
 
     def add(self, metric: Counter, *labels: str, n: float = 1) -> None:
         """Count ``n`` in ``metric`` with ``labels`` (none for an unlabelled counter)."""
         key = (metric, labels)
         self._counts[key] = self._counts.get(key, 0) + n
 
+    def observe(self, histogram: Histogram, value: float, *labels: str) -> None:
+        """Observe ``value`` in ``histogram`` (with ``labels``) when the tally is applied."""
+        self._observed.append((histogram, labels, value))
+
     def apply(self) -> None:
-        """Add every count to its metric (once: the tally is empty afterwards)."""
+        """Add every count and observation to its metric (once: the tally is empty afterwards)."""
         for (metric, labels), n in self._counts.items():
             (metric.labels(*labels) if labels else metric).inc(n)
+        for histogram, labels, value in self._observed:
+            (histogram.labels(*labels) if labels else histogram).observe(value)
         self._counts.clear()
+        self._observed.clear()
 
     def __len__(self) -> int:
         return len(self._counts)
@@ -112,6 +130,42 @@ class Metrics:
             "orchestrator_batch_records",
             "Records per batch.",
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        latency = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+        self.event_to_send = Histogram(
+            "orchestrator_event_to_send_seconds",
+            "From the publish time of the message that caused a send (its Kafka record timestamp) to the send request "
+            "handed to Kafka (as Kafka Streams' record-e2e-latency), by what caused it: event | timer | audience. "
+            "A timer's message is published when the timer fires.",
+            ["trigger"],
+            buckets=latency,
+            registry=r,
+        )
+        self.timer_lateness = Histogram(
+            "orchestrator_timer_lateness_seconds",
+            "How late each timer fired: from its due time to its TimerFired handed to Kafka (real seconds; "
+            "like Temporal's schedule-to-start).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+            registry=r,
+        )
+        self.gate_seconds = Histogram(
+            "orchestrator_gate_seconds",
+            "One basket round trip: every send of a batch round decided at Redis in one pipelined call.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "orchestrator_gc_pause_seconds",
+            "Pauses of Python's cyclic garbage collector by generation (0, 1, 2): nothing else runs meanwhile.",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "orchestrator_rebalances",
+            "Consumer group rebalances seen by this worker: partitions revoked | assigned.",
+            ["kind"],
             registry=r,
         )
         self.dead_letters = Counter(

@@ -27,6 +27,7 @@ customer's own messages still run strictly one after the other, in arrival order
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -258,6 +259,7 @@ async def process_batch(
     *,
     max_state_bytes: int = 512 * 1024,
     limits: EngineLimits = DEFAULT_LIMITS,
+    gate_seconds: list[float] | None = None,
 ) -> list[CustomerOutcome]:
     """Run a batch: each customer's messages in order, all customers side by side.
 
@@ -268,7 +270,8 @@ async def process_batch(
     customer's run and becomes a :class:`Failure` of that message; a connection error
     of a whole round raises out of here. The caller decides what is transient and
     retries the whole batch: the engine is deterministic and the basket idempotent by
-    send id, so a rerun gives the same answers.
+    send id, so a rerun gives the same answers. ``gate_seconds``, when given, gets the
+    duration of each basket round trip.
     """
     runs = [_run_customer(w, journeys, now, max_state_bytes, limits) for w in work]
     outcomes: list[CustomerOutcome | None] = [None] * len(runs)
@@ -290,7 +293,13 @@ async def process_batch(
         calls, pending = pending, {}
         consent_errors = await _apply_consents(basket, calls)
         gates = [(i, c.gate_request(now)) for i, c in calls.items() if isinstance(c, Send)]
-        answers = await basket.gate_many([g for _, g in gates], return_exceptions=True) if gates else []
+        if gates:
+            started = time.perf_counter()
+            answers = await basket.gate_many([g for _, g in gates], return_exceptions=True)
+            if gate_seconds is not None:
+                gate_seconds.append(time.perf_counter() - started)
+        else:
+            answers = []
         for i, error in consent_errors.items():
             resume(i, error=error)
         for n, ((i, _), answer) in enumerate(zip(gates, answers, strict=True)):

@@ -16,8 +16,9 @@ Follow one event:
    published as ``TimerFired`` onto the customer's partition — step 3 again.
 
 What Faust does here: the ``worker`` command (signals, graceful shutdown), the web
-server with ``/metrics``, ``/health`` and ``/ready`` (Faust's own table, router and
-statistics pages are switched off: no customer data on the web port). It runs no agent, table or consumer of its own (``enable_kafka``
+server with ``/metrics``, ``/health`` and ``/ready`` (Faust's own table, router,
+statistics and index pages are switched off: no customer data on the web port, 404 on
+any other path). It runs no agent, table or consumer of its own (``enable_kafka``
 is off): the data plane is in ``pipeline.py`` and its loops; ``batches.py`` says why.
 """
 
@@ -27,7 +28,8 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
-from faust.web import Request, Response, View
+from faust.web import Request, Response, View, Web
+from faust.web.drivers import by_url as web_driver
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestrator.definitions import load_definitions
@@ -43,6 +45,17 @@ class _Boot(BootStrategy):
     enable_kafka = False
 
 
+def _web_without_index(app: faust.App) -> Web:
+    """Faust's web driver without its index page: with the statistics off Faust serves ``{"status": "OK"}``
+    at ``/``; here ``GET /`` is a 404 like every other path but ``/metrics``, ``/health`` and ``/ready``."""
+    driver: type[Web] = web_driver(app.conf.web)
+
+    class _Web(driver):  # type: ignore[valid-type, misc]
+        production_blueprints = ()
+
+    return _Web(app)
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the worker app. Journeys, policy and profile facts are loaded (and checked) here: a broken file stops start-up."""
     definitions = load_definitions(settings.journeys_dir, settings.policy_file)
@@ -52,6 +65,9 @@ def create_app(settings: Settings) -> faust.App:
 
     class App(faust.App):
         BootStrategy = _Boot
+
+        def _new_web(self) -> Web:
+            return _web_without_index(self)
 
     app = App(
         settings.app_id,
@@ -71,8 +87,9 @@ def create_app(settings: Settings) -> faust.App:
     pipeline = Pipeline(settings, journeys, policy, metrics)
     app.pipeline = pipeline  # type: ignore[attr-defined]
 
-    def lag_rows() -> list[tuple[str, int, int]]:
-        return [(row.topic, row.partition, row.lag) for row in pipeline.health.lag]
+    def lag_rows() -> list[tuple[str, int, int, float | None]]:
+        health = pipeline.health
+        return [(row.topic, row.partition, row.lag, health.lag_seconds.get((row.topic, row.partition))) for row in health.lag]
 
     metrics.watch(lag_rows, pipeline.overdue, lambda: pipeline.health.lag_read_at)
 

@@ -144,6 +144,7 @@ class BatchLoop:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Wait for the running batch (a batch stuck in retries gives up: nothing of it is committed)."""
         self._revoking = True
+        self.ctx.metrics.rebalances.labels("revoked").inc()
         try:
             async with self._lock:
                 self.ctx.health.assigned = False
@@ -154,6 +155,7 @@ class BatchLoop:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Restore the states of our customer partitions and rebuild the timer heap from them."""
         ctx = self.ctx
+        ctx.metrics.rebalances.labels("assigned").inc()
         owned = {tp.partition for tp in assigned if tp.topic == ctx.topics.customer_events}
         async with self._lock:  # no batch runs before its partitions are restored
             ctx.store.drop(set(ctx.store.partitions) - owned)
@@ -277,6 +279,7 @@ class BatchLoop:
         out = BatchOutput()
         now = ctx.now()
         work, where, sources = self._group(records, out)
+        gate_seconds: list[float] = []
         try:
             outcomes = await process_batch(
                 list(work.values()),
@@ -285,12 +288,16 @@ class BatchLoop:
                 live.basket,
                 max_state_bytes=ctx.settings.max_state_bytes,
                 limits=self.engine_limits,
+                gate_seconds=gate_seconds,
             )
         except Exception as exc:
             if is_transient(exc):
                 raise Transient(exc, "redis") from exc
             raise
-        processed = ctx.metrics.processed
+        m = ctx.metrics
+        for seconds in gate_seconds:
+            out.tally.observe(m.gate_seconds, seconds)
+        wall_ms = time.time() * 1000
         for n, ((cid, w), outcome) in enumerate(zip(work.items(), outcomes, strict=True)):
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # due timers need not wait for the whole batch's records
@@ -299,8 +306,11 @@ class BatchLoop:
                 if isinstance(res, Failure):
                     self._failed(out, src, res, tries)
                     continue
-                result_records(out, res, now, ctx.topics, ctx.metrics, self.run_label, where[cid])
-                out.tally.add(processed, message.kind)
+                result_records(out, res, now, ctx.topics, m, self.run_label, where[cid])
+                out.tally.add(m.processed, message.kind)
+                if res.sends and src.timestamp_ms:
+                    for _ in res.sends:
+                        out.tally.observe(m.event_to_send, max(0.0, (wall_ms - src.timestamp_ms) / 1000), message.kind)
             if outcome.encoded is not None:
                 timers = [(t.timer_id, t.due_at.timestamp()) for t in outcome.state.pending_timers()]
                 out.states.append(StateWrite(where[cid], cid, outcome.encoded, timers))
@@ -322,14 +332,14 @@ class BatchLoop:
         owned = set(self.ctx.health.partitions)
         message: CustomerEvent | TimerFired | AudienceCheck
         for r in records:
-            src = Source(r.topic, r.partition, r.offset, r.key, r.value)
+            src = Source(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
             family = self.inbound.get(r.topic)
             if family is not None:
                 event = self._ingest(src, family, out)
                 if event is None:
                     continue
                 if not self._on_own_partition(src, event, owned):
-                    out.records.append(envelope_record(event, self.ctx.topics))  # the second hop
+                    out.records.append(envelope_record(event, self.ctx.topics, src.timestamp_ms))  # the second hop
                     continue
                 out.tally.add(self.ctx.metrics.inbound_direct, family)
                 message = event

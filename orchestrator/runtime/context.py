@@ -93,6 +93,8 @@ class Health:
     """``time.monotonic()`` of the last broker answer (a fetch with records, a lag read)."""
     partitions: tuple[int, ...] = ()
     lag: list[PartitionLag] = field(default_factory=list)
+    lag_seconds: dict[tuple[str, int], float | None] = field(default_factory=dict)
+    """(topic, partition) → the time lag at the last read (``time_lag.py``)."""
     lag_read_at: float = 0.0
     """Unix time of the last successful lag read (0: none yet): exported, so a frozen lag gauge is visible."""
     failing_since: dict[str, float] = field(default_factory=dict)
@@ -156,7 +158,9 @@ class Publisher:
         refused: BaseException | None = None
         try:
             for n, r in enumerate(records):
-                futures.append(await send(r.topic, r.value, key=r.key, partition=r.partition, headers=r.headers))
+                futures.append(
+                    await send(r.topic, r.value, key=r.key, partition=r.partition, headers=r.headers, timestamp_ms=r.timestamp_ms)
+                )
                 if n % 512 == 511:
                     await asyncio.sleep(0)  # a large batch's records: let the timer loop in between
         except KafkaError as exc:

@@ -37,6 +37,8 @@ class OutRecord(NamedTuple):
     value: bytes
     partition: int | None = None
     headers: Headers | None = None
+    timestamp_ms: int | None = None
+    """The record's timestamp (None: now): an envelope keeps its inbound event's, so latency counts from the upstream publish."""
 
 
 class StateWrite(NamedTuple):
@@ -56,6 +58,8 @@ class Source(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int = 0
+    """The record's Kafka timestamp (CreateTime: when its producer published it)."""
 
 
 @dataclass(frozen=True)
@@ -146,9 +150,9 @@ def result_records(
         out.records.append(OutRecord(topic, e.customer_id.encode(), EmitRecord.of(e).model_dump_json().encode()))
 
 
-def envelope_record(event: CustomerEvent, topics: Topics) -> OutRecord:
-    """A valid inbound event's canonical envelope, keyed (and so partitioned) by customer."""
-    return OutRecord(topics.customer_events, event.customer_id.encode(), encode_internal(event))
+def envelope_record(event: CustomerEvent, topics: Topics, timestamp_ms: int | None = None) -> OutRecord:
+    """A valid inbound event's canonical envelope, keyed (and so partitioned) by customer, with the inbound record's timestamp."""
+    return OutRecord(topics.customer_events, event.customer_id.encode(), encode_internal(event), None, None, timestamp_ms or None)
 
 
 def state_record(write: StateWrite, changelog: str) -> OutRecord:

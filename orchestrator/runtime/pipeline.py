@@ -35,6 +35,7 @@ from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.runtime.batches import BatchLoop
 from orchestrator.runtime.campaign_loop import CampaignLoop
 from orchestrator.runtime.context import Health, Live, Publisher, WorkerContext, log
+from orchestrator.runtime.gc_watch import GcWatch
 from orchestrator.runtime.lag_loop import LagLoop
 from orchestrator.runtime.out_topics import OutTopics
 from orchestrator.runtime.outputs import Topics
@@ -83,6 +84,7 @@ class Pipeline(Service):
         self.timers = TimerLoop(self.ctx)
         self.lag = LagLoop(self.ctx)
         self.reload = ReloadLoop(self.ctx)
+        self.gc_watch = GcWatch(metrics.gc_pause)
         self._loops: list[asyncio.Task[None]] = []  # not `_tasks`: mode.Service uses that name
 
     # what app.py reads for /ready and /metrics
@@ -107,6 +109,7 @@ class Pipeline(Service):
         # Fewer, larger young-generation collections: a batch allocates many short-lived
         # objects, and the default threshold (700) ran a collection every few messages.
         gc.set_threshold(50_000, 20, 100)
+        self.gc_watch.install()
         await self.ctx.publisher.start()
         self.ctx.topics.copartitioned = await self._copartitioned_outputs()
         await self.reload.record_facts()
@@ -133,6 +136,7 @@ class Pipeline(Service):
         """Finish (or abandon) the running batch, then close every client, each within a bound."""
         ctx = self.ctx
         ctx.stopping = True
+        self.gc_watch.uninstall()
         budget = ctx.settings.shutdown_timeout
         for task in self._loops[1:]:
             task.cancel()

@@ -52,4 +52,8 @@ class TimerLoop:
         if failed:
             retry_log.warning("publishing %d of %d due timers failed (%s); they fire again", len(failed), len(due), answers[-1])
             ctx.heap.refire(failed)
+        now, speed = ctx.now().timestamp(), ctx.settings.clock_speed
+        for t, a in zip(due, answers, strict=True):
+            if not isinstance(a, BaseException):
+                ctx.metrics.timer_lateness.observe(max(0.0, now - t.due) / speed)
         ctx.metrics.timers_fired.inc(len(due) - len(failed))

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from tests.integration.helpers import ROOT, Deployment, event
+from tests.integration.helpers import ROOT, Deployment, event, metric
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def sends_for(records, customer: str) -> list[dict]:
 def test_reminder_on_inaction_and_no_reminder_after_open(deployment: Deployment) -> None:
     dep = deployment
     install_short_journey(dep)
-    dep.start_worker()
+    worker = dep.start_worker()
 
     idle, opener = f"{dep.prefix}-idle", f"{dep.prefix}-opener"
     dep.publish(
@@ -77,3 +77,12 @@ def test_reminder_on_inaction_and_no_reminder_after_open(deployment: Deployment)
     decisions = dep.read("decisions", until=lambda rs: len(rs) >= 3, timeout=10)
     assert sorted((d.key, d.json()["result"]) for d in decisions) == sorted([(idle, "approved"), (idle, "approved"), (opener, "approved")])
     assert {d.json()["send_id"] for d in decisions} == {s["send_id"] for s in idle_sends + opener_sends}
+
+    # What an SRE alerts on counted what happened: two sends caused by events, one by a timer
+    # (the reminder), one timer fired late by a measured amount, every gate round timed.
+    text = worker.metrics()
+    assert metric(text, "orchestrator_event_to_send_seconds_count", trigger="event") == 2
+    assert metric(text, "orchestrator_event_to_send_seconds_count", trigger="timer") == 1
+    assert metric(text, "orchestrator_timer_lateness_seconds_count") >= 1
+    assert metric(text, "orchestrator_gate_seconds_count") >= 2
+    assert metric(text, "orchestrator_rebalances_total", kind="assigned") >= 1
