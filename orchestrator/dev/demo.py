@@ -3,9 +3,13 @@
 ``orchestrator demo`` (run by ``make demo``, which also starts and stops the local
 stack) does what production does, with a faster clock:
 
-1. starts one worker process on its own topics (``demo-<time>.*``) with the
+1. starts one worker process on its own topics (``demo-<tag>.*``, consumer group
+   ``demo-<tag>-app``; ``<tag>`` is the run's start time in base 36) with the
    journeys in ``journeys/`` and the engine clock sped up (default 1 s = 12 h, so
    a 24 h reminder fires after 2 s and a 30-day onboarding delay after 60 s);
+   its customers are ``cust-<tag>-0000``... too, so a second run on the same stack
+   starts from empty baskets in Redis (no calamity lock, spend or send id of an
+   earlier run applies to it);
 2. publishes a realistic event stream for a few hundred customers, as upstream
    teams would: abandoned carts, purchases, call-center sentiment, store visits,
    sign-ups and feature use, refunds, churn scores, a service incident,
@@ -13,8 +17,12 @@ stack) does what production does, with a faster clock:
    mentions of the brand — and a few malformed events;
 3. plays the CCM platform: answers each send request with delivered / opened /
    clicked events carrying its ``send_id`` (some customers never open);
-4. reads what came out (journey log, decisions, send requests, dead letters)
-   and prints a summary, then stops the worker.
+4. while it runs, shows a progress line from the worker's ``/metrics``
+   (``demo_progress.py``);
+5. reads what came out (journey log, decisions, send requests, dead letters),
+   prints each journey's map with the customers of the run on its edges and writes
+   the maps to ``build/demo-maps.md`` (``demo_maps.py``), prints a summary, then
+   stops the worker.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +44,61 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from orchestrator.definitions import load_definitions
 from orchestrator.dev import kafkatools
+from orchestrator.dev.demo_maps import journey_maps, maps_markdown, write_maps
+from orchestrator.dev.demo_progress import ProgressReporter
 from orchestrator.dev.processes import WorkerProcess, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
+MAPS_PATH = ROOT / "build" / "demo-maps.md"
+"""Where the demo writes its journey maps (``build/`` is git-ignored)."""
 HOUR = 3600.0
+OUTPUT_TOPICS = ("journey-log", "decisions", "sends", "dead-letter", "out.sales", "out.webcare")
+"""The topics the summary reads back after the run (``<prefix>.<name>``)."""
+
+
+def run_tag(now: float | None = None) -> str:
+    """This run's tag: its start time (Unix seconds) in base 36, e.g. ``tdzq5c``.
+
+    The run's topic prefix (``demo-<tag>``), consumer group and customer ids carry it, so
+    nothing of an earlier run on the same Kafka and Redis (states, basket spends, calamity
+    locks, remembered send ids) applies to this one.
+    """
+    n = int(time.time() if now is None else now)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def customer_id(i: int, tag: str = "") -> str:
+    """The demo's ``i``-th customer of run ``tag``: ``cust-<tag>-0042`` (``cust-0042`` without a tag)."""
+    return f"cust-{tag}-{i:04d}" if tag else f"cust-{i:04d}"
+
+
+@dataclass(frozen=True)
+class DemoDeployment:
+    """Where the demo's worker is: what a tool started next to it (the console) needs to find it."""
+
+    kafka: str
+    redis_url: str
+    prefix: str
+    app_id: str
+    web_port: int
+    env: Mapping[str, str]
+    """The worker's ``ORCH_*`` environment (``processes.worker_env``)."""
+
+
+ConsoleHook = Callable[[DemoDeployment], AbstractContextManager[str | None]]
+"""Starts a console on the demo's deployment once the worker is ready: entering the context gives the
+console's URL with its token (printed before the run, None: nothing to print), leaving it stops the console.
+
+``orchestrator console`` does not exist yet: :func:`run_demo` takes one as ``console=`` and the CLI passes none.
+"""
 
 
 @dataclass(order=True)
@@ -90,8 +150,11 @@ PERSONAS = [
 """Assigned round-robin; "cart" thrice so the abandoned-cart journey has the most customers."""
 
 
-def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Planned], dict[str, str]]:
-    """A seeded, realistic stream: each customer gets a persona and that persona's events."""
+def plan_events(customers: int, clock: Clock, seed: int = 42, tag: str = "") -> tuple[list[Planned], dict[str, str]]:
+    """A seeded, realistic stream: each customer gets a persona and that persona's events.
+
+    ``tag``: the run's tag, in every customer id (:func:`customer_id`) and event id.
+    """
     rnd = random.Random(seed)
     t0 = clock.engine() + 60  # a minute of engine time after start
     plan: list[Planned] = []
@@ -101,11 +164,12 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
     def add(at: float, family: str, customer: str, type_: str, **fields: Any) -> None:
         nonlocal n
         n += 1
-        doc = {"event_id": f"demo-{n}", "customer_id": customer, "occurred_at": clock.iso(at), "type": type_, **fields}
+        event_id = f"demo-{tag}-{n}" if tag else f"demo-{n}"
+        doc = {"event_id": event_id, "customer_id": customer, "occurred_at": clock.iso(at), "type": type_, **fields}
         plan.append(Planned(at, family, doc))
 
     for i in range(customers):
-        c = f"cust-{i:04d}"
+        c = customer_id(i, tag)
         kind = PERSONAS[i % len(PERSONAS)]
         personas[c] = kind
         start = t0 + rnd.uniform(0, 6 * HOUR)
@@ -123,8 +187,9 @@ def plan_events(customers: int, clock: Clock, seed: int = 42) -> tuple[list[Plan
         if i % 10 == 7:  # every tenth customer mentions the brand on social media: the webcare hand-off
             _social_events(add, rnd, i, c, start)
     # a few malformed events, as happens in real life
-    plan.append(Planned(t0, "web", {"event_id": "bad-1", "customer_id": "cust-bad", "type": "cart_abandoned", "cart_value": "lots"}))
-    plan.append(Planned(t0, "geo", {"event_id": "bad-2", "customer_id": "cust-bad", "occurred_at": clock.iso(t0), "type": "teleported"}))
+    bad = f"cust-{tag}-bad" if tag else "cust-bad"
+    plan.append(Planned(t0, "web", {"event_id": f"{bad}-1", "customer_id": bad, "type": "cart_abandoned", "cart_value": "lots"}))
+    plan.append(Planned(t0, "geo", {"event_id": f"{bad}-2", "customer_id": bad, "occurred_at": clock.iso(t0), "type": "teleported"}))
     plan.sort()
     return plan, personas
 
@@ -204,7 +269,11 @@ _PERSONAS_OF_ISSUE_15 = {"idle_cart": _idle_cart, "prospect": _prospect}
 """Personas with their own function: the idle full cart (quiet_for, service hours) and the prospect (lead score, emit)."""
 
 
-async def publish_plan(kafka: str, prefix: str, plan: list[Planned], clock: Clock, stop: asyncio.Event) -> int:
+async def publish_plan(
+    kafka: str, prefix: str, plan: list[Planned], clock: Clock, stop: asyncio.Event, counts: Counter[str] | None = None
+) -> int:
+    """Publish the plan at its engine times until done or ``stop``; counts ``counts["upstream"]`` as it goes."""
+    counts = Counter() if counts is None else counts
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
@@ -219,20 +288,33 @@ async def publish_plan(kafka: str, prefix: str, plan: list[Planned], clock: Cloc
                     pass
             await producer.send(f"{prefix}.in.{p.family}", json.dumps(p.doc).encode(), key=p.doc["customer_id"].encode())
             sent += 1
+            counts["upstream"] += 1
         await producer.flush()
     finally:
         await producer.stop()
     return sent
 
 
-async def play_ccm_platform(kafka: str, prefix: str, clock: Clock, personas: dict[str, str], stop: asyncio.Event, seed: int = 7) -> Counter:
-    """Answer every send request like a CCM platform: delivered, and for some customers opened/clicked."""
+async def play_ccm_platform(
+    kafka: str,
+    prefix: str,
+    clock: Clock,
+    personas: dict[str, str],
+    stop: asyncio.Event,
+    seed: int = 7,
+    counts: Counter[str] | None = None,
+) -> Counter[str]:
+    """Answer every send request like a CCM platform: delivered, and for some customers opened/clicked.
+
+    Returns the feedback events published by type; counts ``counts["ccm"]`` as it goes.
+    """
+    counts = Counter() if counts is None else counts
     rnd = random.Random(seed)
     consumer = AIOKafkaConsumer(f"{prefix}.sends", bootstrap_servers=kafka, group_id=f"{prefix}-ccm", auto_offset_reset="earliest")
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
-    stats: Counter = Counter()
+    stats: Counter[str] = Counter()
     pending: list[tuple[float, dict[str, Any]]] = []
     try:
         while not stop.is_set():
@@ -256,6 +338,7 @@ async def play_ccm_platform(kafka: str, prefix: str, clock: Clock, personas: dic
                 doc["occurred_at"] = clock.iso(at)
                 await producer.send(f"{prefix}.in.ccm", json.dumps(doc).encode(), key=doc["customer_id"].encode())
                 stats[doc["type"]] += 1
+                counts["ccm"] += 1
     finally:
         await consumer.stop()
         await producer.stop()
@@ -283,7 +366,85 @@ def _brief_scenarios(
     return ["", "the brief's scenarios:", lead_line, webcare_line, idle_line]
 
 
-def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: Counter, speed: float, wall_s: float) -> str:
+NOT_SENT = ("capped", "suppressed", "expired", "cancelled")
+"""The results of a journey-log ``send`` record that sent nothing (``fallback`` is a step on the way to another channel)."""
+
+JOURNEY_COLUMNS = (
+    "    entered: instances started; sent: send requests published to the CCM platform; not sent: sends capped, suppressed,",
+    "    expired or cancelled; timeouts: wait timeouts fired; goals: goals reached; ended: left at an end step or by an exit",
+)
+
+
+def _journey_table(log: list[dict[str, Any]], sends: list[dict[str, Any]]) -> list[str]:
+    """Per journey version: entered, send requests, sends that did not go out, wait timeouts, goals, ended."""
+    per: dict[str, Counter[str]] = defaultdict(Counter)
+    for t in log:
+        if not t.get("customer_id"):  # a campaign run's progress record
+            continue
+        key = f"{t['journey_id']} v{t['journey_version']}"
+        if t["what"] != "send":
+            per[key][t["what"]] += 1
+        elif t["detail"].get("result") in NOT_SENT:
+            per[key]["not_sent"] += 1
+    for s in sends:
+        per[f"{s['journey_id']} v{s['journey_version']}"]["sent"] += 1
+    lines = [
+        "journeys:",
+        f"  {'journey':<28}{'entered':>8}{'sent':>6}{'not sent':>9}{'timeouts':>9}{'goals':>7}{'ended':>7}",
+    ]
+    for j, c in sorted(per.items()):
+        row = (c["entered"], c["sent"], c["not_sent"], c["timeout"], c["goal"], c["exited"])
+        lines.append(f"  {j:<28}{row[0]:>8}{row[1]:>6}{row[2]:>9}{row[3]:>9}{row[4]:>7}{row[5]:>7}")
+    return [*lines, *JOURNEY_COLUMNS]
+
+
+def timeouts_and_reminders(log: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    """(wait timeouts fired, reminders): a reminder is a send request of the instance after a timeout, before it waits again.
+
+    ``log`` in each customer's order (one partition's order, as read). A timeout whose path sends nothing
+    (it goes on to another wait, a capped send, an end) is not a reminder.
+    """
+    after_timeout: set[tuple[str, str]] = set()
+    timeouts = reminders = 0
+    for t in log:
+        inst, what = (str(t.get("customer_id")), str(t.get("instance_id"))), t.get("what")
+        if what == "timeout":
+            timeouts += 1
+            after_timeout.add(inst)
+        elif inst not in after_timeout:
+            continue
+        elif what == "send":
+            result = (t.get("detail") or {}).get("result")
+            if result == "approved":
+                reminders += 1
+            if result != "fallback":
+                after_timeout.discard(inst)
+        elif what in ("waiting", "matched", "quiet", "exited", "goal"):
+            after_timeout.discard(inst)
+    return timeouts, reminders
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _decisions(decisions: list[dict[str, Any]]) -> list[str]:
+    """The journey's results by comm type, then what was not approved: by result and basket code, with one reason in full."""
+    lines = ["basket decisions (what the journey made of them):", f"  {'result':<11} {'comm type':<11} {'decisions':>9}"]
+    for (res, ctype), n in sorted(Counter((d["result"], d["comm_type"]) for d in decisions).items()):
+        lines.append(f"  {res:<11} {ctype:<11} {n:>9}")
+    refused = [d for d in decisions if d["result"] != "approved"]
+    if refused:
+        lines.append("  not approved (result, basket code, decisions, one of their reasons in full):")
+        groups = Counter((d["result"], d.get("code") or "-") for d in refused)
+        example = {(d["result"], d.get("code") or "-"): d["reason"] for d in refused}
+        for (res, code), n in groups.most_common():
+            lines.append(f"    {res:<11} {code:<12} {n:>5}  {_one_line(example[(res, code)])}")
+    return lines
+
+
+def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: Mapping[str, int], speed: float, wall_s: float) -> str:
+    """The run's summary from the records read back (``OUTPUT_TOPICS``)."""
     log = [r.json() for r in records["journey-log"]]
     decisions = [r.json() for r in records["decisions"]]
     sends = [r.json() for r in records["sends"]]
@@ -294,30 +455,26 @@ def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: 
             f"{wall_s:.0f} s wall = {wall_s * speed / 3600:.0f} h of journey time =="
         ),
         "",
-        "journeys:",
+        *_journey_table(log, sends),
+        "",
+        *_decisions(decisions),
+        "",
+        "send requests to the CCM platform:",
+        f"  {'template':<28} {'channel':<12} {'requests':>8}",
     ]
-    per: dict[str, Counter] = defaultdict(Counter)
-    for t in log:
-        per[f"{t['journey_id']} v{t['journey_version']}"][t["what"]] += 1
-    lines.append(f"  {'journey':<28}{'entered':>8}{'sends':>7}{'timeouts':>9}{'goals':>7}{'exited':>8}")
-    for j, c in sorted(per.items()):
-        lines.append(f"  {j:<28}{c['entered']:>8}{c['send']:>7}{c['timeout']:>9}{c['goal']:>7}{c['exited']:>8}")
-    lines += ["", "basket decisions (what the journey made of them):"]
-    for (res, ctype), n in sorted(Counter((d["result"], d["comm_type"]) for d in decisions).items()):
-        lines.append(f"  {res:<11} {ctype:<11} {n:>5}")
-    reasons = Counter(d["reason"].split(":")[0] for d in decisions if d["result"] != "approved")
-    if reasons:
-        lines.append("  not approved because: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(4)))
-    lines += ["", "send requests to the CCM platform (template, channel):"]
     for (tpl, ch), n in sorted(Counter((s["template"], s["channel"]) for s in sends).items()):
-        lines.append(f"  {tpl:<28} {ch:<12} {n:>5}")
+        lines.append(f"  {tpl:<28} {ch:<12} {n:>8}")
     lines += _brief_scenarios(log, decisions, sends, records)
-    reminders = [t for t in log if t["what"] == "timeout"]
-    lines.append(f"\nreminders on inaction (wait timeouts fired): {len(reminders)}")
+    timeouts, reminders = timeouts_and_reminders(log)
+    lines.append(
+        f"\nwait timeouts fired: {timeouts}; reminders (a send request after a timeout): {reminders}; "
+        f"timeouts that sent nothing: {timeouts - reminders}"
+    )
     dead = records["dead-letter"]
     lines.append(f"dead-lettered events: {len(dead)}")
-    for r in dead[:3]:
-        lines.append(f"  {r.headers.get('dlq.source.topic')}: {r.headers.get('dlq.reason', '')[:110]}")
+    for r in dead[:5]:
+        code = r.headers.get("dlq.code", "")
+        lines.append(f"  {r.headers.get('dlq.source.topic')} [{code}]: {_one_line(r.headers.get('dlq.reason', ''))}")
     if sends:
         c = sends[0]["customer_id"]
         lines += ["", f"one customer's journey ({c}):"]
@@ -327,62 +484,99 @@ def summarise(records: dict[str, list[kafkatools.Record]], published: int, ccm: 
     return "\n".join(lines)
 
 
-def run_demo(customers: int = 300, clock_speed: float = 43200.0, seconds: float = 80.0) -> int:
-    """Run the demo on the broker and Redis given by KAFKA_BOOTSTRAP_SERVERS / REDIS_URL."""
+async def read_outputs(kafka: str, prefix: str, timeout: float = 3.0) -> dict[str, list[kafkatools.Record]]:
+    """Every record of the run's output topics (``OUTPUT_TOPICS``), read side by side."""
+    names = list(OUTPUT_TOPICS)
+    read = [kafkatools.consume(kafka, [f"{prefix}.{name}"], until=lambda rs: False, timeout=timeout) for name in names]
+    return dict(zip(names, await asyncio.gather(*read), strict=True))
+
+
+def run_demo(
+    customers: int = 300,
+    clock_speed: float = 43200.0,
+    seconds: float = 80.0,
+    *,
+    console: ConsoleHook | None = None,
+    maps_path: Path | None = MAPS_PATH,
+) -> int:
+    """Run the demo on the broker and Redis given by KAFKA_BOOTSTRAP_SERVERS / REDIS_URL.
+
+    ``console``: started once the worker is ready, its URL (with its token) printed before the run,
+    stopped at the end (see :data:`ConsoleHook`). ``maps_path``: where the journey maps go (None: printed only).
+    """
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    prefix = f"demo-{int(time.time())}"
+    tag = run_tag()
+    prefix = f"demo-{tag}"
     tmp = Path(tempfile.mkdtemp(prefix="orchestrator-demo-"))
-    print(f"demo: topics {prefix}.*, worker log {tmp / 'worker.log'}")
     clock = Clock(clock_speed)
-    worker = WorkerProcess(
-        worker_env(
-            kafka,
-            redis_url,
-            prefix,
-            ROOT / "journeys",
-            tmp / "data",
-            partitions=4,
-            ORCH_CLOCK_SPEED=str(clock_speed),
-            ORCH_CLOCK_ORIGIN=str(clock.origin),
-            ORCH_TIMER_TICK="0.1",
-            ORCH_CAMPAIGN_TICK="0.1",  # at 1 s = 12 h a campaign run stays open for 2 s of wall time
-        ),
-        tmp / "worker.log",
+    env = worker_env(
+        kafka,
+        redis_url,
+        prefix,
+        ROOT / "journeys",
+        tmp / "data",
+        partitions=4,
+        ORCH_CLOCK_SPEED=str(clock_speed),
+        ORCH_CLOCK_ORIGIN=str(clock.origin),
+        ORCH_TIMER_TICK="0.1",
+        ORCH_CAMPAIGN_TICK="0.1",  # at 1 s = 12 h a campaign run stays open for 2 s of wall time
     )
+    print(f"demo: topics {prefix}.*, consumer group (app id) {env['ORCH_APP_ID']}, worker log {tmp / 'worker.log'}")
+    print(f"demo: customers {customer_id(0, tag)} .. {customer_id(customers - 1, tag)} (this run's own: empty baskets in Redis)")
+    worker = WorkerProcess(env, tmp / "worker.log")
     worker.start()
     try:
         worker.wait_ready(timeout=120)
-        print(
-            f"demo: worker ready (metrics on http://127.0.0.1:{worker.web_port}/metrics); "
-            f"running {seconds:.0f} s at 1 s = {clock_speed / 3600:g} h ..."
-        )
-        plan, personas = plan_events(customers, clock)
-
-        async def scenario() -> tuple[int, Counter]:
-            stop = asyncio.Event()
-            pub = asyncio.create_task(publish_plan(kafka, prefix, plan, clock, stop))
-            ccm = asyncio.create_task(play_ccm_platform(kafka, prefix, clock, personas, stop))
-            await asyncio.sleep(seconds)
-            stop.set()
-            return await pub, await ccm
-
-        started = time.time()
-        published, ccm = asyncio.run(scenario())
-        wall = time.time() - started
-        records = {
-            name: asyncio.run(kafkatools.consume(kafka, [f"{prefix}.{name}"], until=lambda rs: False, timeout=3))
-            for name in ("journey-log", "decisions", "sends", "dead-letter", "out.sales", "out.webcare")
-        }
-        print(summarise(records, published, ccm, clock_speed, wall))
-        shown = ("orchestrator_timers_pending", "orchestrator_processed_total")
-        lag = [line for line in worker.metrics().splitlines() if line.startswith(shown)]
-        print("\nworker metrics:\n  " + "\n  ".join(lag))
-        ok = bool(records["sends"]) and bool(records["journey-log"])
-        if not ok:
-            print("\ndemo: FAILED — no journey advanced; worker log tail:\n" + worker.log_tail())
-        return 0 if ok else 1
+        deployment = DemoDeployment(kafka, redis_url, prefix, env["ORCH_APP_ID"], worker.web_port, env)
+        with console(deployment) if console is not None else nullcontext(None) as console_url:
+            if console_url:
+                print(f"demo: console on {console_url}")
+            return _run(worker, deployment, clock, customers, seconds, maps_path)
     finally:
         code = worker.stop()
         print(f"\ndemo: worker stopped (exit {code})")
         shutil.rmtree(tmp / "data", ignore_errors=True)
+
+
+def _run(worker: WorkerProcess, dep: DemoDeployment, clock: Clock, customers: int, seconds: float, maps_path: Path | None) -> int:
+    """Publish and play the CCM platform for ``seconds`` (with the progress line), then print the maps and the summary."""
+    kafka, prefix, speed = dep.kafka, dep.prefix, clock.speed
+    print(
+        f"demo: worker ready (metrics on http://127.0.0.1:{dep.web_port}/metrics); running {seconds:.0f} s at 1 s = {speed / 3600:g} h ..."
+    )
+    plan, personas = plan_events(customers, clock, tag=prefix.removeprefix("demo-"))
+    counts: Counter[str] = Counter()
+    progress = ProgressReporter(worker.metrics, counts, seconds)
+
+    async def scenario() -> tuple[int, Counter[str]]:
+        stop, done = asyncio.Event(), asyncio.Event()
+        line = asyncio.create_task(progress.run(done))
+        pub = asyncio.create_task(publish_plan(kafka, prefix, plan, clock, stop, counts))
+        ccm = asyncio.create_task(play_ccm_platform(kafka, prefix, clock, personas, stop, counts=counts))
+        await asyncio.sleep(seconds)
+        stop.set()
+        result = await pub, await ccm
+        done.set()
+        await line
+        return result
+
+    started = time.time()
+    published, ccm = asyncio.run(scenario())
+    wall = time.time() - started
+    records = asyncio.run(read_outputs(kafka, prefix))
+    log = [r.json() for r in records["journey-log"]]
+    maps = journey_maps(load_definitions(ROOT / "journeys").journeys, log)
+    title = f"Journey maps of demo run {prefix} ({customers} customers, {wall:.0f} s at 1 s = {speed / 3600:g} h)"
+    print("\n" + maps_markdown(maps, title))
+    print(summarise(records, published, ccm, speed, wall))
+    shown = ("orchestrator_timers_pending", "orchestrator_processed_total")
+    lag = [line for line in worker.metrics().splitlines() if line.startswith(shown)]
+    print("\nworker metrics:\n  " + "\n  ".join(lag))
+    print(f"\nprogress when the run stopped: {progress.last}")
+    if maps_path is not None:
+        print(f"journey maps with the customers per edge (Markdown, renders on GitHub): {write_maps(maps_path, maps, title)}")
+    ok = bool(records["sends"]) and bool(records["journey-log"])
+    if not ok:
+        print("\ndemo: FAILED — no journey advanced; worker log tail:\n" + worker.log_tail())
+    return 0 if ok else 1

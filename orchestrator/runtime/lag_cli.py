@@ -9,7 +9,9 @@ Configuration comes from the same environment as the worker (``Settings``): the 
 is ``ORCH_APP_ID``, the topics are the inbound topics and the customer topic of
 ``ORCH_TOPIC_PREFIX`` (never the table changelogs), the brokers and their security
 ``KAFKA_BOOTSTRAP_SERVERS`` / ``ORCH_KAFKA_*``. Exit 0 with the table (or JSON), exit 1
-with one line on stderr when Kafka cannot be read within ``--timeout`` seconds.
+with one line on stderr when Kafka cannot be read within ``--timeout`` seconds, or when
+none of the topics exists (a wrong ``ORCH_TOPIC_PREFIX``, a deployment never started: a
+table of nothing would read as "no lag"). Some topics missing: exit 0, the missing named on stderr.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, TextIO
 
 from orchestrator.runtime.lag import DEFAULT_TIMEOUT, LagProbe, LagUnavailable, PartitionLag, lag_topics
 
-__all__ = ["format_table", "lag_report", "register"]
+__all__ = ["format_table", "lag_report", "no_topics_message", "register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "from the offsets the group committed and the partitions' end offsets (as Kafka sees them: "
             "partitions nobody owns and those of a dead worker included; table changelogs excluded). "
             "committed '-' = never committed: everything retained counts as lag. "
-            "owner '-' = no member holds it (group rebalancing, empty, or partition unassigned)."
+            "owner '-' = no member holds it (group rebalancing, empty, or partition unassigned). "
+            "Exit 1 with one line on stderr when Kafka does not answer or none of the topics exists."
         ),
     )
     lag.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -94,6 +97,13 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def no_topics_message(missing: Sequence[str], prefix: str | None) -> str:
+    """The one line for "none of the topics exists": which (the first three), and for the default topics the prefix."""
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    hint = f" (ORCH_TOPIC_PREFIX={prefix!r}: no worker of that prefix ever started?)" if prefix is not None else ""
+    return f"no lag to report: none of the topics exists or is visible: {shown}{hint}"
+
+
 def _lag_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from pydantic import ValidationError
 
@@ -122,6 +132,10 @@ def _lag_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+    if report["missing_topics"] and not report["partitions"]:
+        prefix = None if args.topics else settings.topic_prefix
+        print(f"orchestrator lag: {no_topics_message(report['missing_topics'], prefix)}", file=sys.stderr)
+        return 1
     if report["missing_topics"]:
         print(
             f"orchestrator lag: not listed, topic does not exist or is not visible: {', '.join(report['missing_topics'])}",
