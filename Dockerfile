@@ -1,5 +1,5 @@
 # The orchestrator worker image (used by docker-compose.yml's `worker`).
-
+# Every runtime dependency (faust-streaming, aiokafka, pydantic-core, redis,
 # PyYAML) ships a manylinux wheel for CPython 3.11, so no compiler is needed.
 FROM python:3.11-slim
 
