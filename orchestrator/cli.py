@@ -90,8 +90,9 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from orchestrator.dev.demo import run_demo
+    from orchestrator.dev.demo_console import console_process
 
-    return run_demo(customers=args.customers, clock_speed=args.clock_speed, seconds=args.seconds)
+    return run_demo(customers=args.customers, clock_speed=args.clock_speed, seconds=args.seconds, console=console_process)
 
 
 def build_parser() -> argparse.ArgumentParser:

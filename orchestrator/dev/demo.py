@@ -97,7 +97,7 @@ ConsoleHook = Callable[[DemoDeployment], AbstractContextManager[str | None]]
 """Starts a console on the demo's deployment once the worker is ready: entering the context gives the
 console's URL with its token (printed before the run, None: nothing to print), leaving it stops the console.
 
-``orchestrator console`` does not exist yet: :func:`run_demo` takes one as ``console=`` and the CLI passes none.
+The CLI passes :func:`orchestrator.dev.demo_console.console_process` (``orchestrator console`` beside the worker).
 """
 
 
