@@ -25,8 +25,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.dev import kafkatools  # noqa: E402
-from orchestrator.dev.processes import WorkerProcess, free_port, worker_env  # noqa: E402
+from orchestrator.dev.private_stack import PrivateStack  # noqa: E402
+from orchestrator.dev.processes import WorkerProcess, worker_env  # noqa: E402
 
-STACK = ROOT / "stack" / "stack"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -97,21 +95,8 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-outage-"))
-    home = tmp / "stack"
-    env = {
-        **os.environ,
-        "STACK_HOME": str(home),
-        "STACK_KAFKA_PORT": str(free_port()),
-        "STACK_CONTROLLER_PORT": str(free_port()),
-        "STACK_REDIS_PORT": str(free_port()),
-        "STACK_KAFKA_HEAP": "-Xms128m -Xmx256m",
-    }
-    for libs in (ROOT / ".stack").glob("kafka-*"):  # reuse the jars the shared stack resolved
-        if (libs / ".resolved").exists():
-            home.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(libs, home / libs.name)
-    up = subprocess.run([str(STACK), "up"], env=env, capture_output=True, text=True, check=True)
-    exports = dict(re.findall(r"export (\w+)=(\S+)", up.stdout))
+    stack = PrivateStack.up(tmp / "stack")
+    exports = {"KAFKA_BOOTSTRAP_SERVERS": stack.kafka, "REDIS_URL": stack.redis}
     worker: WorkerProcess | None = None
     try:
         worker = WorkerProcess(
@@ -128,8 +113,7 @@ def main() -> None:
         retries_before = metric(worker.metrics(), 'orchestrator_dependency_retries_total{dependency="kafka"}')
         read_at_before = metric(worker.metrics(), "orchestrator_consumer_lag_read_timestamp_seconds")
 
-        kafka_pid = int((home / "run" / "kafka.pid").read_text().split()[0])
-        os.kill(kafka_pid, signal.SIGKILL)
+        stack.stop_kafka()
         killed = time.monotonic()
         not_ready_after = None
         while time.monotonic() - killed < 60:
@@ -154,7 +138,7 @@ def main() -> None:
     finally:
         if worker is not None:
             worker.kill()
-        subprocess.run([str(STACK), "down"], env=env, capture_output=True, text=True)
+        stack.down()
         shutil.rmtree(tmp, ignore_errors=True)
 
     result: dict[str, Any] = {

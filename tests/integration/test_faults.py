@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestrator.dev.private_stack import PrivateStack
 from orchestrator.pressure.policy import load_policy
 from orchestrator.pressure.redis_basket import RedisBasket
-from tests.integration.conftest import PrivateStack
 from tests.integration.helpers import ROOT, Deployment, cart, event, install_journey, metric, wait_until
 
 pytestmark = pytest.mark.integration
