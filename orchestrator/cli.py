@@ -29,7 +29,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from orchestrator.definitions import load_definitions
     from orchestrator.errors import DefinitionError
-    from orchestrator.runtime.preflight import PreflightError, prepare_topics
+    from orchestrator.runtime.preflight import PreflightError, check_redis_settings, prepare_topics
     from orchestrator.settings import Settings, retired_settings
 
     for warning in retired_settings(os.environ):
@@ -58,6 +58,9 @@ def _worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
+        redis_warning = asyncio.run(check_redis_settings(settings))
+        if redis_warning:
+            print(f"orchestrator worker: warning: {redis_warning}", file=sys.stderr)
         asyncio.run(prepare_topics(settings))
     except PreflightError as exc:
         print(f"orchestrator worker: refusing to start: {exc}", file=sys.stderr)

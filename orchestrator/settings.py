@@ -61,8 +61,12 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("ORCH_REDIS_URL", "REDIS_URL"),
-        description="redis:// or rediss:// URL of the contact-pressure basket.",
+        description="redis:// or rediss:// URL of the contact-pressure basket (user:password in it); in cluster mode one seed node.",
     )
+    redis_mode: Literal["single", "cluster"] = Field(
+        default="single", description="single: one Redis (or a Sentinel-less primary); cluster: Redis Cluster, REDIS_URL a seed node."
+    )
+    redis_ca_file: Path | None = Field(default=None, description="CA bundle for rediss:// (system CAs when unset).")
 
     # --- the app and its topics ---
     app_id: str = Field(default="journey-orchestrator", description="Faust app id = Kafka consumer group and changelog topic prefix.")

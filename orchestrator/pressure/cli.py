@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from orchestrator.errors import DefinitionError
 from orchestrator.pressure.basket import BasketView
+from orchestrator.pressure.connect import RedisMode, redacted_url
 from orchestrator.pressure.policy import POLICY_FILE, load_policy, validate_policy_file
 from orchestrator.timeutil import resolve_tz
 
@@ -44,15 +45,23 @@ def register(subparsers: Any) -> None:
     show.add_argument("--tz", default="UTC", help="the customer's IANA time zone; the calendar period follows it (default: UTC)")
     show.add_argument("--json", action="store_true", help="print the basket as JSON")
     show.add_argument("--redis-url", default=None, help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
+    show.add_argument(
+        "--redis-mode",
+        choices=("single", "cluster"),
+        default=None,
+        help="single or cluster (default: $ORCH_REDIS_MODE, else single); cluster: --redis-url names a seed node",
+    )
     show.add_argument("--policy", default=DEFAULT_POLICY, help=f"pressure policy file (default: {DEFAULT_POLICY})")
     show.set_defaults(func=_show_command)
 
 
-async def show_basket(redis_url: str, policy_path: str, customer_id: str, tz: str, now: datetime | None = None) -> BasketView:
+async def show_basket(
+    redis_url: str, policy_path: str, customer_id: str, tz: str, now: datetime | None = None, mode: RedisMode = "single"
+) -> BasketView:
     """Read one customer's basket from Redis."""
     from orchestrator.pressure.redis_basket import RedisBasket
 
-    basket = RedisBasket.from_url(redis_url, load_policy(policy_path))
+    basket = RedisBasket.from_url(redis_url, load_policy(policy_path), mode=mode)
     try:
         return await basket.show(customer_id, now or datetime.now(UTC), tz)
     finally:
@@ -84,14 +93,19 @@ def _show_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     url = args.redis_url or os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
     try:
-        view = asyncio.run(show_basket(url, args.policy, args.customer, args.tz))
+        wanted = getattr(args, "redis_mode", None) or os.environ.get("ORCH_REDIS_MODE") or "single"
+        if wanted not in ("single", "cluster"):
+            print(f"ORCH_REDIS_MODE={wanted!r}: use single or cluster", file=sys.stderr)
+            return 2
+        mode: RedisMode = "cluster" if wanted == "cluster" else "single"
+        view = asyncio.run(show_basket(url, args.policy, args.customer, args.tz, mode=mode))
     except DefinitionError as exc:
         print(f"invalid pressure policy {args.policy}:", file=sys.stderr)
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    except (RedisConnectionError, OSError) as exc:
-        print(f"cannot reach Redis at {url}: {exc}", file=sys.stderr)
+    except (RedisConnectionError, RedisClusterException, OSError) as exc:
+        print(f"cannot reach Redis at {redacted_url(url)}: {exc}", file=sys.stderr)
         return 1
     except RedisError as exc:
         print(f"basket show failed: {type(exc).__name__}: {exc}", file=sys.stderr)

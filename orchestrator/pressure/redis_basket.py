@@ -3,8 +3,9 @@
 The script is loaded once (``SCRIPT LOAD``) and called by SHA (``EVALSHA``); when the
 server has lost it (restart, ``SCRIPT FLUSH``) it is loaded again and the call
 retried. :meth:`RedisBasket.gate_many` sends several ``EVALSHA`` in one pipelined
-round trip. Every key of a customer carries the ``{customer_id}`` hash tag, so the
-basket works unchanged on Redis Cluster.
+round trip (on Redis Cluster: one round trip per master, in parallel). Every key of a
+customer carries the ``{customer_id}`` hash tag, so each call, and the consent
+transaction, touches one slot of one cluster node.
 
 Key layout (``prefix`` defaults to ``pressure``)::
 
@@ -24,10 +25,10 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, WatchError
 
 from orchestrator.pressure.basket import BasketView, Decision, GateRequest
+from orchestrator.pressure.connect import RedisClient, RedisMode, redis_client
 from orchestrator.pressure.consent import apply_consent
 from orchestrator.pressure.periods import period_info
 from orchestrator.pressure.planner import GatePlan, GatePlanner
@@ -49,7 +50,7 @@ def _text(value: Any) -> str:
 class RedisBasket:
     """A :class:`~orchestrator.pressure.basket.Basket` backed by Redis and ``gate.lua``."""
 
-    def __init__(self, redis: aioredis.Redis, policy: PressurePolicy, *, prefix: str = "pressure") -> None:
+    def __init__(self, redis: RedisClient, policy: PressurePolicy, *, prefix: str = "pressure") -> None:
         self.redis = redis
         self.prefix = prefix
         self._script = gate_script()
@@ -62,9 +63,9 @@ class RedisBasket:
         return self._planner.policy
 
     @classmethod
-    def from_url(cls, url: str, policy: PressurePolicy, *, prefix: str = "pressure") -> RedisBasket:
-        """A basket on a new client for ``url`` (e.g. ``redis://localhost:6379/0``)."""
-        return cls(aioredis.Redis.from_url(url), policy, prefix=prefix)
+    def from_url(cls, url: str, policy: PressurePolicy, *, prefix: str = "pressure", mode: RedisMode = "single") -> RedisBasket:
+        """A basket on a new client for ``url`` (e.g. ``redis://localhost:6379/0``; ``mode`` cluster: a seed node)."""
+        return cls(redis_client(url, mode), policy, prefix=prefix)
 
     async def aclose(self) -> None:
         """Close the Redis client."""
@@ -104,7 +105,7 @@ class RedisBasket:
     # -- the script
 
     async def load_script(self) -> str:
-        """``SCRIPT LOAD`` the gate and remember its SHA."""
+        """``SCRIPT LOAD`` the gate and remember its SHA (on a cluster: on every master)."""
         self._sha = _text(await self.redis.script_load(self._script))
         return self._sha
 
@@ -119,17 +120,19 @@ class RedisBasket:
         sha = self._sha or await self.load_script()
         try:
             reply = await self.redis.evalsha(sha, len(keys), *keys, argv)
-        except NoScriptError:
-            sha = await self.load_script()
-            reply = await self.redis.evalsha(sha, len(keys), *keys, argv)
+        except NoScriptError:  # lost by the server: run the source this once, load it for the next call
+            reply = await self.redis.eval(self._script, len(keys), *keys, argv)
+            await self.load_script()
         return self._decision(request, reply)
 
     async def gate_many(self, requests: Sequence[GateRequest], *, return_exceptions: bool = False) -> list[Decision | BaseException]:
         """Decide several sends in order, pipelined in one round trip.
 
-        Each ``EVALSHA`` is atomic on its own; the batch is not a transaction. If the
-        server lost the script (restart, ``SCRIPT FLUSH``), the calls that failed with
-        NOSCRIPT are sent again, in order, after a reload; the others are not repeated.
+        Each ``EVALSHA`` is atomic on its own; the batch is not a transaction. If a
+        server lost the script (restart, ``SCRIPT FLUSH``, a promoted cluster replica),
+        the calls that failed with NOSCRIPT are sent again, in order, as ``EVAL`` (which
+        needs no loaded script), and the script is loaded again for the next batch; the
+        others are not repeated.
         An error reply (e.g. ``OOM``, ``READONLY``) for one call is raised, or with
         ``return_exceptions`` returned in that call's place; a lost connection raises.
         """
@@ -140,9 +143,9 @@ class RedisBasket:
         replies = await self._pipeline(sha, plans)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
-            sha = await self.load_script()
-            for i, reply in zip(missing, await self._pipeline(sha, [plans[i] for i in missing]), strict=True):
+            for i, reply in zip(missing, await self._pipeline(None, [plans[i] for i in missing]), strict=True):
                 replies[i] = reply
+            await self.load_script()
         out: list[Decision | BaseException] = []
         for request, reply in zip(requests, replies, strict=True):
             if isinstance(reply, Exception):
@@ -153,17 +156,28 @@ class RedisBasket:
                 out.append(self._decision(request, reply))
         return out
 
-    async def _pipeline(self, sha: str, plans: Sequence[GatePlan]) -> list[Any]:
+    async def _pipeline(self, sha: str | None, plans: Sequence[GatePlan]) -> list[Any]:
+        """One pipelined round trip (per cluster master) of ``EVALSHA sha`` calls, or ``EVAL`` calls when ``sha`` is None.
+
+        ``execute_command("EVALSHA", ...)`` rather than ``pipe.evalsha``: redis-py 8.1 refuses
+        ``evalsha`` on a cluster pipeline (redis-py #2914), though it routes the command by
+        its keys like any other; all keys of one call share a slot.
+        """
         async with self.redis.pipeline(transaction=False) as pipe:
             for plan in plans:
                 keys = self._keys(plan)
-                pipe.evalsha(sha, len(keys), *keys, self._argv(plan))
+                if sha is None:
+                    pipe.execute_command("EVAL", self._script, len(keys), *keys, self._argv(plan))
+                else:
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, self._argv(plan))
             return list(await pipe.execute(raise_on_error=False))
 
     # -- consent and inspection
 
     async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> None:
         """Apply one consent change to the suppression set (optimistic WATCH/MULTI, retried on conflict).
+
+        One key, so on a cluster the transaction runs on the one node of its slot.
 
         Changes apply in the order they arrive (one writer per customer partition);
         ``at`` is accepted for the interface and not stored.

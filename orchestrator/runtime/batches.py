@@ -76,6 +76,7 @@ from aiokafka.structs import ConsumerRecord
 
 from orchestrator.dedupe import EngineLimits
 from orchestrator.events import AudienceCheck, CustomerEvent, InboundLimits, InvalidEvent, TimerFired, decode_internal, parse_inbound
+from orchestrator.pressure.connect import wrong_mode_hint
 from orchestrator.processor import YIELD_EVERY, CustomerWork, Failure, process_batch
 from orchestrator.runtime.context import Transient, WorkerContext, dependency_of, is_suspect, is_transient, log, retry_log
 from orchestrator.runtime.logs import pseudonym, redact
@@ -249,10 +250,11 @@ class BatchLoop:
                 ctx.metrics.retries.labels(exc.dependency).inc()
                 ctx.health.failed(exc.dependency)
                 retry_log.warning(
-                    "%s unavailable (%s: %s); retrying the batch of %d records in %.1fs",
+                    "%s unavailable (%s: %s)%s; retrying the batch of %d records in %.1fs",
                     exc.dependency,
                     type(exc.cause).__name__,
                     exc.cause,
+                    wrong_mode_hint(exc.cause, ctx.settings.redis_mode),
                     len(records),
                     delay,
                     extra={"event": "dependency_retry", "dependency": exc.dependency},

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 import redis.exceptions as rex
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -31,6 +30,7 @@ from aiokafka.structs import RecordMetadata
 
 from orchestrator.journey.loader import JourneySet
 from orchestrator.metrics import Metrics
+from orchestrator.pressure.connect import RedisClient
 from orchestrator.pressure.policy import PressurePolicy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.runtime.lag import PartitionLag
@@ -48,12 +48,20 @@ TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "TRYAGA
 """Redis error replies that say "not now" rather than "never": the batch waits and retries."""
 
 
+REDIS_CLUSTER_TRANSIENT = (rex.ClusterError, rex.AskError, rex.TryAgainError, rex.SlotNotCoveredError)
+"""A cluster in failover or resharding: ``CLUSTERDOWN`` (redis-py strips that word from the text, so it is matched by
+class), ``MASTERDOWN``, ``MOVED``/``ASK`` the client could not follow, a slot without a node. ``MOVED`` to a client in
+single mode is a wrong ``ORCH_REDIS_MODE``: retried too (not ready, nothing dead-lettered), with a hint in the warning."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a failure will likely go away by itself (retry the batch) rather than repeat for this input."""
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError)):
         return True
-    if isinstance(exc, (rex.ReadOnlyError, rex.OutOfMemoryError, rex.BusyLoadingError, rex.TryAgainError, rex.MasterDownError)):
+    if isinstance(exc, (rex.ReadOnlyError, rex.OutOfMemoryError, rex.BusyLoadingError, *REDIS_CLUSTER_TRANSIENT)):
         return True
+    if isinstance(exc, rex.RedisClusterException):  # "cannot be connected", no node for a slot; not a cross-slot bug of ours
+        return not isinstance(exc, (rex.CrossSlotTransactionError, rex.InvalidPipelineStack))
     if isinstance(exc, rex.ResponseError):
         return str(exc).split(" ", 1)[0].upper() in TRANSIENT_REPLIES
     if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError)):
@@ -63,12 +71,12 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_suspect(exc: BaseException) -> bool:
     """An unknown error reply from a dependency: retried ``ORCH_RETRY_TRIES`` times, then dead-lettered."""
-    return isinstance(exc, (rex.RedisError, KafkaError)) and not is_transient(exc)
+    return isinstance(exc, (rex.RedisError, rex.RedisClusterException, KafkaError)) and not is_transient(exc)
 
 
 def dependency_of(exc: BaseException) -> str:
     """``redis`` or ``kafka``: the label of the retry counter and of the readiness check."""
-    return "redis" if isinstance(exc, rex.RedisError) else "kafka"
+    return "redis" if isinstance(exc, (rex.RedisError, rex.RedisClusterException)) else "kafka"
 
 
 STALL_GRACE = 2.0
@@ -199,7 +207,7 @@ class WorkerContext:
     store: StateStore
     heap: TimerHeap
     publisher: Publisher
-    redis: aioredis.Redis
+    redis: RedisClient
     topics: Topics
     pseudo_key: bytes
     kafka_kw: dict[str, Any]

@@ -25,11 +25,13 @@ import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from mode import Service
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from orchestrator.journey.loader import JourneySet
 from orchestrator.metrics import Metrics
+from orchestrator.pressure.connect import redis_client
 from orchestrator.pressure.policy import PressurePolicy
 from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.runtime.batches import BatchLoop
@@ -66,7 +68,7 @@ class Pipeline(Service):
     def __init__(self, settings: Settings, journeys: JourneySet, policy: PressurePolicy, metrics: Metrics, **kw: Any) -> None:
         super().__init__(**kw)
         kafka_kw = aiokafka_kwargs(settings)
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15)
+        redis = redis_client(settings.redis_url, settings.redis_mode, ca_file=settings.redis_ca_file)
         self.ctx = WorkerContext(
             settings=settings,
             metrics=metrics,
@@ -111,6 +113,7 @@ class Pipeline(Service):
         gc.set_threshold(50_000, 20, 100)
         self.gc_watch.install()
         await self.ctx.publisher.start()
+        await self._init_redis()
         self.ctx.topics.copartitioned = await self._copartitioned_outputs()
         await self.reload.record_facts()
         await self.reload.prepare_out_topics()
@@ -123,6 +126,18 @@ class Pipeline(Service):
             loop.create_task(self.lag.run(), name="lag"),
             loop.create_task(self.reload.run(), name="reload"),
         ]
+
+    async def _init_redis(self) -> None:
+        """A cluster client learns the topology now, before the batch loop's first burst of calls (redis-py #3935).
+
+        A Redis down at start is no reason to stop: the batch loop retries until it answers.
+        """
+        redis = self.ctx.redis
+        if isinstance(redis, RedisCluster):
+            try:
+                await redis.initialize()
+            except (RedisError, RedisClusterException, OSError) as exc:
+                log.warning("Redis Cluster not reachable at start (%s); batches wait for it", type(exc).__name__)
 
     async def _copartitioned_outputs(self) -> frozenset[str]:
         """The output topics with as many partitions as customer-events (preflight creates them so, an operator may not)."""

@@ -1,4 +1,4 @@
-"""What a worker does before it joins the consumer group: make sure its topics are right.
+"""What a worker does before it joins the consumer group: make sure its topics and its Redis are right.
 
 Co-partitioning of the customer topic and the table changelogs is what keeps one
 writer per customer. Faust reacts to a mismatch by crashing the agent over and
@@ -15,7 +15,9 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from redis.exceptions import RedisClusterException, RedisError
 
+from orchestrator.pressure.connect import RedisSetupError, check_redis, redacted_url, redis_client
 from orchestrator.settings import Settings
 
 
@@ -114,3 +116,21 @@ async def prepare_topics(settings: Settings) -> list[str]:
         return created
     finally:
         await admin.close()
+
+
+async def check_redis_settings(settings: Settings) -> str | None:
+    """Refuse (:class:`PreflightError`) a Redis that runs in the other mode or refuses the credentials.
+
+    An unreachable Redis is no reason to refuse: the worker starts, is not ready, and its
+    batches wait for Redis. Returns a warning for that case, else None.
+    """
+    client = redis_client(settings.redis_url, settings.redis_mode, ca_file=settings.redis_ca_file)
+    try:
+        await check_redis(client, settings.redis_mode, settings.redis_url)
+    except RedisSetupError as exc:
+        raise PreflightError(str(exc)) from exc
+    except (RedisError, RedisClusterException, OSError) as exc:
+        return f"Redis at {redacted_url(settings.redis_url)} not reachable ({type(exc).__name__}); batches wait for it"
+    finally:
+        await client.aclose()
+    return None
