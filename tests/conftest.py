@@ -19,8 +19,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from orchestrator.dev.private_stack import PrivateStack
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "stack" / "stack"
@@ -82,6 +86,33 @@ def redis_url(request: pytest.FixtureRequest, docker_engine: bool) -> Iterator[s
             yield f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
     else:
         yield request.getfixturevalue("local_stack")["REDIS_URL"]
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
+    """A private Kafka + Redis Cluster (3 masters, 3 replicas; ``stack/stack up --redis-cluster``) for this session.
+
+    Always private: the cluster tests kill a master. Stopped and wiped at the end.
+    """
+    from orchestrator.dev.private_stack import PrivateStack, StackError
+
+    try:
+        stack = PrivateStack.up(tmp_path_factory.mktemp("cluster-stack"), "--redis-cluster")
+    except StackError as exc:
+        pytest.exit(str(exc), returncode=3)
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(request: pytest.FixtureRequest) -> str:
+    """A Redis Cluster seed node: ``REDIS_CLUSTER_URL`` when set, else the private cluster stack's."""
+    if os.environ.get("REDIS_CLUSTER_URL"):
+        return os.environ["REDIS_CLUSTER_URL"]
+    stack: PrivateStack = request.getfixturevalue("cluster_stack")
+    return stack.redis
 
 
 @pytest.fixture

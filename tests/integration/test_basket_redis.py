@@ -2,7 +2,9 @@
 
 Every test uses its own key prefix and customer ids (uuid), so tests can share one Redis; each
 test deletes its own keys afterwards (never FLUSHALL).
-``BASKET_DIFF_SEQUENCES`` sets how many random sequences the differential test runs (default 1500).
+Each test runs on one Redis (``redis_url``) and on a Redis Cluster (``redis_cluster_url``: three masters).
+``BASKET_DIFF_SEQUENCES`` sets how many random sequences the differential test runs (default 1500 on one
+Redis, a third of that on the cluster: the rules are the same script, what the cluster adds is routing).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
-import redis.asyncio as aioredis
 
 from orchestrator.events import Channel
 from orchestrator.pressure.basket import CommType, Decision, GateRequest
+from orchestrator.pressure.connect import RedisClient, RedisMode, check_redis, redis_client
 from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.pressure.periods import period_info
 from orchestrator.pressure.policy import PressurePolicy
@@ -31,9 +33,21 @@ from tests.unit.test_pressure_memory import RULES, MakeBasket, req
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(params=["single", "cluster"])
+def mode(request: pytest.FixtureRequest) -> RedisMode:
+    """Every test runs on one Redis and on a Redis Cluster (3 masters)."""
+    return cast(RedisMode, request.param)
+
+
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    r = aioredis.Redis.from_url(redis_url, max_connections=200)
+def url(mode: RedisMode, request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("redis_cluster_url" if mode == "cluster" else "redis_url"))
+
+
+@pytest.fixture
+async def client(url: str, mode: RedisMode) -> AsyncIterator[RedisClient]:
+    r = redis_client(url, mode, max_connections=200)
+    await check_redis(r, mode, url)
     try:
         yield r
     finally:
@@ -41,7 +55,7 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def prefix(client: aioredis.Redis) -> AsyncIterator[str]:
+async def prefix(client: RedisClient) -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     name = f"test-basket-{uuid.uuid4().hex[:10]}"
     try:
@@ -56,7 +70,7 @@ def new_customer(tag: str = "c") -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}"
 
 
-async def customer_keys(r: aioredis.Redis, prefix: str, cid: str) -> list[str]:
+async def customer_keys(r: RedisClient, prefix: str, cid: str) -> list[str]:
     return sorted([k.decode() async for k in r.scan_iter(match=f"{prefix}:{{{cid}}}:*", count=1000)])
 
 
@@ -64,7 +78,7 @@ async def customer_keys(r: aioredis.Redis, prefix: str, cid: str) -> list[str]:
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.__name__ for r in RULES])
-async def test_rule_on_redis(rule: Callable[[MakeBasket, str], Awaitable[None]], client: aioredis.Redis, prefix: str) -> None:
+async def test_rule_on_redis(rule: Callable[[MakeBasket, str], Awaitable[None]], client: RedisClient, prefix: str) -> None:
     await rule(lambda policy: RedisBasket(client, policy, prefix=prefix), new_customer())
 
 
@@ -168,8 +182,8 @@ async def run_sequence(seed: int, redis_basket: RedisBasket, twin: MemoryBasket,
     return compared
 
 
-async def test_differential_lua_gate_vs_twin(client: aioredis.Redis, prefix: str) -> None:
-    sequences = int(os.environ.get("BASKET_DIFF_SEQUENCES", "1500"))
+async def test_differential_lua_gate_vs_twin(client: RedisClient, mode: RedisMode, prefix: str) -> None:
+    sequences = int(os.environ.get("BASKET_DIFF_SEQUENCES", "1500")) // (3 if mode == "cluster" else 1)
     run_id = new_customer("diff")
     policies = [PressurePolicy.model_validate(p) for p in POLICIES]
     # one twin per policy; customer ids are unique per sequence so sequences do not interact
@@ -193,10 +207,10 @@ async def test_differential_lua_gate_vs_twin(client: aioredis.Redis, prefix: str
 # ---------------------------------------------------------------- concurrency and replay
 
 
-async def test_fifty_concurrent_gates_never_overspend(redis_url: str, prefix: str) -> None:
+async def test_fifty_concurrent_gates_never_overspend(url: str, mode: RedisMode, prefix: str) -> None:
     policy = PressurePolicy.model_validate({"priority_reserve": []})
     cid = new_customer()
-    clients = [aioredis.Redis.from_url(redis_url, max_connections=20) for _ in range(5)]  # five "workers"
+    clients = [redis_client(url, mode, max_connections=20) for _ in range(5)]  # five "workers"
     try:
         baskets = [RedisBasket(c, policy, prefix=prefix) for c in clients]
         rng = random.Random(7)
@@ -224,7 +238,7 @@ async def test_fifty_concurrent_gates_never_overspend(redis_url: str, prefix: st
             await c.aclose()
 
 
-async def test_replayed_send_id_spends_once_even_concurrently(client: aioredis.Redis, prefix: str) -> None:
+async def test_replayed_send_id_spends_once_even_concurrently(client: RedisClient, prefix: str) -> None:
     basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
     decisions = await asyncio.gather(*(basket.gate(req(cid, "the-one", "commercial", "sms")) for _ in range(50)))
@@ -233,7 +247,7 @@ async def test_replayed_send_id_spends_once_even_concurrently(client: aioredis.R
     assert (await basket.show(cid, decisions[0].retry_at or req(cid, "x").now)).balance == 15.0
 
 
-async def test_lost_script_is_reloaded(client: aioredis.Redis, prefix: str) -> None:
+async def test_lost_script_is_reloaded(client: RedisClient, prefix: str) -> None:
     basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
     basket._sha = "0" * 40  # as if the server had been restarted / SCRIPT FLUSHed
@@ -245,7 +259,7 @@ async def test_lost_script_is_reloaded(client: aioredis.Redis, prefix: str) -> N
     assert [(d.outcome, d.replayed, d.balance) for d in ds] == [("approved", False, 12.0), ("approved", True, 10.0)]
 
 
-async def test_records_already_in_redis_replay_with_their_public_code(client: aioredis.Redis, prefix: str) -> None:
+async def test_records_already_in_redis_replay_with_their_public_code(client: RedisClient, prefix: str) -> None:
     """Stored records keep the internal code 'suppressed' (records already in Redis included); decoded, they carry 'unsubscribed'."""
     basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
@@ -267,7 +281,7 @@ async def test_records_already_in_redis_replay_with_their_public_code(client: ai
     assert stored[:2] == ["suppressed", "suppressed"]  # the stored record format is unchanged
 
 
-async def test_concurrent_consent_changes_all_land(client: aioredis.Redis, prefix: str) -> None:
+async def test_concurrent_consent_changes_all_land(client: RedisClient, prefix: str) -> None:
     basket = RedisBasket(client, PressurePolicy(), prefix=prefix)
     cid = new_customer()
     now = datetime(2026, 11, 1, tzinfo=UTC)
@@ -286,9 +300,7 @@ def hash_tag(key: str) -> str:
 
 
 @pytest.mark.parametrize("period", [{"kind": "calendar_month"}, {"kind": "rolling", "days": 30}])
-async def test_keys_carry_the_customer_tag_and_expire_after_their_period(
-    client: aioredis.Redis, prefix: str, period: dict[str, Any]
-) -> None:
+async def test_keys_carry_the_customer_tag_and_expire_after_their_period(client: RedisClient, prefix: str, period: dict[str, Any]) -> None:
     policy = PressurePolicy.model_validate({"period": period, "arbitration_window": "15m", "key_margin": "2d"})
     basket = RedisBasket(client, policy, prefix=prefix)
     cid = new_customer()
@@ -321,7 +333,7 @@ async def test_keys_carry_the_customer_tag_and_expire_after_their_period(
             assert ttl - 10_000 < actual <= ttl, f"{key}: pttl {actual}, expected about {ttl}"
 
 
-async def test_keys_really_expire_when_the_period_ends(client: aioredis.Redis, prefix: str) -> None:
+async def test_keys_really_expire_when_the_period_ends(client: RedisClient, prefix: str) -> None:
     basket = RedisBasket(client, PressurePolicy.model_validate({"key_margin": "0s"}), prefix=prefix)
     cid = new_customer()
     month_end = datetime(2026, 12, 1, tzinfo=UTC)
