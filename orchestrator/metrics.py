@@ -162,6 +162,24 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+        self.basket_rebuilds = Counter(
+            "orchestrator_basket_rebuilds",
+            "Baskets of customer partitions rebuilt from the decisions topic because Redis no longer held them "
+            "(a master lost its data; also once for a new deployment), by customer partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.basket_rebuilt_sends = Counter(
+            "orchestrator_basket_rebuilt_sends",
+            "Send-id records written back into Redis by basket rebuilds (decisions Redis had lost).",
+            registry=r,
+        )
+        self.basket_rebuild_seconds = Histogram(
+            "orchestrator_basket_rebuild_seconds",
+            "How long one basket rebuild held the batch loop (reading the decisions topic and writing back).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
+            registry=r,
+        )
         self.rebalances = Counter(
             "orchestrator_rebalances",
             "Consumer group rebalances seen by this worker: partitions revoked | assigned.",

@@ -107,6 +107,10 @@ class DecisionRecord(BaseModel):
     period: str
     retry_at: datetime | None
     decided_at: datetime
+    brand: str | None = Field(default=None, description="The send's brand (none: every brand); kept to rebuild a basket.")
+    timezone: str | None = Field(
+        default=None, description="The customer's time zone the basket period followed; kept to rebuild a basket (pressure/restore.py)."
+    )
 
     @classmethod
     def of(cls, d: Disposition, at: datetime) -> DecisionRecord:
@@ -134,6 +138,8 @@ class DecisionRecord(BaseModel):
             period=dec.period if dec is not None else "",
             retry_at=dec.retry_at if dec is not None else None,
             decided_at=at,
+            brand=send.brand,
+            timezone=send.timezone,
         )
 
 

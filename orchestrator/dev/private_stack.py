@@ -112,6 +112,33 @@ class PrivateStack:
         if up.returncode != 0:
             raise StackError(f"private broker failed to start again:\n{up.stderr}")
 
+    def _kill(self, name: str) -> None:
+        """SIGKILL the stack's process ``name`` (a pid file under run/) and wait until it is gone."""
+        pid = int((Path(self.env["STACK_HOME"]) / "run" / f"{name}.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
+
+    def kill_redis(self, *, wipe: bool = False) -> None:
+        """Kill the single Redis (SIGKILL); ``wipe``: delete its files too (AOF, RDB), as a lost disk would."""
+        self._kill("redis")
+        if wipe:
+            home = Path(self.env["STACK_HOME"]) / "redis"
+            shutil.rmtree(home / "appendonlydir", ignore_errors=True)
+            (home / "dump.rdb").unlink(missing_ok=True)
+
+    def kill_cluster_node(self, port: int) -> None:
+        """Kill one Redis Cluster node (SIGKILL); its files stay, so :meth:`start_redis` brings it back into the cluster."""
+        self._kill(f"redis-cluster-{port}")
+
+    def start_redis(self) -> None:
+        """Start what of Redis is not running (``stack up`` again; Kafka, if running, is left alone)."""
+        up = self.run("up", *self.flags)
+        if up.returncode != 0:
+            raise StackError(f"private Redis failed to start again:\n{up.stderr}")
+
     def down(self) -> None:
         """Stop everything the stack started (Kafka, Redis or the cluster's nodes) and wipe their data."""
         self.run("down", timeout=180)

@@ -1,8 +1,7 @@
 """The production basket: one atomic Lua script (``gate.lua``) in Redis.
 
-The script is loaded once (``SCRIPT LOAD``) and called by SHA (``EVALSHA``); when the
-server has lost it (restart, ``SCRIPT FLUSH``) it is loaded again and the call
-retried. :meth:`RedisBasket.gate_many` sends several ``EVALSHA`` in one pipelined
+The script is loaded once and called by SHA (:class:`~orchestrator.pressure.scripts.LuaScript`,
+which also covers a server that lost it). :meth:`RedisBasket.gate_many` sends several ``EVALSHA`` in one pipelined
 round trip (on Redis Cluster: one round trip per master, in parallel). Every key of a
 customer carries the ``{customer_id}`` hash tag, so each call, and the consent
 transaction, touches one slot of one cluster node.
@@ -15,6 +14,10 @@ Key layout (``prefix`` defaults to ``pressure``)::
     pressure:{c42}:arb                priority -> last approval (ms), for arbitration
     pressure:{c42}:spent:2026-11      points spent in a calendar month   (rolling: :window zset)
     pressure:{c42}:spends:2026-11     send_id -> spend record             (rolling: :spends:rolling-30d)
+    pressure:{marks}:<app id>         customer partition -> when Redis got it (one key per cluster master)
+
+Redis is a cache of the decisions topic: :meth:`RedisBasket.restore` writes decisions back
+(``restore.lua``) after a master lost its data, which :meth:`RedisBasket.unmarked` detects.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError, WatchError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import WatchError
 
 from orchestrator.pressure.basket import BasketView, Decision, GateRequest
 from orchestrator.pressure.connect import RedisClient, RedisMode, redis_client
@@ -34,13 +37,16 @@ from orchestrator.pressure.periods import period_info
 from orchestrator.pressure.planner import GatePlan, GatePlanner
 from orchestrator.pressure.policy import PressurePolicy
 from orchestrator.pressure.records import basket_view, decision_from_record, record_cost
+from orchestrator.pressure.restore import RestoreCall
+from orchestrator.pressure.scripts import LuaScript, script_source
+from orchestrator.timeutil import to_ms
 
 __all__ = ["RedisBasket", "gate_script"]
 
 
 def gate_script() -> str:
     """The source of ``gate.lua``."""
-    return resources.files("orchestrator.pressure").joinpath("gate.lua").read_text(encoding="utf-8")
+    return script_source("gate.lua")
 
 
 def _text(value: Any) -> str:
@@ -53,8 +59,8 @@ class RedisBasket:
     def __init__(self, redis: RedisClient, policy: PressurePolicy, *, prefix: str = "pressure") -> None:
         self.redis = redis
         self.prefix = prefix
-        self._script = gate_script()
-        self._sha: str | None = None
+        self._gate = LuaScript("gate.lua")
+        self._restore = LuaScript("restore.lua")
         self._planner = GatePlanner(policy)
 
     @property
@@ -102,12 +108,20 @@ class RedisBasket:
             plan.spend_record, plan.send_id,
         ], separators=(",", ":"), ensure_ascii=False)  # fmt: skip
 
-    # -- the script
+    # -- the gate
+
+    @property
+    def _sha(self) -> str | None:
+        """The loaded gate script's SHA (tests set it to simulate a server that lost it)."""
+        return self._gate.sha
+
+    @_sha.setter
+    def _sha(self, sha: str | None) -> None:
+        self._gate.sha = sha
 
     async def load_script(self) -> str:
         """``SCRIPT LOAD`` the gate and remember its SHA (on a cluster: on every master)."""
-        self._sha = _text(await self.redis.script_load(self._script))
-        return self._sha
+        return await self._gate.load(self.redis)
 
     def _decision(self, request: GateRequest, reply: Sequence[Any]) -> Decision:
         replayed, record = reply
@@ -116,36 +130,18 @@ class RedisBasket:
     async def gate(self, request: GateRequest) -> Decision:
         """Decide one send atomically in Redis."""
         plan = self._planner.plan(request)
-        keys, argv = self._keys(plan), self._argv(plan)
-        sha = self._sha or await self.load_script()
-        try:
-            reply = await self.redis.evalsha(sha, len(keys), *keys, argv)
-        except NoScriptError:  # lost by the server: run the source this once, load it for the next call
-            reply = await self.redis.eval(self._script, len(keys), *keys, argv)
-            await self.load_script()
-        return self._decision(request, reply)
+        return self._decision(request, await self._gate.call(self.redis, self._keys(plan), self._argv(plan)))
 
     async def gate_many(self, requests: Sequence[GateRequest], *, return_exceptions: bool = False) -> list[Decision | BaseException]:
-        """Decide several sends in order, pipelined in one round trip.
+        """Decide several sends in order, pipelined in one round trip (one per cluster master).
 
-        Each ``EVALSHA`` is atomic on its own; the batch is not a transaction. If a
-        server lost the script (restart, ``SCRIPT FLUSH``, a promoted cluster replica),
-        the calls that failed with NOSCRIPT are sent again, in order, as ``EVAL`` (which
-        needs no loaded script), and the script is loaded again for the next batch; the
-        others are not repeated.
+        Each call is atomic on its own; the batch is not a transaction (see
+        :meth:`LuaScript.call_many`, which also covers a server that lost the script).
         An error reply (e.g. ``OOM``, ``READONLY``) for one call is raised, or with
         ``return_exceptions`` returned in that call's place; a lost connection raises.
         """
-        if not requests:
-            return []
         plans = [self._planner.plan(r) for r in requests]
-        sha = self._sha or await self.load_script()
-        replies = await self._pipeline(sha, plans)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            for i, reply in zip(missing, await self._pipeline(None, [plans[i] for i in missing]), strict=True):
-                replies[i] = reply
-            await self.load_script()
+        replies = await self._gate.call_many(self.redis, [(self._keys(p), self._argv(p)) for p in plans])
         out: list[Decision | BaseException] = []
         for request, reply in zip(requests, replies, strict=True):
             if isinstance(reply, Exception):
@@ -156,21 +152,71 @@ class RedisBasket:
                 out.append(self._decision(request, reply))
         return out
 
-    async def _pipeline(self, sha: str | None, plans: Sequence[GatePlan]) -> list[Any]:
-        """One pipelined round trip (per cluster master) of ``EVALSHA sha`` calls, or ``EVAL`` calls when ``sha`` is None.
+    # -- rebuilding from the decisions topic (pressure/restore.py)
 
-        ``execute_command("EVALSHA", ...)`` rather than ``pipe.evalsha``: redis-py 8.1 refuses
-        ``evalsha`` on a cluster pipeline (redis-py #2914), though it routes the command by
-        its keys like any other; all keys of one call share a slot.
+    def mark_keys(self, scope: str) -> list[str]:
+        """The keys recording which customer partitions of ``scope`` (an app id) Redis holds: one per master.
+
+        A master that lost its data lost its mark too, so a missing field says: rebuild that
+        partition. On a cluster each key's hash tag is chosen to fall on a different master.
         """
+        if not isinstance(self.redis, RedisCluster):
+            return [f"{self.prefix}:{{marks}}:{scope}"]
+        masters = {n.name for n in self.redis.get_primaries()}
+        keys: dict[str, str] = {}
+        for i in range(100 * len(masters) + 100):
+            key = f"{self.prefix}:{{marks-{i}}}:{scope}"
+            node = self.redis.get_node_from_key(key)
+            if node is not None:
+                keys.setdefault(node.name, key)
+            if len(keys) == len(masters):
+                break
+        return sorted(keys.values())
+
+    async def unmarked(self, scope: str, partitions: Sequence[int]) -> list[int]:
+        """The partitions some master does not hold the mark of (it lost its data, or never had them)."""
+        if not partitions:
+            return []
+        fields = [str(p) for p in partitions]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for plan in plans:
-                keys = self._keys(plan)
-                if sha is None:
-                    pipe.execute_command("EVAL", self._script, len(keys), *keys, self._argv(plan))
-                else:
-                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, self._argv(plan))
-            return list(await pipe.execute(raise_on_error=False))
+            for key in self.mark_keys(scope):
+                pipe.hmget(key, fields)
+            answers = await pipe.execute()
+        return [p for i, p in enumerate(partitions) if any(a[i] is None for a in answers)]
+
+    async def mark(self, scope: str, partitions: Sequence[int], now: datetime) -> None:
+        """Record on every master that it holds ``partitions`` (after a rebuild, or for a new deployment)."""
+        stamp = to_ms(now)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.mark_keys(scope):
+                pipe.hset(key, mapping={str(p): stamp for p in partitions})
+            await pipe.execute()
+
+    async def restore(self, calls: Sequence[RestoreCall], now: datetime, chunk: int = 1000) -> int:
+        """Write ``calls`` back with ``restore.lua``, ``chunk`` per round trip; returns how many Redis did not have.
+
+        An error reply raises (the caller retries the whole rebuild: it is idempotent).
+        """
+        written = 0
+        now_ms = to_ms(now)
+        for start in range(0, len(calls), chunk):
+            part = calls[start : start + chunk]
+            replies = await self._restore.call_many(self.redis, [self._restore_call(c, now_ms) for c in part])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+                written += int(reply)
+        return written
+
+    def _restore_call(self, c: RestoreCall, now_ms: int) -> tuple[list[str], str]:
+        cid = c.customer_id
+        spent = self.key(cid, "window") if c.rolling else self.key(cid, "spent", c.period)
+        keys = [self.key(cid, "sent", c.send_id), spent, self.key(cid, "spends", c.period), self.key(cid, "lock"), self.key(cid, "arb")]
+        argv = json.dumps([
+            c.record, int(c.approved), int(c.rolling), c.at_ms, c.cost, c.spend_record, c.send_id,
+            c.ttl_ms, now_ms, c.lock_until_ms, c.arbitration_priority, c.arbitration_until_ms,
+        ], separators=(",", ":"), ensure_ascii=False)  # fmt: skip
+        return keys, argv
 
     # -- consent and inspection
 

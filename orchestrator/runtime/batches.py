@@ -10,7 +10,9 @@ Follow one batch (:meth:`BatchLoop.handle`):
    valid ones → the canonical envelope for ``customer-events``, keyed by customer (the
    second hop: the batch that consumes it there processes it).
 3. Customer-events records and the inbound events on their own partition are grouped by
-   customer, in arrival order; each touched state is loaded once; ``processor.process_batch`` runs the engine for all of them
+   customer, in arrival order; each touched state is loaded once; ``basket_guard.py`` checks that Redis still holds
+   their partitions' baskets (and rebuilds them from the decisions topic first if not); ``processor.process_batch``
+   runs the engine for all of them
    and gates all their sends at the basket in pipelined rounds (one Redis round trip
    per round, not per send).
 4. ``outputs.py`` turns the results into records (send requests, decisions, journey
@@ -78,6 +80,7 @@ from orchestrator.dedupe import EngineLimits
 from orchestrator.events import AudienceCheck, CustomerEvent, InboundLimits, InvalidEvent, TimerFired, decode_internal, parse_inbound
 from orchestrator.pressure.connect import wrong_mode_hint
 from orchestrator.processor import YIELD_EVERY, CustomerWork, Failure, process_batch
+from orchestrator.runtime.basket_guard import BasketGuard
 from orchestrator.runtime.context import Transient, WorkerContext, dependency_of, is_suspect, is_transient, log, retry_log
 from orchestrator.runtime.logs import pseudonym, redact
 from orchestrator.runtime.outputs import (
@@ -101,6 +104,7 @@ class BatchLoop:
         s = ctx.settings
         self.ctx = ctx
         self.run_label = run_label
+        self.guard = BasketGuard(ctx)
         self.inbound = s.inbound_topics()
         self.limits = InboundLimits(s.max_event_bytes, s.max_json_depth, s.max_number_digits)
         self.engine_limits = EngineLimits(dedupe_window=timedelta(days=s.dedupe_window_days), dedupe_max_ids=s.dedupe_max_ids)
@@ -283,6 +287,7 @@ class BatchLoop:
         work, where, sources = self._group(records, out)
         gate_seconds: list[float] = []
         try:
+            await self.guard.ensure(where.values())  # Redis still holds these partitions' baskets, or gets them back first
             outcomes = await process_batch(
                 list(work.values()),
                 live.journeys,
@@ -294,7 +299,7 @@ class BatchLoop:
             )
         except Exception as exc:
             if is_transient(exc):
-                raise Transient(exc, "redis") from exc
+                raise Transient(exc, dependency_of(exc)) from exc
             raise
         m = ctx.metrics
         for seconds in gate_seconds:

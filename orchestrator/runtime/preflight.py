@@ -14,10 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.exceptions import RedisClusterException, RedisError
 
 from orchestrator.pressure.connect import RedisSetupError, check_redis, redacted_url, redis_client
+from orchestrator.pressure.policy import PressurePolicy, load_policy
+from orchestrator.pressure.restore import horizon
 from orchestrator.settings import Settings
 
 
@@ -71,14 +74,22 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
+def decisions_retention_ms(policy: PressurePolicy) -> int:
+    """The least retention of the decisions topic: a basket rebuild reads the longest period back (``pressure/restore.py``)."""
+    return int(horizon(policy).total_seconds() * 1000)
+
+
+def owned_topics(settings: Settings, policy: PressurePolicy | None = None) -> dict[str, dict[str, str]]:
     """Every topic the worker relies on -> the topic config it is created with.
 
     The table changelogs and the facts registry are compacted (only the latest record per key matters).
+    The decisions topic keeps the longest basket period of ``policy`` and a day more (a basket rebuild reads it).
     """
     topics: dict[str, dict[str, str]] = {name: {} for name in settings.inbound_topics()}
     for name in ("customer-events", "sends", "decisions", "journey-log", "dead-letter"):
         topics[settings.topic(name)] = {}
+    if policy is not None:
+        topics[settings.topic("decisions")] = {"retention.ms": str(decisions_retention_ms(policy) + 86_400_000)}
     for table in ("customer-state",):
         topics[f"{settings.app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
     topics[settings.topic("profile-facts")] = {"cleanup.policy": "compact"}  # the facts registry (runtime/facts_registry.py)
@@ -93,7 +104,8 @@ async def prepare_topics(settings: Settings) -> list[str]:
     partition count the first time a client asks for its metadata, and Faust's
     agent then crash-loops on ``PartitionsMismatch``. Returns the topics created.
     """
-    wanted = owned_topics(settings)
+    policy = load_policy(settings.resolved_policy_file())
+    wanted = owned_topics(settings, policy)
     copartitioned = {settings.topic("customer-events")} | {n for n in wanted if n.endswith("-changelog")}
     kw = aiokafka_kwargs(settings)
     created = await ensure_topics(settings.kafka_bootstrap_servers, wanted, settings.partitions, settings.replication_factor, **kw)
@@ -113,6 +125,7 @@ async def prepare_topics(settings: Settings) -> list[str]:
                 "co-partitioned: set ORCH_PARTITIONS to the existing count, or use a new ORCH_TOPIC_PREFIX/ORCH_APP_ID "
                 "(Kafka cannot shrink a topic, and growing it would move customers between partitions)."
             )
+        await _check_retention(admin, settings.topic("decisions"), decisions_retention_ms(policy))
         return created
     finally:
         await admin.close()
@@ -134,3 +147,22 @@ async def check_redis_settings(settings: Settings) -> str | None:
     finally:
         await client.aclose()
     return None
+
+
+async def _check_retention(admin: AIOKafkaAdminClient, topic: str, least_ms: int) -> None:
+    """Refuse a decisions topic that forgets sooner than a basket rebuild reads back."""
+    answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=None)])
+    entries = {
+        e["config_names"]: e["config_value"]
+        for answer in answers
+        for resource in answer.to_object()["resources"]
+        for e in resource["config_entries"]
+    }
+    retention = int(entries.get("retention.ms") or -1)
+    if 0 <= retention < least_ms:
+        days = least_ms / 86_400_000
+        raise PreflightError(
+            f"topic {topic} keeps records for {retention / 86_400_000:.1f} days (retention.ms={retention}), but a basket rebuild "
+            f"after Redis lost its data reads {days:.1f} days back (the longest basket period plus key_margin). Raise it: "
+            f"kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config retention.ms={least_ms + 86_400_000}"
+        )

@@ -27,6 +27,8 @@ from orchestrator.pressure.memory import MemoryBasket
 from orchestrator.pressure.periods import period_info
 from orchestrator.pressure.policy import PressurePolicy
 from orchestrator.pressure.redis_basket import RedisBasket
+from orchestrator.pressure.restore import restore_calls
+from orchestrator.records import DecisionRecord
 from orchestrator.timeutil import to_ms
 from tests.unit.test_pressure_memory import RULES, MakeBasket, req
 
@@ -342,3 +344,77 @@ async def test_keys_really_expire_when_the_period_ends(client: RedisClient, pref
     assert len(await customer_keys(client, basket.prefix, cid)) == 4
     await asyncio.sleep(0.6)
     assert await customer_keys(client, basket.prefix, cid) == [basket.key(cid, "suppressed")]
+
+
+# ---------------------------------------------------------------- rebuilt from the decisions topic
+
+
+def record_of(request: GateRequest, d: Decision) -> DecisionRecord:
+    """The decision as the worker publishes it on the decisions topic (the fields a rebuild reads)."""
+    return DecisionRecord(
+        send_id=request.send_id, customer_id=request.customer_id, journey_id="j", journey_version=1, step_id="s",
+        channel=request.channel, comm_type=request.comm_type, priority=request.priority, outcome=d.outcome,
+        code=d.code, result="approved", reason=d.reason, cost=d.cost, balance=d.balance, capacity=d.capacity,
+        period=d.period, retry_at=d.retry_at, decided_at=request.now, brand=request.brand, timezone=request.timezone,
+    )  # fmt: skip
+
+
+def _essentials(d: Decision) -> tuple[object, ...]:
+    """What a journey acts on (the reason's wording of a rebuilt record may differ: see pressure/restore.py)."""
+    return (d.outcome, d.code, d.cost, d.balance, d.capacity, d.period, d.retry_at, d.replayed)
+
+
+async def test_a_basket_rebuilt_from_its_decisions_decides_as_if_nothing_was_lost(client: RedisClient, prefix: str) -> None:
+    """Random sequences on Redis and on the twin; then Redis loses every key but the suppressions (consent is not on the
+    decisions topic) and gets the decisions back: each customer's basket reads, replays and decides as the twin's."""
+    rebuilt = 0
+    for seed in range(60):
+        policy = PressurePolicy.model_validate(POLICIES[seed % len(POLICIES)])
+        redis_basket, twin = RedisBasket(client, policy, prefix=prefix), MemoryBasket(policy)
+        rng = random.Random(10_000 + seed)
+        customers = [new_customer(f"rb{seed}") for _ in range(rng.randint(1, 3))]
+        tz_of = {c: rng.choice(ZONES) for c in customers}
+        now = random_start(rng)
+        published: list[DecisionRecord] = []
+        requests: dict[str, GateRequest] = {}
+        for n in range(rng.randint(5, 40)):
+            now += rng.choice(STEPS)
+            cid = rng.choice(customers)
+            if rng.random() < 0.15:
+                args = (cid, rng.choice([*CHANNELS, "all"]), rng.choice(BRANDS), rng.random() < 0.4, now)
+                await redis_basket.set_consent(*args)
+                await twin.set_consent(*args)
+                continue
+            send_id = rng.choice(list(requests)) if requests and rng.random() < 0.2 else f"s{n}"
+            request = GateRequest(
+                send_id=send_id, customer_id=requests[send_id].customer_id if send_id in requests else cid,
+                comm_type=rng.choices(TYPES, weights=[4, 4, 6, 1])[0], channel=rng.choice(CHANNELS),
+                brand=rng.choice(BRANDS), priority=rng.randint(1, 10), timezone=tz_of[cid], now=now,
+            )  # fmt: skip
+            requests.setdefault(send_id, request)
+            decision = await redis_basket.gate(request)
+            assert decision == await twin.gate(request)
+            published.append(record_of(request, decision))
+
+        now = max(r.decided_at for r in published)  # the sequence's clock may step back; a rebuild happens at its latest time
+        for cid in customers:  # Redis loses the customers' data; the suppressions are given back by hand
+            keys = [k for k in await customer_keys(client, prefix, cid) if not k.endswith(":suppressed")]
+            if keys:
+                await client.delete(*keys)
+        calls = restore_calls(policy, published, now)
+        rebuilt += await redis_basket.restore(calls, now)
+        assert await redis_basket.restore(calls, now) == 0, "a second rebuild writes nothing"
+
+        for cid in customers:
+            assert await redis_basket.show(cid, now, tz_of[cid]) == await twin.show(cid, now, tz_of[cid]), f"seed {seed}: {cid}"
+        for call in calls:  # a replayed send id gets its first answer again
+            again = requests[call.send_id].model_copy(update={"now": now})
+            assert _essentials(await redis_basket.gate(again)) == _essentials(await twin.gate(again)), f"seed {seed}: {call.send_id}"
+        for cid in customers:  # and a new send is decided as if nothing had been lost
+            for k in range(3):
+                fresh = GateRequest(
+                    send_id=f"new-{k}", customer_id=cid, comm_type=rng.choice(TYPES), channel=rng.choice(CHANNELS),
+                    priority=rng.randint(1, 10), timezone=tz_of[cid], now=now + timedelta(minutes=k),
+                )  # fmt: skip
+                assert await redis_basket.gate(fresh) == await twin.gate(fresh), f"seed {seed}: {fresh!r}"
+    assert rebuilt > 300, f"only {rebuilt} decisions rebuilt: the sequences prove little"
