@@ -174,6 +174,11 @@ class Metrics:
             "Send-id records written back into Redis by basket rebuilds (decisions Redis had lost).",
             registry=r,
         )
+        self.basket_rebuilt_suppressions = Counter(
+            "orchestrator_basket_rebuilt_suppressions",
+            "Customers whose suppressions (unsubscribes) basket rebuilds put back from the consent topic.",
+            registry=r,
+        )
         self.basket_rebuild_seconds = Histogram(
             "orchestrator_basket_rebuild_seconds",
             "How long one basket rebuild held the batch loop (reading the decisions topic and writing back).",

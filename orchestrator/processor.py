@@ -209,6 +209,9 @@ class CustomerOutcome:
     """``state`` as JSON, or None when no message changed the state (nothing to write)."""
     results: list[Result | Failure]
     """One per message, in order."""
+    suppressions: list[str] | None = None
+    """The customer's suppressions in the basket after this batch's last consent change (None: no change): published on
+    ``<prefix>.consent`` so a basket rebuild gets them back (``runtime/basket_guard.py``)."""
 
 
 def _run_customer(
@@ -238,13 +241,18 @@ def _run_customer(
     return CustomerOutcome(state=state, encoded=encoded, results=results)
 
 
-async def _apply_consents(basket: Basket, calls: dict[int, BasketCall]) -> dict[int, BaseException | None]:
-    """Apply a round's consent changes one by one; each customer's error (None: applied) to throw back into its run."""
+async def _apply_consents(
+    basket: Basket, calls: dict[int, BasketCall], suppressions: dict[int, list[str]]
+) -> dict[int, BaseException | None]:
+    """Apply a round's consent changes one by one; each customer's error (None: applied) to throw back into its run.
+
+    ``suppressions`` gets each changed customer's suppressions after the change.
+    """
     errors: dict[int, BaseException | None] = {}
     for i, call in calls.items():
         if isinstance(call, ConsentChange):
             try:
-                await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
+                suppressions[i] = await basket.set_consent(call.customer_id, call.channel, call.brand, call.subscribed, call.at)
                 errors[i] = None
             except Exception as exc:  # noqa: BLE001 - that customer's message fails; the caller classifies it
                 errors[i] = exc
@@ -276,6 +284,7 @@ async def process_batch(
     runs = [_run_customer(w, journeys, now, max_state_bytes, limits) for w in work]
     outcomes: list[CustomerOutcome | None] = [None] * len(runs)
     pending: dict[int, BasketCall] = {}
+    suppressions: dict[int, list[str]] = {}
 
     def resume(i: int, answer: Decision | None = None, error: BaseException | None = None) -> None:
         try:
@@ -291,7 +300,7 @@ async def process_batch(
             await asyncio.sleep(0)  # let the worker's other loops (due timers) run between slices of a large batch
     while pending:
         calls, pending = pending, {}
-        consent_errors = await _apply_consents(basket, calls)
+        consent_errors = await _apply_consents(basket, calls, suppressions)
         gates = [(i, c.gate_request(now)) for i, c in calls.items() if isinstance(c, Send)]
         if gates:
             started = time.perf_counter()
@@ -309,4 +318,13 @@ async def process_batch(
                 resume(i, answer)
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
+    return _finished(outcomes, suppressions)
+
+
+def _finished(outcomes: list[CustomerOutcome | None], suppressions: dict[int, list[str]]) -> list[CustomerOutcome]:
+    """The customers' outcomes, each with its suppressions after the batch's last consent change."""
+    for i, members in suppressions.items():
+        outcome = outcomes[i]
+        if outcome is not None:
+            outcome.suppressions = members
     return [o for o in outcomes if o is not None]

@@ -4,6 +4,8 @@
   The CCM platform must echo ``send_id`` on its delivered/opened/clicked events.
 - ``<prefix>.decisions``: :class:`DecisionRecord` — every basket decision and what the
   journey made of it (approved, capped, suppressed, deferred, fallback, cancelled, expired).
+- ``<prefix>.consent``: :class:`ConsentRecord` — a customer's suppressions after a consent
+  change (compacted: the latest per customer), the durable record a basket rebuild reads.
 - ``<prefix>.journey-log``: :class:`JourneyLogRecord` — each observable journey step, and
   the progress of campaign runs (``what: campaign_progress``, detail :class:`CampaignProgress`).
 - ``<prefix>.out.<topic>``: :class:`EmitRecord` — a record of a journey's ``emit`` step for
@@ -256,9 +258,24 @@ class EmitRecord(BaseModel):
         )
 
 
+class ConsentRecord(BaseModel):
+    """A customer's suppressions in the basket after a consent change (``<prefix>.consent``, compacted, keyed by customer).
+
+    Redis holds the suppression set; this topic is its durable copy: after Redis lost its data
+    the worker puts the latest set of each customer back before any send is gated again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    suppressions: list[str] = Field(description="e.g. ['sms', 'email@brand-a', 'all@brand-b', 'all']; [] after a full resubscribe.")
+    changed_at: datetime
+
+
 OUTBOUND_MODELS: dict[str, type[BaseModel]] = {
     "send_request": SendRequest,
     "decision": DecisionRecord,
+    "consent": ConsentRecord,
     "journey_log": JourneyLogRecord,
     "emit": EmitRecord,
 }

@@ -126,8 +126,9 @@ class Basket(Protocol):
         """
         ...
 
-    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> None:
-        """Unsubscribe (subscribed=False) or resubscribe a customer for a channel ('all' = every channel) and brand (None = every brand)."""
+    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> list[str]:
+        """Unsubscribe (subscribed=False) or resubscribe a customer for a channel ('all' = every channel) and brand (None = every
+        brand); returns the customer's suppressions after the change, sorted (the worker publishes them: a rebuild reads them)."""
         ...
 
     async def show(self, customer_id: str, now: datetime, timezone: str = "UTC") -> BasketView:

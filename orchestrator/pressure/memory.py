@@ -96,10 +96,11 @@ class MemoryBasket:
 
     # -- consent and inspection
 
-    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> None:
+    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> list[str]:
         """Unsubscribe or resubscribe (see :func:`~orchestrator.pressure.consent.apply_consent`); ``at`` is not stored."""
         c = self._customer(customer_id)
         c.suppressed = apply_consent(c.suppressed, channel, brand, subscribed)
+        return sorted(c.suppressed)
 
     async def show(self, customer_id: str, now: datetime, timezone: str = "UTC") -> BasketView:
         """The customer's basket in the period containing ``now`` (read-only)."""

@@ -23,7 +23,7 @@ Redis is a cache of the decisions topic: :meth:`RedisBasket.restore` writes deci
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -208,6 +208,22 @@ class RedisBasket:
                 written += int(reply)
         return written
 
+    async def restore_suppressions(self, latest: Mapping[str, Sequence[str]], chunk: int = 1000) -> int:
+        """Replace each customer's suppression set by ``latest[customer]`` (the last one published); returns the customers.
+
+        Run while no consent change of these customers can be applied (the worker holds its batches).
+        """
+        items = list(latest.items())
+        for start in range(0, len(items), chunk):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for customer_id, members in items[start : start + chunk]:
+                    key = self.key(customer_id, "suppressed")
+                    pipe.delete(key)
+                    if members:
+                        pipe.sadd(key, *members)
+                await pipe.execute()
+        return len(items)
+
     def _restore_call(self, c: RestoreCall, now_ms: int) -> tuple[list[str], str]:
         cid = c.customer_id
         spent = self.key(cid, "window") if c.rolling else self.key(cid, "spent", c.period)
@@ -220,7 +236,7 @@ class RedisBasket:
 
     # -- consent and inspection
 
-    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> None:
+    async def set_consent(self, customer_id: str, channel: str, brand: str | None, subscribed: bool, at: datetime) -> list[str]:
         """Apply one consent change to the suppression set (optimistic WATCH/MULTI, retried on conflict).
 
         One key, so on a cluster the transaction runs on the one node of its slot.
@@ -241,7 +257,7 @@ class RedisBasket:
                     if wanted - current:
                         pipe.sadd(key, *(wanted - current))
                     await pipe.execute()
-                    return
+                    return sorted(wanted)
                 except WatchError:
                     continue
 

@@ -18,8 +18,10 @@ What comes back, per decision still inside its period (plus ``key_margin``):
   entry) and spend record, with the keys' expiry where the gate would have put it;
 - a calamity send's lock and an approval's arbitration time, while they last.
 
-Not on the decisions topic, so not rebuilt: the suppression set (consent changes). See
-the README ("A basket that survives losing Redis").
+The suppression set is not on the decisions topic: the worker publishes each customer's
+set after a consent change on the compacted ``<prefix>.consent`` topic and puts the latest
+back first (``RedisBasket.restore_suppressions``). See the README ("A basket that survives
+losing Redis").
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """Redis as a cache of the decisions topic: before a batch gates, Redis still holds its partitions' baskets.
 
-Every approved spend, and every other answer the gate gave, is on ``<prefix>.decisions``
-(keyed and partitioned like the customers). Redis keeps one mark per customer partition
+Every approved spend, and every other answer the gate gave, is on ``<prefix>.decisions``,
+and every customer's suppressions after a consent change on ``<prefix>.consent`` (both keyed
+and partitioned like the customers). Redis keeps one mark per customer partition
 on each master (``RedisBasket.mark_keys``); a master that lost its data (restarted
 without persistence, its files deleted, replaced empty) lost the marks too. Before each
 batch gates, :meth:`BasketGuard.ensure` asks for the batch's partitions' marks (one round
 trip, one per master); when one is missing the batch waits while the guard reads the
-partition's decisions of the longest basket period back (``pressure/restore.py``) and
-writes them into Redis (``restore.lua``, idempotent per send id), then marks it and lets
-the batch go on. So no customer is offered a full basket again, and a replayed send id is
+partition's latest suppression sets back from ``<prefix>.consent`` (compacted) and its
+decisions of the longest basket period from ``<prefix>.decisions``
+(``pressure/restore.py``), writes them into Redis (``restore.lua``, idempotent per send
+id), then marks the partition and lets the batch go on. So no customer is offered a full basket again, and a replayed send id is
 charged once. Counted (``orchestrator_basket_rebuilds_total`` ...) and logged once per rebuild.
 
 The whole batch loop waits during a rebuild, not only the affected customers: a master
@@ -18,14 +20,14 @@ that lost its data holds customers of every partition anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
 from orchestrator.pressure.restore import horizon, restore_calls
-from orchestrator.records import DecisionRecord
+from orchestrator.records import ConsentRecord, DecisionRecord
 from orchestrator.runtime.context import WorkerContext, log
 
 __all__ = ["BasketGuard"]
@@ -48,32 +50,74 @@ class BasketGuard:
         started = time.monotonic()
         ctx.health.failed("redis")  # not ready while the gate is held (after the stall grace)
         now = ctx.now()
-        read, written = await self._rebuild(missing)
+        read, written, suppressions = await self._rebuild(missing)
         await basket.mark(scope, missing, now)
         seconds = time.monotonic() - started
         m = ctx.metrics
         for p in missing:
             m.basket_rebuilds.labels(str(p)).inc()
         m.basket_rebuilt_sends.inc(written)
+        m.basket_rebuilt_suppressions.inc(suppressions)
         m.basket_rebuild_seconds.observe(seconds)
         log.log(
             30 if written else 20,
             "Redis did not hold the baskets of customer partitions %s (a master lost its data, or a new deployment): "
-            "%d of %d decisions read back from %s were missing and are written back, in %.2fs",
+            "%d of %d decisions read back from %s were missing and are written back, and %d customers' suppressions, "
+            "in %.2fs",
             missing,
             written,
             read,
             ctx.topics.decisions,
+            suppressions,
             seconds,
-            extra={"event": "basket_rebuilt", "partitions": missing, "written": written, "read": read, "seconds": round(seconds, 3)},
+            extra={
+                "event": "basket_rebuilt",
+                "partitions": missing,
+                "written": written,
+                "read": read,
+                "suppressions": suppressions,
+                "seconds": round(seconds, 3),
+            },
         )
 
-    async def _rebuild(self, partitions: list[int]) -> tuple[int, int]:
-        """Read the decisions of ``partitions`` within the longest period and write them back; (read, written)."""
+    async def _rebuild(self, partitions: list[int]) -> tuple[int, int, int]:
+        """Give back the suppressions (``<prefix>.consent``) and the decisions within the longest period of ``partitions``.
+
+        Returns (decisions read, decisions written back, customers whose suppressions were put back).
+        """
         ctx = self.ctx
         basket = ctx.live.basket
-        topic = ctx.topics.decisions
-        wanted = set(partitions)
+        latest: dict[str, list[str]] = {}
+        async for records in self._read(ctx.topics.consent, partitions, None):
+            for r in records:
+                try:
+                    consent = ConsentRecord.model_validate_json(r)
+                except ValidationError:
+                    continue
+                latest[consent.customer_id] = consent.suppressions
+        suppressions = await basket.restore_suppressions(latest)
+        engine_seconds = horizon(basket.policy).total_seconds()
+        since_ms = int((time.time() - engine_seconds / ctx.settings.clock_speed) * 1000)
+        read = written = 0
+        async for records in self._read(ctx.topics.decisions, partitions, since_ms):
+            decisions = []
+            for r in records:
+                try:
+                    decisions.append(DecisionRecord.model_validate_json(r))
+                except ValidationError:
+                    continue  # unreadable: not ours to judge here
+            read += len(decisions)
+            written += await basket.restore(restore_calls(basket.policy, decisions, ctx.now()), ctx.now())
+        return read, written, suppressions
+
+    async def _read(self, topic: str, partitions: list[int], since_ms: int | None) -> AsyncIterator[list[bytes]]:
+        """The values of ``topic`` records of customers on ``partitions``, from ``since_ms`` (None: the beginning) to the
+        end offsets at the start, in chunks. A topic not co-partitioned with customer-events is read whole and filtered by key.
+
+        One consumer per topic, assigned once: an aiokafka consumer assigned a second set of partitions took a minute
+        to stop.
+        """
+        ctx = self.ctx
         consumer = AIOKafkaConsumer(
             bootstrap_servers=ctx.settings.kafka_bootstrap_servers,
             enable_auto_commit=False,
@@ -83,41 +127,39 @@ class BasketGuard:
         )
         await consumer.start()
         try:
-            await consumer.topics()  # the metadata of every topic, ours included
             copartitioned = topic in ctx.topics.copartitioned
+            await consumer.topics()  # the metadata of every topic, ours included
             every = sorted(consumer.partitions_for_topic(topic) or ())
             tps = [TopicPartition(topic, p) for p in (partitions if copartitioned else every)]
-            engine_seconds = horizon(basket.policy).total_seconds()
-            since_ms = int((time.time() - engine_seconds / ctx.settings.clock_speed) * 1000)
-            starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            if not tps:
+                return
             ends = await consumer.end_offsets(tps)
+            if since_ms is None:
+                starts = await consumer.beginning_offsets(tps)
+            else:
+                found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+                starts = {tp: (at.offset if at is not None else ends[tp]) for tp, at in found.items()}
+            remaining = {tp for tp in tps if starts[tp] < ends[tp]}
+            if not remaining:
+                return
             consumer.assign(tps)
-            remaining = set()
             for tp in tps:
-                at = starts.get(tp)
-                consumer.seek(tp, at.offset if at is not None else ends[tp])
-                if (at.offset if at is not None else ends[tp]) < ends[tp]:
-                    remaining.add(tp)
-            read = written = 0
-            n = ctx.settings.partitions
+                consumer.seek(tp, starts[tp])
+            wanted, n = set(partitions), ctx.settings.partitions
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-                decisions: list[DecisionRecord] = []
-                for tp, records in batch.items():
-                    for r in records:
-                        if r.offset >= ends[tp] or r.value is None:
-                            continue
-                        if not copartitioned and (r.key is None or (murmur2(r.key) & 0x7FFFFFFF) % n not in wanted):
-                            continue
-                        try:
-                            decisions.append(DecisionRecord.model_validate_json(r.value))
-                        except ValidationError:
-                            continue  # not ours to judge here: the record was written by a worker and is unreadable
-                read += len(decisions)
-                written += await basket.restore(restore_calls(basket.policy, decisions, ctx.now()), ctx.now())
+                values = [
+                    r.value
+                    for tp, records in batch.items()
+                    for r in records
+                    if r.offset < ends[tp]
+                    and r.value is not None
+                    and (copartitioned or (r.key is not None and (murmur2(r.key) & 0x7FFFFFFF) % n in wanted))
+                ]
+                if values:
+                    yield values
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
-            return read, written
         finally:
             await consumer.stop()

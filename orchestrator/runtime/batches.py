@@ -88,6 +88,7 @@ from orchestrator.runtime.outputs import (
     DeadLetter,
     Source,
     StateWrite,
+    consent_record,
     dead_letter_record,
     envelope_record,
     result_records,
@@ -318,6 +319,8 @@ class BatchLoop:
                 if res.sends and src.timestamp_ms:
                     for _ in res.sends:
                         out.tally.observe(m.event_to_send, max(0.0, (wall_ms - src.timestamp_ms) / 1000), message.kind)
+            if outcome.suppressions is not None and ctx.topics.consent:
+                out.records.append(consent_record(cid, outcome.suppressions, now, ctx.topics, where[cid]))
             if outcome.encoded is not None:
                 timers = [(t.timer_id, t.due_at.timestamp()) for t in outcome.state.pending_timers()]
                 out.states.append(StateWrite(where[cid], cid, outcome.encoded, timers))

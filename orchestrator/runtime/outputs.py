@@ -22,7 +22,7 @@ from typing import NamedTuple
 from orchestrator.events import CustomerEvent, encode_internal
 from orchestrator.metrics import Metrics, Tally
 from orchestrator.processor import Result
-from orchestrator.records import DecisionRecord, EmitRecord, JourneyLogRecord, SendRequest
+from orchestrator.records import ConsentRecord, DecisionRecord, EmitRecord, JourneyLogRecord, SendRequest
 from orchestrator.runtime.timers import encode_timers
 from orchestrator.state import CustomerState
 
@@ -86,6 +86,8 @@ class Topics:
     journey_log: str
     dead_letter: str
     emit_topic: Callable[[str], str]
+    consent: str = ""
+    """The customers' suppressions after each consent change (compacted); empty: not published (tests of outputs alone)."""
     """An emit step's ``topic`` → its Kafka topic (``<prefix>.out.<topic>``)."""
     copartitioned: frozenset[str] = frozenset()
     """Output topics with as many partitions as customer-events: a customer's record goes to the customer's
@@ -153,6 +155,12 @@ def result_records(
 def envelope_record(event: CustomerEvent, topics: Topics, timestamp_ms: int | None = None) -> OutRecord:
     """A valid inbound event's canonical envelope, keyed (and so partitioned) by customer, with the inbound record's timestamp."""
     return OutRecord(topics.customer_events, event.customer_id.encode(), encode_internal(event), None, None, timestamp_ms or None)
+
+
+def consent_record(customer_id: str, suppressions: list[str], at: datetime, topics: Topics, partition: int) -> OutRecord:
+    """A customer's suppressions after this batch's consent changes, on the customer's partition (a rebuild reads it there)."""
+    value = ConsentRecord(customer_id=customer_id, suppressions=suppressions, changed_at=at).model_dump_json().encode()
+    return OutRecord(topics.consent, customer_id.encode(), value, partition if topics.consent in topics.copartitioned else None)
 
 
 def state_record(write: StateWrite, changelog: str) -> OutRecord:

@@ -59,6 +59,7 @@ def worker_topics(settings: Settings) -> Topics:
         journey_log=t("journey-log"),
         dead_letter=t("dead-letter"),
         emit_topic=lambda name: t(f"out.{name}"),
+        consent=t("consent"),
     )
 
 
@@ -145,7 +146,7 @@ class Pipeline(Service):
         producer = self.ctx.publisher.producer
         assert producer is not None
         n = len(await producer.partitions_for(t.customer_events))
-        return frozenset([x for x in (t.sends, t.decisions, t.journey_log) if len(await producer.partitions_for(x)) == n])
+        return frozenset([x for x in (t.sends, t.decisions, t.journey_log, t.consent) if len(await producer.partitions_for(x)) == n])
 
     async def on_stop(self) -> None:
         """Finish (or abandon) the running batch, then close every client, each within a bound."""

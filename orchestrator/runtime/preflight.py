@@ -93,6 +93,7 @@ def owned_topics(settings: Settings, policy: PressurePolicy | None = None) -> di
     for table in ("customer-state",):
         topics[f"{settings.app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
     topics[settings.topic("profile-facts")] = {"cleanup.policy": "compact"}  # the facts registry (runtime/facts_registry.py)
+    topics[settings.topic("consent")] = {"cleanup.policy": "compact"}  # suppressions, read by a basket rebuild (runtime/basket_guard.py)
     return topics
 
 

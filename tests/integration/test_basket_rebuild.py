@@ -1,7 +1,8 @@
 """A Redis that lost its data mid-stream: the worker rebuilds the baskets from the decisions topic.
 
 The oracle: a customer's basket holds 25 points and each nudge costs 10, so of three nudges in one
-month exactly two are approved, whatever happens to Redis in between. Redis is killed (SIGKILL),
+month exactly two are approved, whatever happens to Redis in between; and a customer who unsubscribed
+before Redis lost its data stays unsubscribed. Redis is killed (SIGKILL),
 its files deleted and started again empty between the second and the third nudge, while the third
 ones are already on their way. Without the rebuild every third nudge would be approved (an empty
 basket), and a replay would be charged again.
@@ -62,6 +63,11 @@ def test_redis_wiped_mid_stream_rebuilds_every_basket_and_nobody_goes_over_capac
     before = _decisions(dep, until=2 * len(customers))
     assert Counter(d["outcome"] for d in before) == {"approved": 2 * len(customers)}
 
+    unsubscribed = customers[:10]
+    dep.publish("consent", *(event(c, "unsubscribed", f"{c}-unsub", channel="email") for c in unsubscribed))
+    consent = dep.read("consent", until=lambda rs: len(rs) >= len(unsubscribed), timeout=60)
+    assert {r.json()["customer_id"]: r.json()["suppressions"] for r in consent} == {c: ["email"] for c in unsubscribed}
+
     private_stack.kill_redis(wipe=True)  # a lost disk: the AOF goes with it
     nudge(3)  # on its way while Redis is gone
     time.sleep(1.0)
@@ -75,7 +81,9 @@ def test_redis_wiped_mid_stream_rebuilds_every_basket_and_nobody_goes_over_capac
     over = {c: len(ids) for c, ids in approved.items() if len(ids) != 2}
     assert not over, f"customers not at exactly two approved nudges after the rebuild: {over}"
     third = [d for d in decisions if str(d["send_id"]) not in {s for ids in approved.values() for s in ids}]
-    assert {(d["outcome"], d["code"]) for d in third} == {("capped", "capacity")}
+    # the unsubscribes came back too: suppression is decided before capacity, so those say "unsubscribed"
+    assert {d["customer_id"] for d in third if (d["outcome"], d["code"]) == ("suppressed", "unsubscribed")} == set(unsubscribed)
+    assert {(d["outcome"], d["code"]) for d in third if d["customer_id"] not in unsubscribed} == {("capped", "capacity")}
 
     async def baskets() -> dict[str, tuple[float, set[str]]]:
         basket = RedisBasket.from_url(dep.redis, load_policy(dep.journeys_dir / "pressure.yaml"))
@@ -92,6 +100,7 @@ def test_redis_wiped_mid_stream_rebuilds_every_basket_and_nobody_goes_over_capac
 
     text = worker.metrics()
     assert metric(text, "orchestrator_basket_rebuilt_sends_total") == 2 * len(customers)
+    assert metric(text, "orchestrator_basket_rebuilt_suppressions_total") == len(unsubscribed)
     rebuilds = [
         line
         for line in worker.log_path.read_text(errors="replace").splitlines()

@@ -37,7 +37,7 @@ async def _masters(url: str) -> list[int]:
     client = RedisCluster.from_url(url)
     try:
         await client.initialize()
-        return sorted(n.port for n in client.get_primaries())
+        return sorted(int(n.port) for n in client.get_primaries())
     finally:
         await client.aclose()
 

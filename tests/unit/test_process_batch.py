@@ -131,3 +131,19 @@ def test_unchanged_state_is_not_rewritten() -> None:
     state = asyncio.run(process(CustomerState.new("c1"), page("c1", 1), JOURNEYS, NOW, MemoryBasket(POLICY))).state
     [out] = asyncio.run(process_batch([CustomerWork(state, [page("c1", 1)])], JOURNEYS, NOW + timedelta(seconds=1), MemoryBasket(POLICY)))
     assert out.encoded is None and out.state is state  # a duplicate event id changes nothing
+
+
+def consent(cid: str, n: int, type_: str, channel: str, brand: str | None = None) -> CustomerEvent:
+    data: dict[str, object] = {"channel": channel} | ({"brand": brand} if brand else {})
+    return CustomerEvent(event_id=f"{cid}-consent-{n}", customer_id=cid, type=f"consent.{type_}", occurred_at=NOW, data=data)
+
+
+def test_a_consent_change_reports_the_suppressions_after_the_batchs_last_change() -> None:
+    basket = CountingBasket()
+    work = [
+        CustomerWork(CustomerState(customer_id="a"), [consent("a", 1, "unsubscribed", "sms"), consent("a", 2, "unsubscribed", "email")]),
+        CustomerWork(CustomerState(customer_id="b"), [cart("b", 1)]),
+        CustomerWork(CustomerState(customer_id="c"), [consent("c", 1, "unsubscribed", "all"), consent("c", 2, "resubscribed", "all")]),
+    ]
+    outcomes = asyncio.run(process_batch(work, JOURNEYS, NOW, basket))
+    assert [o.suppressions for o in outcomes] == [["email", "sms"], None, []]

@@ -163,7 +163,7 @@ class Approve:
         return [await self.gate(r) for r in requests]
 
     async def set_consent(self, *a):
-        return None
+        return []
 
     async def show(self, customer_id, now, timezone="UTC"):
         raise NotImplementedError  # not used by simulate; completes the Basket protocol
