@@ -23,9 +23,11 @@ from collections.abc import Sequence
 
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import os
+    from logging.handlers import BufferingHandler
 
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 
     from orchestrator.definitions import load_definitions
     from orchestrator.errors import DefinitionError
@@ -57,6 +59,12 @@ def _worker(args: argparse.Namespace) -> int:
             f"a key derived from ORCH_APP_ID ({settings.app_id}): fine for the local stack, not for production",
             file=sys.stderr,
         )
+    # aiokafka logs why each broker connection failed (a refused SASL login, a TLS error) and raises only
+    # "Unable to bootstrap": keep its log lines out of stderr and name their cause in the one line below
+    kafka_log = logging.getLogger("aiokafka")
+    kafka_errors = BufferingHandler(capacity=10_000)
+    kafka_log.addHandler(kafka_errors)
+    kafka_log.propagate = False
     try:
         redis_warning = asyncio.run(check_redis_settings(settings))
         if redis_warning:
@@ -66,12 +74,26 @@ def _worker(args: argparse.Namespace) -> int:
         print(f"orchestrator worker: refusing to start: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
+        causes = [a for r in kafka_errors.buffer if isinstance(r.args, tuple) for a in r.args if isinstance(a, BaseException)]
+        refused = next((c for c in causes if isinstance(c, SaslAuthenticationFailed)), None)
+        if refused is not None:
+            print(
+                f"orchestrator worker: refusing to start: Kafka at {settings.kafka_bootstrap_servers} refused the SASL login of "
+                f"user {settings.kafka_sasl_username} ({refused}); check ORCH_KAFKA_SASL_USERNAME, ORCH_KAFKA_SASL_PASSWORD and "
+                "ORCH_KAFKA_SASL_MECHANISM",
+                file=sys.stderr,
+            )
+            return 2
+        cause = causes[0] if causes else exc
         print(
-            f"orchestrator worker: cannot reach Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__}: {exc}); "
+            f"orchestrator worker: cannot reach Kafka at {settings.kafka_bootstrap_servers} ({type(cause).__name__}: {cause}); "
             "check KAFKA_BOOTSTRAP_SERVERS and the ORCH_KAFKA_* security settings",
             file=sys.stderr,
         )
         return 1
+    finally:
+        kafka_log.removeHandler(kafka_errors)
+        kafka_log.propagate = True
     from orchestrator.runtime.worker import app
 
     sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel]
