@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,9 @@ import yaml
 
 from orchestrator.dev import kafkatools
 from orchestrator.dev.processes import WorkerProcess, worker_env
+from orchestrator.pressure.connect import RedisMode
+from orchestrator.pressure.policy import load_policy
+from orchestrator.pressure.redis_basket import RedisBasket
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +119,23 @@ def install_journey(dep: Deployment, timeout: str = "3s", template: str | None =
 
 def cart(customer: str, n: int = 1) -> dict:
     return event(customer, "cart_abandoned", f"{customer}-cart-{n}", cart_id=f"k{n}", cart_value=99.0)
+
+
+def send_ids_by_customer(dep: Deployment, until: int, timeout: float) -> dict[str, set[tuple[str, str]]]:
+    """The send requests on ``<prefix>.sends`` once ``until`` send ids arrived (or the timeout): customer -> {(send id, template)}."""
+    records = dep.read("sends", until=lambda rs: len({r.json()["send_id"] for r in rs}) >= until, timeout=timeout)
+    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for r in records:
+        doc = r.json()
+        out[doc["customer_id"]].add((doc["send_id"], doc["template"]))
+    return out
+
+
+async def basket_balances(url: str, customers: list[str], mode: RedisMode = "single") -> dict[str, float]:
+    """Each customer's basket balance now, as ``orchestrator basket show`` reads it (the committed pressure.yaml)."""
+    basket = RedisBasket.from_url(url, load_policy(ROOT / "journeys" / "pressure.yaml"), mode=mode)
+    try:
+        now = datetime.now(UTC)
+        return {c: (await basket.show(c, now)).balance for c in customers}
+    finally:
+        await basket.aclose()

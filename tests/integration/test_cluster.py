@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
-from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from orchestrator.dev.private_stack import PrivateStack
-from orchestrator.pressure.policy import load_policy
-from orchestrator.pressure.redis_basket import RedisBasket
-from tests.integration.helpers import ROOT, Deployment, cart, install_journey, metric
+from tests.integration.helpers import Deployment, basket_balances, cart, install_journey, metric, send_ids_by_customer
 
 pytestmark = pytest.mark.integration
-
-
-def _sends(dep: Deployment, until: int, timeout: float) -> dict[str, set[tuple[str, str]]]:
-    records = dep.read("sends", until=lambda rs: len({r.json()["send_id"] for r in rs}) >= until, timeout=timeout)
-    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for r in records:
-        doc = r.json()
-        out[doc["customer_id"]].add((doc["send_id"], doc["template"]))
-    return out
 
 
 async def _masters(url: str) -> list[int]:
@@ -40,15 +27,6 @@ async def _masters(url: str) -> list[int]:
         return sorted(int(n.port) for n in client.get_primaries())
     finally:
         await client.aclose()
-
-
-async def _balances(url: str, customers: list[str]) -> dict[str, float]:
-    basket = RedisBasket.from_url(url, load_policy(ROOT / "journeys" / "pressure.yaml"), mode="cluster")
-    try:
-        now = datetime.now(UTC)
-        return {c: (await basket.show(c, now)).balance for c in customers}
-    finally:
-        await basket.aclose()
 
 
 def test_a_master_killed_mid_stream_loses_no_send_and_charges_nobody_twice(deployment: Deployment, cluster_stack: PrivateStack) -> None:
@@ -64,15 +42,15 @@ def test_a_master_killed_mid_stream_loses_no_send_and_charges_nobody_twice(deplo
             if i == 80:
                 cluster_stack.kill_cluster_node(victim)  # SIGKILL of a master while its customers are being gated
             time.sleep(0.3)
-        sends = _sends(dep, until=2 * len(customers), timeout=150)
+        sends = send_ids_by_customer(dep, until=2 * len(customers), timeout=150)
         time.sleep(2)
-        sends = _sends(dep, until=10_000, timeout=3)
+        sends = send_ids_by_customer(dep, until=10_000, timeout=3)
     finally:
         cluster_stack.start_redis()  # the old master comes back as a replica: the session's cluster stays whole
     missing = [c for c in customers if {t for _, t in sends.get(c, ())} != {"cart_reminder", "cart_reminder_2"}]
     assert not missing, f"{len(missing)} customers without both messages, e.g. {[(c, sends.get(c)) for c in missing[:3]]}"
     assert all(len(ids) == 2 for ids in sends.values()), "one send id per message: a retried batch reuses it"
-    balances = asyncio.run(_balances(dep.redis, customers))
+    balances = asyncio.run(basket_balances(dep.redis, customers, "cluster"))
     assert {c: b for c, b in balances.items() if b != 20.0} == {}, "a customer was charged twice (or not at all)"
     assert victim not in asyncio.run(_masters(dep.redis)), "the killed master's replica took over"
     assert metric(worker.metrics(), "orchestrator_dependency_retries_total", dependency="redis") >= 1, "the failover was ridden out"
@@ -94,7 +72,7 @@ def test_single_mode_against_a_cluster_refuses_to_start_and_dead_letters_nothing
     assert "is a Redis Cluster node" in log and "set ORCH_REDIS_MODE=cluster" in log
     assert "Traceback" not in log
     right = dep.start_worker(ORCH_REDIS_MODE="cluster")
-    sends = _sends(dep, until=len(customers), timeout=90)
+    sends = send_ids_by_customer(dep, until=len(customers), timeout=90)
     assert sorted(sends) == sorted(customers)
     assert dep.read("dead-letter", until=lambda rs: False, timeout=1.5) == []
     assert right.ready() is not None

@@ -20,28 +20,24 @@ import asyncio
 import json
 import os
 import time
-from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 
 from orchestrator.dev.private_stack import PrivateStack
-from orchestrator.pressure.policy import load_policy
-from orchestrator.pressure.redis_basket import RedisBasket
-from tests.integration.helpers import ROOT, Deployment, cart, event, install_journey, metric, wait_until
+from tests.integration.helpers import (
+    Deployment,
+    basket_balances,
+    cart,
+    event,
+    install_journey,
+    metric,
+    send_ids_by_customer,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-
-async def _balances(url: str, customers: list[str]) -> dict[str, float]:
-    basket = RedisBasket.from_url(url, load_policy(ROOT / "journeys" / "pressure.yaml"))
-    try:
-        now = datetime.now(UTC)
-        return {c: (await basket.show(c, now)).balance for c in customers}
-    finally:
-        await basket.aclose()
 
 
 def _cores_over(pid: int, seconds: float) -> float:
@@ -56,15 +52,6 @@ def _cores_over(pid: int, seconds: float) -> float:
     return (cpu() - c0) / (time.monotonic() - t0)
 
 
-def _send_ids_by_customer(dep: Deployment, until: int, timeout: float) -> dict[str, set[tuple[str, str]]]:
-    records = dep.read("sends", until=lambda rs: len({r.json()["send_id"] for r in rs}) >= until, timeout=timeout)
-    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for r in records:
-        doc = r.json()
-        out[doc["customer_id"]].add((doc["send_id"], doc["template"]))
-    return out
-
-
 def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deployment, private_redis) -> None:
     _, url = private_redis
     dep = deployment
@@ -73,7 +60,7 @@ def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deploym
     worker = dep.start_worker()
     customers = [f"{dep.prefix}-c{i}" for i in range(30)]
     dep.publish("web", *(cart(c) for c in customers[:10]))
-    _send_ids_by_customer(dep, until=10, timeout=60)
+    send_ids_by_customer(dep, until=10, timeout=60)
 
     r = redis.Redis.from_url(url)
     r.config_set("maxmemory-policy", "noeviction")
@@ -81,7 +68,7 @@ def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deploym
     try:
         dep.publish("web", *(cart(c) for c in customers[10:]))
         assert wait_until(lambda: metric(worker.metrics(), "orchestrator_dependency_retries_total", dependency="redis") >= 2, 30)
-        held = _send_ids_by_customer(dep, until=10_000, timeout=2)
+        held = send_ids_by_customer(dep, until=10_000, timeout=2)
         assert set(held) == set(customers[:10]), "a send went out while Redis refused writes"
         # PING still answers under OOM: /ready must tell the stall from the retries, within a lag interval and a few seconds
         assert wait_until(lambda: worker.ready() is None, 5 + 5), "/ready stayed 200 while every batch was stalled on Redis OOM"
@@ -89,12 +76,12 @@ def test_redis_oom_replies_mid_stream_delay_but_lose_nothing(deployment: Deploym
         r.config_set("maxmemory", 0)
     assert wait_until(lambda: worker.ready() is not None, 30), "/ready must come back once Redis takes writes again"
 
-    sends = _send_ids_by_customer(dep, until=30, timeout=60)
+    sends = send_ids_by_customer(dep, until=30, timeout=60)
     time.sleep(1.5)
-    sends = _send_ids_by_customer(dep, until=10_000, timeout=2)
+    sends = send_ids_by_customer(dep, until=10_000, timeout=2)
     assert sorted(sends) == sorted(customers)
     assert all(len(ids) == 1 for ids in sends.values()), {c: ids for c, ids in sends.items() if len(ids) != 1}
-    assert asyncio.run(_balances(url, customers)) == dict.fromkeys(customers, 10.0)
+    assert asyncio.run(basket_balances(url, customers)) == dict.fromkeys(customers, 10.0)
     assert dep.read("dead-letter", until=lambda rs: False, timeout=1.5) == []
     assert worker.proc is not None and worker.proc.poll() is None
 
@@ -142,7 +129,7 @@ def test_poison_messages_are_dead_lettered_and_everyone_else_is_served(deploymen
     for r in dead:
         assert int(r.headers["dlq.source.offset"]) >= 0 and r.headers["dlq.source.partition"] in ("0", "1")
 
-    sends = _send_ids_by_customer(dep, until=len(good) + 1, timeout=60)
+    sends = send_ids_by_customer(dep, until=len(good) + 1, timeout=60)
     assert sorted(sends) == sorted([*good, fat])
     assert all(len(ids) == 1 for ids in sends.values())
     assert worker.proc is not None and worker.proc.poll() is None
@@ -178,13 +165,13 @@ def test_kill_9_of_one_of_two_workers_loses_no_send_and_charges_nobody_twice(dep
             victim.kill()  # SIGKILL while the group is busy with these customers
         time.sleep(0.3)
 
-    sends = _send_ids_by_customer(dep, until=2 * len(customers), timeout=150)
+    sends = send_ids_by_customer(dep, until=2 * len(customers), timeout=150)
     time.sleep(2)
-    sends = _send_ids_by_customer(dep, until=10_000, timeout=3)
+    sends = send_ids_by_customer(dep, until=10_000, timeout=3)
     missing = [c for c in customers if {t for _, t in sends.get(c, ())} != {"cart_reminder", "cart_reminder_2"}]
     assert not missing, f"{len(missing)} customers without both messages, e.g. {[(c, sends.get(c)) for c in missing[:3]]}"
     assert all(len(ids) == 2 for ids in sends.values()), "one send id per message: a replay reuses it"
-    balances = asyncio.run(_balances(dep.redis, customers))
+    balances = asyncio.run(basket_balances(dep.redis, customers))
     assert {c: b for c, b in balances.items() if b != 20.0} == {}, "a customer was charged twice (or not at all)"
 
 
@@ -197,7 +184,7 @@ def test_broker_outage_is_ridden_out_quietly_and_sigterm_exits_while_it_is_down(
     worker = dep.start_worker()
     before = [f"{dep.prefix}-b{i}" for i in range(10)]
     dep.publish("web", *(cart(c) for c in before))
-    _send_ids_by_customer(dep, until=10, timeout=60)
+    send_ids_by_customer(dep, until=10, timeout=60)
 
     text = worker.metrics()
     retries_before = metric(text, "orchestrator_dependency_retries_total", dependency="kafka")
@@ -219,7 +206,7 @@ def test_broker_outage_is_ridden_out_quietly_and_sigterm_exits_while_it_is_down(
     assert wait_until(lambda: worker.ready() is not None, 90), worker.log_tail()
     after = [f"{dep.prefix}-a{i}" for i in range(10)]
     dep.publish("web", *(cart(c) for c in after))
-    sends = _send_ids_by_customer(dep, until=20, timeout=90)
+    sends = send_ids_by_customer(dep, until=20, timeout=90)
     assert sorted(sends) == sorted(before + after)
     log_lines = worker.log_path.read_text(errors="replace").splitlines()
     noisy = [line for line in log_lines if "ERROR" in line or "WARNING" in line]
@@ -244,7 +231,7 @@ def test_no_customer_data_on_the_web_port_and_orch_settings_win(deployment: Depl
     worker = dep.start_worker(WEB_PORT="1", WEB_HOST="0.0.0.0", APP_WEB_TABLES_ENABLED="true", BROKER_URL="kafka://nowhere:1")
     c = f"{dep.prefix}-secret-customer"
     dep.publish("web", event(c, "cart_abandoned", f"{c}-1", cart_id="k", cart_value=80.0))
-    assert set(_send_ids_by_customer(dep, until=1, timeout=60)) == {c}  # the worker holds this customer's state
+    assert set(send_ids_by_customer(dep, until=1, timeout=60)) == {c}  # the worker holds this customer's state
     import urllib.error
     import urllib.request
 
@@ -271,13 +258,13 @@ def test_a_redelivery_after_many_other_events_is_still_a_duplicate(deployment: D
     first = cart(c)
     views = [event(c, "page_view", f"{c}-pv-{i}", url=f"/p/{i}") for i in range(150)]
     dep.publish("web", first, *views)
-    _send_ids_by_customer(dep, until=1, timeout=60)
+    send_ids_by_customer(dep, until=1, timeout=60)
     dep.publish("web", first)  # an upstream redelivery, 150 events later (the old engine forgot after 64)
     marker = f"{dep.prefix}-marker"
     dep.publish("web", cart(marker))
     log = dep.read("journey-log", until=lambda rs: any(r.json()["what"] == "duplicate" for r in rs), timeout=60)
     assert [r.json()["detail"]["event_id"] for r in log if r.json()["what"] == "duplicate"] == [first["event_id"]]
-    _send_ids_by_customer(dep, until=2, timeout=60)
+    send_ids_by_customer(dep, until=2, timeout=60)
     time.sleep(1)
     records = dep.read("sends", until=lambda rs: False, timeout=2)
     assert sorted(r.key or "" for r in records) == sorted([c, marker]), "the redelivered cart was sent again"

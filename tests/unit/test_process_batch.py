@@ -134,7 +134,9 @@ def test_unchanged_state_is_not_rewritten() -> None:
 
 
 def consent(cid: str, n: int, type_: str, channel: str, brand: str | None = None) -> CustomerEvent:
-    data: dict[str, object] = {"channel": channel} | ({"brand": brand} if brand else {})
+    data: dict[str, object] = {"channel": channel}
+    if brand:
+        data["brand"] = brand
     return CustomerEvent(event_id=f"{cid}-consent-{n}", customer_id=cid, type=f"consent.{type_}", occurred_at=NOW, data=data)
 
 
