@@ -173,10 +173,16 @@ class RedisBasket:
                 break
         return sorted(keys.values())
 
+    async def _topology(self) -> None:
+        """A cluster client that has not met the cluster yet (Redis was down at start) learns its masters now."""
+        if isinstance(self.redis, RedisCluster) and not self.redis.get_primaries():
+            await self.redis.initialize()
+
     async def unmarked(self, scope: str, partitions: Sequence[int]) -> list[int]:
         """The partitions some master does not hold the mark of (it lost its data, or never had them)."""
         if not partitions:
             return []
+        await self._topology()
         fields = [str(p) for p in partitions]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in self.mark_keys(scope):
@@ -187,6 +193,7 @@ class RedisBasket:
     async def mark(self, scope: str, partitions: Sequence[int], now: datetime) -> None:
         """Record on every master that it holds ``partitions`` (after a rebuild, or for a new deployment)."""
         stamp = to_ms(now)
+        await self._topology()
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in self.mark_keys(scope):
                 pipe.hset(key, mapping={str(p): stamp for p in partitions})
