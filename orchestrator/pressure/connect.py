@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["RedisClient", "RedisMode", "RedisSetupError", "check_redis", "redacted_url", "redis_client", "wrong_mode_hint"]
+__all__ = ["RedisClient", "RedisMode", "RedisSetupError", "check_redis", "redacted_url", "redis_client", "setup_hint"]
 
 RedisMode = Literal["single", "cluster"]
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
@@ -115,8 +115,14 @@ def _cluster_enabled(info: object) -> bool:
     return False
 
 
-def wrong_mode_hint(exc: BaseException, mode: RedisMode) -> str:
-    """A hint for a retry warning: a single-mode client answered ``MOVED``/``ASK`` talks to a cluster."""
+def setup_hint(exc: BaseException, mode: RedisMode) -> str:
+    """A hint for a retry warning when the failure is Redis's set-up, not a passing fault.
+
+    A single-mode client answered ``MOVED``/``ASK`` talks to a cluster; ``NOPERM``: the Redis
+    user lacks a command or key the basket needs.
+    """
     if mode == "single" and isinstance(exc, rex.AskError):
         return " (Redis answered MOVED/ASK: REDIS_URL names a Redis Cluster; set ORCH_REDIS_MODE=cluster)"
+    if isinstance(exc, rex.NoPermissionError):
+        return " (the Redis user may not do this: give it the README's ACL SETUSER rules)"
     return ""

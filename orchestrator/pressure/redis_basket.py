@@ -173,6 +173,13 @@ class RedisBasket:
                 break
         return sorted(keys.values())
 
+    async def check_permissions(self, scope: str) -> None:
+        """Raise ``NoPermissionError`` now when the Redis user may not do what every batch does first
+        (load the scripts, read the partition marks); what the scripts call is checked when they run."""
+        await self._gate.load(self.redis)
+        await self._restore.load(self.redis)
+        await self.unmarked(scope, [0])
+
     async def _topology(self) -> None:
         """A cluster client that has not met the cluster yet (Redis was down at start) learns its masters now."""
         if isinstance(self.redis, RedisCluster) and not self.redis.get_primaries():

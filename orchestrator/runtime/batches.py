@@ -78,7 +78,7 @@ from aiokafka.structs import ConsumerRecord
 
 from orchestrator.dedupe import EngineLimits
 from orchestrator.events import AudienceCheck, CustomerEvent, InboundLimits, InvalidEvent, TimerFired, decode_internal, parse_inbound
-from orchestrator.pressure.connect import wrong_mode_hint
+from orchestrator.pressure.connect import setup_hint
 from orchestrator.processor import YIELD_EVERY, CustomerWork, Failure, process_batch
 from orchestrator.runtime.basket_guard import BasketGuard
 from orchestrator.runtime.context import Transient, WorkerContext, dependency_of, is_suspect, is_transient, log, retry_log
@@ -259,7 +259,7 @@ class BatchLoop:
                     exc.dependency,
                     type(exc.cause).__name__,
                     exc.cause,
-                    wrong_mode_hint(exc.cause, ctx.settings.redis_mode),
+                    setup_hint(exc.cause, ctx.settings.redis_mode),
                     len(records),
                     delay,
                     extra={"event": "dependency_retry", "dependency": exc.dependency},

@@ -60,6 +60,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (rex.ReadOnlyError, rex.OutOfMemoryError, rex.BusyLoadingError, *REDIS_CLUSTER_TRANSIENT)):
         return True
+    if isinstance(exc, rex.NoPermissionError):  # NOPERM: the Redis user's ACL, a set-up error; wait (not ready), never dead-letter
+        return True
     if isinstance(exc, rex.RedisClusterException):  # "cannot be connected", no node for a slot; not a cross-slot bug of ours
         return not isinstance(exc, (rex.CrossSlotTransactionError, rex.InvalidPipelineStack))
     if isinstance(exc, rex.ResponseError):

@@ -16,10 +16,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoPermissionError, RedisClusterException, RedisError
 
 from orchestrator.pressure.connect import RedisSetupError, check_redis, redacted_url, redis_client
 from orchestrator.pressure.policy import PressurePolicy, load_policy
+from orchestrator.pressure.redis_basket import RedisBasket
 from orchestrator.pressure.restore import horizon
 from orchestrator.settings import Settings
 
@@ -141,8 +142,14 @@ async def check_redis_settings(settings: Settings) -> str | None:
     client = redis_client(settings.redis_url, settings.redis_mode, ca_file=settings.redis_ca_file)
     try:
         await check_redis(client, settings.redis_mode, settings.redis_url)
+        await RedisBasket(client, load_policy(settings.resolved_policy_file())).check_permissions(settings.app_id)
     except RedisSetupError as exc:
         raise PreflightError(str(exc)) from exc
+    except NoPermissionError as exc:
+        raise PreflightError(
+            f"Redis at {redacted_url(settings.redis_url)}: the user may not do what the basket needs ({exc}); "
+            "give it the README's ACL SETUSER rules"
+        ) from exc
     except (RedisError, RedisClusterException, OSError) as exc:
         return f"Redis at {redacted_url(settings.redis_url)} not reachable ({type(exc).__name__}); batches wait for it"
     finally:

@@ -199,3 +199,20 @@ def test_a_wrong_kafka_password_refuses_the_start_in_one_line(stack: PrivateStac
     run = refused_start(dep, secured(stack, kafka_password="not-the-password"))
     line = assert_one_clear_line(run, "ORCH_KAFKA_SASL_PASSWORD", stack.exports["KAFKA_SECURE_BOOTSTRAP_SERVERS"])
     assert "not-the-password" not in line
+
+
+def test_a_redis_user_without_the_basket_commands_refuses_the_start_in_one_line(stack: PrivateStack, dep: Deployment) -> None:
+    """A user the ACL left short (here: no HMGET, which the partition marks need) is a set-up error, not a per-batch one."""
+    good = stack.exports["REDIS_TLS_URL"]
+    short = [c for c in WORKER_ACL_COMMANDS if c != "hmget"]
+    with redis.Redis.from_url(stack.redis) as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "short", "reset", "on", ">short-pw", WORKER_ACL_KEYS, "resetchannels", "-@all", *(f"+{c}" for c in short)
+        )
+    try:
+        url = good.replace(good.split("://", 1)[1].split("@", 1)[0], "short:short-pw")
+        run = refused_start(dep, secured(stack, redis_url=url))
+        assert_one_clear_line(run, "ACL SETUSER", "hmget")
+    finally:
+        with redis.Redis.from_url(stack.redis) as admin:
+            admin.acl_deluser("short")

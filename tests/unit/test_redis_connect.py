@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.exceptions as rex
 
-from orchestrator.pressure.connect import redacted_url, redis_client, wrong_mode_hint
+from orchestrator.pressure.connect import redacted_url, redis_client, setup_hint
 from orchestrator.runtime.context import dependency_of, is_suspect, is_transient
 
 
@@ -33,9 +33,15 @@ def test_a_cross_slot_bug_is_not_retried_forever() -> None:
 
 def test_moved_in_single_mode_says_to_set_the_cluster_mode() -> None:
     moved = rex.MovedError("3999 127.0.0.1:7001")
-    assert "ORCH_REDIS_MODE=cluster" in wrong_mode_hint(moved, "single")
-    assert wrong_mode_hint(moved, "cluster") == ""
-    assert wrong_mode_hint(rex.ConnectionError("refused"), "single") == ""
+    assert "ORCH_REDIS_MODE=cluster" in setup_hint(moved, "single")
+    assert setup_hint(moved, "cluster") == ""
+    assert setup_hint(rex.ConnectionError("refused"), "single") == ""
+
+
+def test_a_missing_acl_permission_waits_with_a_hint_and_dead_letters_nothing() -> None:
+    noperm = rex.NoPermissionError("this user has no permissions to run the 'hmget' command")
+    assert is_transient(noperm) and dependency_of(noperm) == "redis"
+    assert "ACL SETUSER" in setup_hint(noperm, "single")
 
 
 def test_passwords_never_reach_a_message() -> None:
