@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -141,16 +142,11 @@ async def _trivial_worker(url: str, requests: list[GateRequest], batch: int, con
     return len(requests), elapsed, outcomes
 
 
-async def _gate_worker(
-    url: str, policy: PressurePolicy, prefix: str, requests: list[GateRequest], batch: int, concurrency: int
-) -> tuple[int, float, dict[str, int]]:
-    client = aioredis.Redis.from_url(url, max_connections=concurrency + 2)
-    basket = RedisBasket(client, policy, prefix=prefix)
-    await basket.load_script()
-    batches = [requests[i : i + batch] for i in range(0, len(requests), batch)]
-    queue: asyncio.Queue[list[GateRequest]] = asyncio.Queue()
-    for b in batches:
-        queue.put_nowait(b)
+async def drive_gates(basket: RedisBasket, requests: Sequence[GateRequest], batch: int, concurrency: int) -> tuple[float, dict[str, int]]:
+    """``gate_many`` over ``requests`` in batches of ``batch``, ``concurrency`` in flight; (seconds, outcomes)."""
+    queue: asyncio.Queue[Sequence[GateRequest]] = asyncio.Queue()
+    for i in range(0, len(requests), batch):
+        queue.put_nowait(requests[i : i + batch])
     outcomes: dict[str, int] = {}
 
     async def lane() -> None:
@@ -161,7 +157,16 @@ async def _gate_worker(
 
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started, outcomes
+
+
+async def _gate_worker(
+    url: str, policy: PressurePolicy, prefix: str, requests: list[GateRequest], batch: int, concurrency: int
+) -> tuple[int, float, dict[str, int]]:
+    client = aioredis.Redis.from_url(url, max_connections=concurrency + 2)
+    basket = RedisBasket(client, policy, prefix=prefix)
+    await basket.load_script()
+    elapsed, outcomes = await drive_gates(basket, requests, batch, concurrency)
     await client.aclose()
     return len(requests), elapsed, outcomes
 

@@ -60,13 +60,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_basket import make_requests  # noqa: E402
+from bench_basket import drive_gates, make_requests  # noqa: E402
 from bench_worker import make_events, metric, poll_rate, rss_mib  # noqa: E402
 
 from orchestrator.dev import kafkatools  # noqa: E402
 from orchestrator.dev.private_stack import PrivateStack, free_port_range  # noqa: E402
 from orchestrator.dev.processes import WorkerProcess, worker_env  # noqa: E402
-from orchestrator.pressure.basket import Decision  # noqa: E402
 from orchestrator.pressure.connect import RedisMode, check_redis, redis_client  # noqa: E402
 from orchestrator.pressure.periods import period_info  # noqa: E402
 from orchestrator.pressure.policy import PressurePolicy, load_policy  # noqa: E402
@@ -225,19 +224,7 @@ async def _gates(job: dict[str, Any], policy: PressurePolicy, requests: list[Any
     warm, timed = requests[: batch * inflight], requests[batch * inflight :]
     # warm-up (not timed): one batch per lane, so every lane's connection (TLS handshake included) exists
     await asyncio.gather(*(basket.gate_many(warm[i * batch : (i + 1) * batch]) for i in range(inflight)))
-    queue: asyncio.Queue[Sequence[Any]] = asyncio.Queue()
-    for i in range(0, len(timed), batch):
-        queue.put_nowait(timed[i : i + batch])
-    outcomes: dict[str, int] = {}
-
-    async def lane() -> None:
-        while not queue.empty():
-            for d in cast(list[Decision], await basket.gate_many(queue.get_nowait())):
-                outcomes[d.outcome] = outcomes.get(d.outcome, 0) + 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(inflight)))
-    elapsed = time.perf_counter() - started
+    elapsed, outcomes = await drive_gates(basket, timed, batch, inflight)
     await client.aclose()
     return {"decisions": len(timed), "seconds": round(elapsed, 3), "per_second": round(len(timed) / elapsed, 1), "outcomes": outcomes}
 
