@@ -47,6 +47,8 @@ class BasketGuard:
         missing = await basket.unmarked(scope, sorted(set(partitions)))
         if not missing:
             return
+        # one rebuild for every owned partition Redis lost, not one per batch that happens to touch one
+        missing = await basket.unmarked(scope, sorted(set(missing) | set(ctx.health.partitions)))
         started = time.monotonic()
         ctx.health.failed("redis")  # not ready while the gate is held (after the stall grace)
         now = ctx.now()
