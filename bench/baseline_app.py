@@ -1,7 +1,7 @@
 """Baseline for bench_worker.py: a plain Faust agent on the same broker.
 
 It does what any stateful Faust consumer does and nothing more: consume JSON,
-decode it, update a per-customer table entry (changelogged). Configured by env:
+decode it, update a per-customer table entry (in memory, changelogged). Configured by env:
 BASELINE_TOPIC, BASELINE_APP_ID, KAFKA_BOOTSTRAP_SERVERS, BASELINE_PORT.
 """
 
@@ -16,7 +16,7 @@ from faust.web import Request, Response, View
 app = faust.App(
     os.environ["BASELINE_APP_ID"],
     broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
-    store="rocksdb://",
+    store="memory://",  # the worker keeps states in memory too (durable in a changelog); rocksdict is no dependency
     datadir=os.environ.get("BASELINE_DATA_DIR", "/tmp/baseline-data"),
     topic_partitions=int(os.environ.get("BASELINE_PARTITIONS", "4")),
     table_standby_replicas=0,
