@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_basket import drive_gates, make_requests  # noqa: E402
-from bench_worker import make_events, metric, poll_rate, rss_mib  # noqa: E402
+from bench_worker import PROCESSED, make_events, metric, poll_rate, rss_mib, worker_progress  # noqa: E402
 
 from orchestrator.dev import kafkatools  # noqa: E402
 from orchestrator.dev.private_stack import PrivateStack, free_port_range  # noqa: E402
@@ -77,8 +77,6 @@ from orchestrator.runtime.context import WorkerContext  # noqa: E402
 from orchestrator.runtime.preflight import ensure_topics, prepare_topics  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 
-PROCESSED = r'^orchestrator_processed_total\{kind="event"\} ([0-9.e+]+)$'
-ACCEPTED = r'^orchestrator_events_total\{family="web",outcome="accepted"\} ([0-9.e+]+)$'
 T0 = time.monotonic()
 
 
@@ -93,15 +91,16 @@ def median_row(runs: list[float]) -> float:
 # ---------------------------------------------------------------- 1. worker scale-out
 
 
-def _sum_metric(workers: Sequence[WorkerProcess], pattern: str) -> float:
-    """The sum of ``pattern`` over the workers that answer (one still starting counts 0)."""
-    total = 0.0
+def _progress(workers: Sequence[WorkerProcess]) -> tuple[float, float]:
+    """(processed, accepted) summed over the workers that answer (one still starting counts 0)."""
+    done = started = 0.0
     for w in workers:
         try:
-            total += metric(w.web_port, pattern)
+            d, s = worker_progress(w.web_port)
         except (urllib.error.URLError, OSError):
             continue
-    return total
+        done, started = done + d, started + s
+    return done, started
 
 
 async def _premark(url: str, app_id: str, partitions: int) -> None:
@@ -151,13 +150,13 @@ def scale_run(
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pub = pool.submit(publish)
 
-            def done() -> float:
+            def progress() -> tuple[float, float]:
                 if pub.done() and pub.exception() is not None:
                     raise RuntimeError("publishing the backlog failed") from pub.exception()
-                return _sum_metric(workers, PROCESSED)
+                return _progress(workers)
 
             try:
-                rate = poll_rate(done, lambda: _sum_metric(workers, ACCEPTED), n, workers[0].proc, args.timeout)
+                rate = poll_rate(progress, n, workers[0].proc, args.timeout)
             except RuntimeError:
                 for w in workers:
                     print(w.log_tail(30), file=sys.stderr)
