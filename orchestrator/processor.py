@@ -46,6 +46,7 @@ from orchestrator.actions import (
 from orchestrator.dedupe import DEFAULT_LIMITS, EngineLimits
 from orchestrator.engine import step
 from orchestrator.events import AudienceCheck, CustomerEvent, TimerFired
+from orchestrator.fastmodel import fast_json
 from orchestrator.journey.loader import JourneySet
 from orchestrator.pressure.basket import Basket, Decision
 from orchestrator.state import CustomerState
@@ -225,7 +226,7 @@ def _run_customer(
         try:
             result = yield from run_message(state, message, journeys, now, limits)
             if result.state is not state:
-                raw = result.state.model_dump_json().encode()
+                raw = fast_json(result.state)
                 if len(raw) > max_state_bytes:
                     raise StateTooLarge(
                         f"the state of customer {message.customer_id} would be {len(raw)} bytes after this message, "

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from orchestrator.events import CustomerEvent, encode_internal
+from orchestrator.fastmodel import fast_json
 from orchestrator.metrics import Metrics, Tally
 from orchestrator.processor import Result
 from orchestrator.records import ConsentRecord, DecisionRecord, EmitRecord, JourneyLogRecord, SendRequest
@@ -86,9 +87,9 @@ class Topics:
     journey_log: str
     dead_letter: str
     emit_topic: Callable[[str], str]
+    """An emit step's ``topic`` → its Kafka topic (``<prefix>.out.<topic>``)."""
     consent: str = ""
     """The customers' suppressions after each consent change (compacted); empty: not published (tests of outputs alone)."""
-    """An emit step's ``topic`` → its Kafka topic (``<prefix>.out.<topic>``)."""
     copartitioned: frozenset[str] = frozenset()
     """Output topics with as many partitions as customer-events: a customer's record goes to the customer's
     partition, given explicitly (the number murmur2 of the key gives; the producer need not hash it again)."""
@@ -130,26 +131,26 @@ def result_records(
         p = partition if topics.decisions in same else None
         for d in res.dispositions:
             key = d.send.customer_id.encode()
-            out.records.append(OutRecord(topics.decisions, key, DecisionRecord.of(d, at).model_dump_json().encode(), p))
+            out.records.append(OutRecord(topics.decisions, key, fast_json(DecisionRecord.of(d, at)), p))
             tally.add(metrics.decisions, d.result, d.send.comm_type, d.send.channel)
             if d.send.run_id is not None:
                 tally.add(metrics.campaign_decisions, d.send.journey_id, run_label(d.send.journey_id, d.send.run_id), d.result)
     if res.sends:
         p = partition if topics.sends in same else None
         for d in res.sends:
-            value = SendRequest.of(d, at).model_dump_json().encode()
+            value = fast_json(SendRequest.of(d, at))
             out.records.append(OutRecord(topics.sends, d.send.customer_id.encode(), value, p))
             tally.add(metrics.sends, d.send.channel, d.send.comm_type)
     p = partition if topics.journey_log in same else None
     for t in res.traces:
-        out.records.append(OutRecord(topics.journey_log, t.customer_id.encode(), JourneyLogRecord.of(t).model_dump_json().encode(), p))
+        out.records.append(OutRecord(topics.journey_log, t.customer_id.encode(), fast_json(JourneyLogRecord.of(t)), p))
         tally.add(metrics.journey_steps, t.journey_id or "(none)", t.what)
         if t.what == "entered" and t.run_id is not None:
             tally.add(metrics.campaign_entered, t.journey_id, run_label(t.journey_id, t.run_id))
     for e in res.emits:  # never gated: published with the batch's other outputs
         topic = topics.emit_topic(e.topic)
         out.emit_topics.add(topic)
-        out.records.append(OutRecord(topic, e.customer_id.encode(), EmitRecord.of(e).model_dump_json().encode()))
+        out.records.append(OutRecord(topic, e.customer_id.encode(), fast_json(EmitRecord.of(e))))
 
 
 def envelope_record(event: CustomerEvent, topics: Topics, timestamp_ms: int | None = None) -> OutRecord:

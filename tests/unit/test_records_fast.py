@@ -11,6 +11,7 @@ from orchestrator.actions import Disposition, Trace
 from orchestrator.definitions import load_definitions
 from orchestrator.dev.drive import drive
 from orchestrator.events import InvalidEvent, parse_inbound
+from orchestrator.fastmodel import fast_json
 from orchestrator.records import DecisionRecord, JourneyLogRecord, SendRequest
 from orchestrator.state import CustomerState
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
 
-def _actions() -> list[Disposition | Trace]:
+def _actions(seen_states: list[CustomerState] | None = None) -> list[Disposition | Trace]:
     js = load_definitions(ROOT / "journeys", None).journeys
     out: list[Disposition | Trace] = []
     for path in sorted((ROOT / "tests" / "fixtures" / "events").glob("*.jsonl")):
@@ -36,6 +37,8 @@ def _actions() -> list[Disposition | Trace]:
                 continue
             state, actions = drive(states.get(event.customer_id) or CustomerState.new(event.customer_id), event, js, event.occurred_at)
             states[event.customer_id] = state
+            if seen_states is not None:
+                seen_states.append(state)
             out += [a for a in actions if isinstance(a, Disposition | Trace)]
     return out
 
@@ -54,3 +57,13 @@ def test_fast_records_serialize_as_the_validated_models_do() -> None:
     for t in traces:
         fast_log = JourneyLogRecord.of(t)
         assert fast_log.model_dump_json() == JourneyLogRecord(**t.model_dump(exclude={"kind", "run_id"})).model_dump_json()
+
+
+def test_fast_json_gives_the_bytes_model_dump_json_gives() -> None:
+    """The worker writes states and records with fastmodel.fast_json (pydantic-core's serializer called directly)."""
+    states: list[CustomerState] = []
+    actions = _actions(states)
+    records = [DecisionRecord.of(a, AT) if isinstance(a, Disposition) else JourneyLogRecord.of(a) for a in actions]
+    assert len(states) > 100
+    for obj in [*states, *records]:
+        assert fast_json(obj) == obj.model_dump_json().encode()
