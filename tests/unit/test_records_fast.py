@@ -4,8 +4,10 @@ exactly what the validated models give, field order and number types included.""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+
+from pydantic import BaseModel, Field, field_serializer
 
 from orchestrator.actions import Disposition, Trace
 from orchestrator.definitions import load_definitions
@@ -60,10 +62,46 @@ def test_fast_records_serialize_as_the_validated_models_do() -> None:
 
 
 def test_fast_json_gives_the_bytes_model_dump_json_gives() -> None:
-    """The worker writes states and records with fastmodel.fast_json (pydantic-core's serializer called directly)."""
+    """The worker writes states and records with fastmodel.fast_json (orjson, pydantic's fields): the same bytes."""
     states: list[CustomerState] = []
     actions = _actions(states)
-    records = [DecisionRecord.of(a, AT) if isinstance(a, Disposition) else JourneyLogRecord.of(a) for a in actions]
-    assert len(states) > 100
+    dispositions = [a for a in actions if isinstance(a, Disposition)]
+    records: list[BaseModel] = [JourneyLogRecord.of(a) for a in actions if isinstance(a, Trace)]
+    records += [DecisionRecord.of(d, AT) for d in dispositions] + [SendRequest.of(d, AT) for d in dispositions if d.result == "approved"]
+    assert len(states) > 100 and len(records) > 100
+    assert any(inst.timers for s in states for inst in s.instances)  # nested models, datetimes, the excluded `gating`
     for obj in [*states, *records]:
         assert fast_json(obj) == obj.model_dump_json().encode()
+
+
+class _Shaped(BaseModel):
+    """Models whose JSON pydantic shapes itself, and values orjson writes otherwise: fast_json leaves them to pydantic."""
+
+    at: datetime
+    tags: set[str] = Field(default_factory=set)
+    big: int = 0
+    renamed: str = Field(default="x", serialization_alias="name")
+
+    @field_serializer("at")
+    def _at(self, at: datetime) -> str:
+        return at.strftime("%d.%m.%Y")
+
+
+class _Plain(BaseModel):
+    at: datetime
+    n: float
+    inner: list[_Shaped] = Field(default_factory=list)
+    hidden: str = Field(default="secret", exclude=True)
+
+
+def test_fast_json_falls_back_to_pydantic_where_it_would_differ() -> None:
+    shaped = _Shaped(at=AT, tags={"b", "a"}, big=2**70)
+    cases = [
+        shaped,
+        _Plain(at=AT, n=float("inf"), inner=[shaped]),  # a shaped model nested in a plain one
+        _Plain(at=datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=2))), n=0.1),
+        _Plain(at=AT, n=2.5),
+    ]
+    for obj in cases:
+        assert fast_json(obj) == obj.model_dump_json().encode()
+    assert b"secret" not in fast_json(cases[-1])
