@@ -16,12 +16,15 @@ come back to the engine as :class:`TimerFired`, campaign runs reach a customer a
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -457,12 +460,74 @@ def _depth(doc: Any, limit: int) -> int:
 
 
 def decode_json(raw: bytes | str, limits: InboundLimits = DEFAULT_INBOUND_LIMITS) -> Any:
-    """Bytes -> JSON document within ``limits``; :class:`InvalidEvent` with a precise reason otherwise."""
+    """Bytes -> JSON document within ``limits``; :class:`InvalidEvent` with a precise reason otherwise.
+
+    Two paths, one answer: :func:`_decode_fast` (orjson, then one walk for depth and floats)
+    returns the document when it is surely what the checked path returns; anything else, and
+    every refusal, takes :func:`_decode_checked` (``json`` with a guard on every number
+    literal), which says what was wrong. ~3 µs less per typical event;
+    ``tests/unit/test_events.py`` compares both paths on generated documents.
+    """
     if len(raw) > limits.max_bytes:
         raise InvalidEvent(
             f"message is {len(raw)} bytes, over the limit of {limits.max_bytes} (ORCH_MAX_EVENT_BYTES); send large payloads by reference",
             "too_large",
         )
+    if isinstance(raw, bytes) and limits.max_number_digits >= _ORJSON_INT_CHARS:
+        doc = _decode_fast(raw, limits)
+        if doc is not None:
+            return doc
+    return _decode_checked(raw, limits)
+
+
+_ORJSON_INT_CHARS = 20
+"""The longest integer literal orjson returns as an int (u64 max, i64 min); longer ones it returns as floats."""
+
+
+def _decode_fast(raw: bytes, limits: InboundLimits) -> Any:
+    """orjson's document, or None where only the checked path can tell (see below).
+
+    orjson refuses what ``json`` would let through to a refusal of ours anyway (NaN, Infinity, a
+    number that overflows) and a few inputs ``json`` accepts (a BOM, lone surrogates): all go
+    to the checked path. Where it differs on an accepted document, it returns a float: an
+    integer literal past 64 bits becomes one. So a document with a float is kept only when its
+    bytes have no run of 19 digits (such an integer) and no number-like run longer than the
+    literal limit (the checked path refuses those).
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict | list):
+        return None
+    has_float = _depth_and_floats(doc, limits.max_depth)
+    if has_float is None or (has_float and _long_number(limits.max_number_digits).search(raw)):
+        return None
+    return doc
+
+
+@functools.cache
+def _long_number(limit: int) -> re.Pattern[bytes]:
+    return re.compile(rb"[0-9]{19}|[-+0-9.eE]{%d}" % (limit + 1))
+
+
+def _depth_and_floats(doc: dict[str, Any] | list[Any], limit: int) -> bool | None:
+    """None when containers nest deeper than ``limit``; else whether a float occurs anywhere."""
+    has_float = False
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > limit:
+            return None
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, d + 1))
+            elif type(child) is float:
+                has_float = True
+    return has_float
+
+
+def _decode_checked(raw: bytes | str, limits: InboundLimits) -> Any:
     try:
         doc = json.loads(
             raw,

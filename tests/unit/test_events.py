@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.events import (
     FAMILIES,
@@ -245,3 +247,58 @@ def test_the_envelope_built_without_validation_equals_the_validated_one() -> Non
             assert ev.model_fields_set == validated.model_fields_set | {"kind", "data"}
             checked.add(family)
     assert {"ccm", "web", "consent", "crm"} <= checked, checked
+
+
+def _typed(v: Any) -> Any:
+    """A document with every value's type beside it (1 and 1.0, True and 1 compare unequal)."""
+    if isinstance(v, dict):
+        return {k: _typed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_typed(x) for x in v]
+    return (type(v).__name__, repr(v))
+
+
+def _outcome(decode: Any, raw: bytes, limits: Any) -> Any:
+    try:
+        return ("doc", _typed(decode(raw, limits)))
+    except InvalidEvent as exc:
+        return ("refused", exc.code, exc.reason)
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+)
+_docs = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=20
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    doc=st.dictionaries(st.text(max_size=6), _docs, max_size=5),
+    ascii_only=st.booleans(),
+    tweak=st.sampled_from(["", "bom", "deep", "long_float", "exp", "surrogate", "big_int"]),
+    digits=st.sampled_from([20, 32, 40]),
+)
+def test_the_fast_json_path_answers_as_the_checked_one(doc: dict[str, Any], ascii_only: bool, tweak: str, digits: int) -> None:
+    """decode_json's orjson path returns a document only where the json-with-guards path returns the same one."""
+    from orchestrator.events import InboundLimits, _decode_checked, decode_json
+
+    raw = json.dumps(doc, ensure_ascii=ascii_only).encode()
+    inner = raw[1:-1]
+    sep = b"," if inner else b""
+    raw = {
+        "": raw,
+        "bom": b"\xef\xbb\xbf" + raw,
+        "deep": b'{"d":' + b"[" * 20 + b"1" + b"]" * 20 + sep + inner + b"}",
+        "long_float": b'{"f":0.' + b"1" * 40 + sep + inner + b"}",
+        "exp": b'{"f":1e999' + sep + inner + b"}",
+        "surrogate": b'{"s":"\\ud800"' + sep + inner + b"}",
+        "big_int": b'{"i":-9223372036854775809,"f":1.5' + sep + inner + b"}",
+    }[tweak]
+    limits = InboundLimits(max_number_digits=digits)
+    assert _outcome(decode_json, raw, limits) == _outcome(_decode_checked, raw, limits)
