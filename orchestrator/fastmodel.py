@@ -10,7 +10,8 @@ event, the stored state, the compiled journey), so it uses these three helpers i
 for each model's fields (``__dict__``, less the fields the model excludes). A model whose JSON
 pydantic would shape otherwise (custom serializers, aliases, computed fields) and any value
 orjson does not write the same way (sets, integers past 64 bits, ...) make it fall back to
-pydantic-core's own serializer. A waiting cart customer's state: 6.5 µs instead of 13 µs.
+pydantic-core's own serializer. A waiting cart customer's state: 6.5 µs instead of 13 µs (plus
+a 0.3 µs copy to its size, see ``fast_json``).
 
 The three builders are written out in full rather than sharing a helper: a function call is a
 measurable part of their cost. They skip validation: pass only values of the declared types. The objects they return are
@@ -87,7 +88,9 @@ def fast_copy(obj: M, **updates: Any) -> M:
 def fast_json(obj: BaseModel) -> bytes:
     """``obj.model_dump_json().encode()``: the same bytes (see the module doc; tested on every state and record kind)."""
     try:
-        return orjson.dumps(obj, default=_fields, option=orjson.OPT_UTC_Z)
+        # Copied to its size: orjson's bytes keep the buffer they grew in (3.5 × the length for 2 KB states,
+        # measured), and the state store keeps one per customer. The copy costs ~0.3 µs.
+        return memoryview(orjson.dumps(obj, default=_fields, option=orjson.OPT_UTC_Z)).tobytes()
     except (TypeError, _NotPlain):  # orjson.JSONEncodeError is a TypeError
         return type(obj).__pydantic_serializer__.to_json(obj)
 
