@@ -61,6 +61,7 @@ from orchestrator.journey.loader import JourneySet, load_text  # noqa: E402
 from orchestrator.metrics import Metrics  # noqa: E402
 from orchestrator.runtime.campaigns import AudienceView, CampaignScheduler  # noqa: E402
 from orchestrator.runtime.store import PartitionState, StateStore  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.state import CustomerState  # noqa: E402
 
 RUN_AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     store, templates = build_store(args.customers, js, args.seed)
     sizes = [len(raw) for raw in store.partitions[0].states.values()]
     print(f"setup: {args.customers:,} states in {time.perf_counter() - t0:.1f}s, mean {statistics.mean(sizes):.0f} bytes", flush=True)
-    gc.set_threshold(50_000, 20, 100)  # as the worker runs
+    gc.set_threshold(Settings.model_fields["gc_young_objects"].default, 20, 100)  # as the worker runs (ORCH_GC_YOUNG_OBJECTS)
     gc.collect()
     gc.freeze()
 
